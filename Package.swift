@@ -1,0 +1,84 @@
+// swift-tools-version:6.1
+// OnionRP Dock: the overlay engine, its plugins and their tests.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+/// Every feature plugin is a dynamic library of its own, loaded by the engine with dlopen.
+func plugin(_ name: String, product: String) -> (Product, Target) {
+    (
+        .library(name: product, type: .dynamic, targets: [name]),
+        .target(
+            name: name,
+            dependencies: [.product(name: "PluginAPI", package: "PluginAPI")],
+            path: "Plugins/\(name)",
+            swiftSettings: strict
+        )
+    )
+}
+
+let plugins = [
+    plugin("ModeratorKeys", product: "moderator-keys"),
+]
+
+let package = Package(
+    name: "OnionRPDock",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "overlay-engine", targets: ["overlay-engine"]),
+    ] + plugins.map(\.0),
+    dependencies: [
+        .package(path: "Sources/PluginAPI"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(
+            name: "Engine",
+            dependencies: [
+                "COpenSSL",
+                .product(name: "PluginAPI", package: "PluginAPI"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Sources/Engine",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "overlay-engine",
+            dependencies: [
+                "Engine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/overlay-engine",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: [
+                "Engine",
+                .product(name: "PluginAPI", package: "PluginAPI"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ],
+            path: "Tests/EngineTests",
+            swiftSettings: strict
+        ),
+    ] + plugins.map(\.1)
+)

@@ -1,0 +1,225 @@
+// Config: the shape of overlay.yaml, its defaults, and the environment variables that override it.
+
+import Foundation
+import PluginAPI
+
+/// The whole of `overlay.yaml`.
+public struct EngineConfig: Sendable {
+    public var server = ServerConfig()
+    public var security = SecurityConfig()
+    public var storage = StorageConfig()
+    public var sessions = SessionsConfig()
+    public var limits = LimitsConfig()
+    public var plugins: [PluginEntry] = []
+    /// The file it was read from.
+    public var sourcePath: String = ""
+
+    public init() {}
+}
+
+/// `server:`.
+public struct ServerConfig: Decodable, Sendable {
+    /// Address to listen on (`HOST`).
+    public var host = "127.0.0.1"
+    /// Port to listen on (`PORT`); 0 picks a free port.
+    public var port = 8080
+    /// URL the engine is reached at from outside (`PUBLIC_URL`); empty: `http://host:port`.
+    public var publicURL = ""
+    /// Folder of persisted state (`DATA_DIR`).
+    public var dataDir = "data"
+    /// Folder of uploaded media (`UPLOADS_DIR`).
+    public var uploadsDir = "uploads"
+    /// Folder the plugin libraries are found in (`PLUGINS_DIR`); empty: the engine executable's folder.
+    public var pluginsDir = ""
+    /// Folder of the web pages (`WEB_DIR`).
+    public var webDir = "web"
+    /// Seconds to wait for requests in flight on shutdown.
+    public var shutdownGraceSeconds = 10
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case host, port
+        case publicURL = "public_url"
+        case dataDir = "data_dir"
+        case uploadsDir = "uploads_dir"
+        case pluginsDir = "plugins_dir"
+        case webDir = "web_dir"
+        case shutdownGraceSeconds = "shutdown_grace_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        host = try c.decodeIfPresent(String.self, forKey: .host) ?? host
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
+        publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL) ?? publicURL
+        dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? dataDir
+        uploadsDir = try c.decodeIfPresent(String.self, forKey: .uploadsDir) ?? uploadsDir
+        pluginsDir = try c.decodeIfPresent(String.self, forKey: .pluginsDir) ?? pluginsDir
+        webDir = try c.decodeIfPresent(String.self, forKey: .webDir) ?? webDir
+        shutdownGraceSeconds = try c.decodeIfPresent(Int.self, forKey: .shutdownGraceSeconds) ?? shutdownGraceSeconds
+    }
+}
+
+/// `security:`.
+public struct SecurityConfig: Decodable, Sendable {
+    /// The streamer's secret (`STREAMER_API_TOKEN`); empty: one is generated and kept in the data folder.
+    public var streamerToken = ""
+    /// When set, overlays must present it (`?token=` or `x-overlay-token`) (`OVERLAY_TOKEN`).
+    public var overlayToken = ""
+    /// Refuse state-changing requests and WebSocket upgrades from other origins (`ENABLE_STRICT_ORIGIN`).
+    public var strictOrigin = false
+    /// Origins allowed when strict (`ALLOWED_ORIGINS`, comma-separated).
+    public var allowedOrigins: [String] = []
+    /// Peers whose `X-Forwarded-For` is believed (exact addresses).
+    public var trustedProxies: [String] = []
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case streamerToken = "streamer_token"
+        case overlayToken = "overlay_token"
+        case strictOrigin = "strict_origin"
+        case allowedOrigins = "allowed_origins"
+        case trustedProxies = "trusted_proxies"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        streamerToken = try c.decodeIfPresent(String.self, forKey: .streamerToken) ?? streamerToken
+        overlayToken = try c.decodeIfPresent(String.self, forKey: .overlayToken) ?? overlayToken
+        strictOrigin = try c.decodeIfPresent(Bool.self, forKey: .strictOrigin) ?? strictOrigin
+        allowedOrigins = try c.decodeIfPresent([String].self, forKey: .allowedOrigins) ?? allowedOrigins
+        trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? trustedProxies
+    }
+}
+
+/// `storage:`.
+public struct StorageConfig: Decodable, Sendable {
+    /// Where keys, sessions and counters live.
+    public enum Backend: String, Decodable, Sendable {
+        /// In the engine's memory (the default; state is lost on restart).
+        case embedded
+        /// A Redis server at `redis_url`.
+        case redis
+    }
+    /// The backend (`REDIS_URL` set in the environment selects `redis`).
+    public var backend = Backend.embedded
+    /// `redis://[:password@]host:port/db` or `unix:///path/redis.sock` (`REDIS_URL`).
+    public var redisURL = ""
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case backend
+        case redisURL = "redis_url"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        backend = try c.decodeIfPresent(Backend.self, forKey: .backend) ?? backend
+        redisURL = try c.decodeIfPresent(String.self, forKey: .redisURL) ?? redisURL
+    }
+}
+
+/// `sessions:`.
+public struct SessionsConfig: Decodable, Sendable {
+    /// Lifetime of an unconsumed moderator key (`MODERATOR_KEY_TTL_SECONDS`).
+    public var moderatorKeyTTLSeconds = 600
+    /// Idle lifetime of a moderator session (`MODERATOR_SESSION_TTL_SECONDS`).
+    public var moderatorSessionTTLSeconds = 43_200
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case moderatorKeyTTLSeconds = "moderator_key_ttl_seconds"
+        case moderatorSessionTTLSeconds = "moderator_session_ttl_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        moderatorKeyTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .moderatorKeyTTLSeconds) ?? moderatorKeyTTLSeconds
+        moderatorSessionTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .moderatorSessionTTLSeconds) ?? moderatorSessionTTLSeconds
+    }
+}
+
+/// One rate-limit bucket's numbers.
+public struct RateLimitConfig: Decodable, Sendable, Equatable {
+    /// Requests allowed in a burst.
+    public var burst: Int
+    /// Requests added back per minute.
+    public var perMinute: Int
+
+    enum CodingKeys: String, CodingKey {
+        case burst
+        case perMinute = "per_minute"
+    }
+}
+
+/// `limits:`.
+public struct LimitsConfig: Decodable, Sendable {
+    /// Largest request body a route reads whole, unless the route sets its own.
+    public var maxBodyBytes = 1 << 20
+    /// Largest inbound WebSocket message on the engine channels.
+    public var wsMaxMessageBytes = 64 << 10
+    /// Outbound frames queued per connection before it counts as stuck and is dropped.
+    public var wsOutboundQueue = 256
+    /// Seconds a single frame may take to send before the client is dropped as stuck.
+    public var wsSendTimeoutSeconds = 10
+    /// Seconds between keep-alive pings.
+    public var wsPingSeconds = 20
+    /// Overrides of route rate limits by bucket name (`moderator-keys.generate: {burst: 5, per_minute: 10}`).
+    public var rate: [String: RateLimitConfig] = [:]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maxBodyBytes = "max_body_bytes"
+        case wsMaxMessageBytes = "ws_max_message_bytes"
+        case wsOutboundQueue = "ws_outbound_queue"
+        case wsSendTimeoutSeconds = "ws_send_timeout_seconds"
+        case wsPingSeconds = "ws_ping_seconds"
+        case rate
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+        wsMaxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .wsMaxMessageBytes) ?? wsMaxMessageBytes
+        wsOutboundQueue = try c.decodeIfPresent(Int.self, forKey: .wsOutboundQueue) ?? wsOutboundQueue
+        wsSendTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .wsSendTimeoutSeconds) ?? wsSendTimeoutSeconds
+        wsPingSeconds = try c.decodeIfPresent(Int.self, forKey: .wsPingSeconds) ?? wsPingSeconds
+        rate = try c.decodeIfPresent([String: RateLimitConfig].self, forKey: .rate) ?? rate
+    }
+}
+
+/// One entry of `plugins:`.
+public struct PluginEntry: Decodable, Sendable {
+    /// The plugin's name; must equal the name the library declares.
+    public var name: String
+    /// Library file; default `<plugins_dir>/lib<name>.so`.
+    public var path: String?
+    /// Whether it is loaded (default true).
+    public var enabled: Bool
+    /// The plugin's own section, decoded by the plugin.
+    public var config: ConfigNode?
+    /// Line of the entry in the file.
+    public var line: Int = 0
+
+    enum CodingKeys: String, CodingKey { case name, path, enabled, config }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        path = try c.decodeIfPresent(String.self, forKey: .path)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        config = try c.decodeIfPresent(ConfigNode.self, forKey: .config)
+    }
+
+    public init(name: String, path: String?, enabled: Bool = true, config: ConfigNode? = nil) {
+        self.name = name
+        self.path = path
+        self.enabled = enabled
+        self.config = config
+    }
+}

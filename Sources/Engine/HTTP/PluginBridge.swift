@@ -1,0 +1,143 @@
+// HTTP: adapts Hummingbird requests, responses and sockets to PluginAPI's framework-free types.
+
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import NIOCore
+import NIOWebSocket
+import HummingbirdCore
+import PluginAPI
+import Synchronization
+
+/// Pulls request body chunks from Hummingbird one at a time, so a slow consumer slows the client (back-pressure).
+final class BodyPump: @unchecked Sendable {
+    private var iterator: Hummingbird.RequestBody.AsyncIterator
+    private let lock = NSLock()
+
+    init(_ body: Hummingbird.RequestBody) { self.iterator = body.makeAsyncIterator() }
+
+    func next() async throws -> [UInt8]? {
+        // One consumer at a time is guaranteed by PluginAPI.RequestBody (it can be iterated once).
+        guard let buffer = try await iterator.next() else { return nil }
+        return Array(buffer: buffer)
+    }
+}
+
+/// Hands a Hummingbird response writer to a plugin's streamed body.
+final class ResponseWriterBox: PluginAPI.ResponseBodyWriter, @unchecked Sendable {
+    var writer: any HummingbirdCore.ResponseBodyWriter
+    init(_ writer: any HummingbirdCore.ResponseBodyWriter) { self.writer = writer }
+    func write(_ bytes: [UInt8]) async throws { try await writer.write(ByteBuffer(bytes: bytes)) }
+}
+
+enum PluginBridge {
+    static func method(_ method: HTTPRequest.Method) -> PluginAPI.HTTPMethod? {
+        PluginAPI.HTTPMethod(rawValue: method.rawValue)
+    }
+
+    static func headers(_ fields: HTTPFields) -> HTTPHeaders {
+        HTTPHeaders(fields.map { ($0.name.canonicalName, $0.value) })
+    }
+
+    static func query(_ uri: URI) -> [(name: String, value: String)] {
+        guard let query = uri.query, !query.isEmpty else { return [] }
+        return FormURLEncoding.parse(query)
+    }
+
+    /// Builds a PluginAPI request.
+    static func request(_ request: Request, context: EngineRequestContext, parameterNames: [String], caller: Caller,
+                        remoteAddress: String?, withBody: Bool) -> PluginRequest {
+        var parameters: [String: String] = [:]
+        for name in parameterNames {
+            if let value = context.parameters.get(name) { parameters[name] = value.removingPercentEncoding ?? value }
+        }
+        let body: PluginAPI.RequestBody
+        if withBody {
+            let pump = BodyPump(request.body)
+            let length = request.headers[.contentLength].flatMap { Int($0) }
+            body = PluginAPI.RequestBody(contentLength: length, next: { try await pump.next() })
+        } else {
+            body = .empty
+        }
+        return PluginRequest(
+            id: context.id, method: method(request.method) ?? .get, path: request.uri.path, pathParameters: parameters,
+            query: query(request.uri), headers: headers(request.headers), remoteAddress: remoteAddress, caller: caller, body: body)
+    }
+
+    /// Converts a PluginAPI response.
+    static func response(_ response: PluginResponse) -> Response {
+        var fields = HTTPFields()
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
+        }
+        fields[.xContentTypeOptions] = "nosniff"
+        let body: Hummingbird.ResponseBody
+        switch response.body {
+        case .empty:
+            body = Hummingbird.ResponseBody()
+        case .bytes(let bytes):
+            body = Hummingbird.ResponseBody(byteBuffer: ByteBuffer(bytes: bytes))
+        case .stream(let length, let write):
+            body = Hummingbird.ResponseBody(contentLength: length) { writer in
+                let box = ResponseWriterBox(writer)
+                try await write(box)
+                writer = box.writer
+                try await writer.finish(nil)
+            }
+        }
+        return Response(status: HTTPResponse.Status(code: response.status), headers: fields, body: body)
+    }
+}
+
+/// A live socket of a plugin's own endpoint.
+final class PluginSocketSession: WebSocketSession, @unchecked Sendable {
+    let id: String
+    let request: PluginRequest
+    let userInfo: [String: String]
+    let inbound: WebSocketInbound
+    let outbound: WebSocketOutboundWriter
+
+    init(id: String, request: PluginRequest, userInfo: [String: String], inbound stream: WebSocketInboundStream,
+         maxFrameSize: Int, outbound: WebSocketOutboundWriter) {
+        self.id = id
+        self.request = request
+        self.userInfo = userInfo
+        self.outbound = outbound
+        let iteratorBox = MessageIteratorBox(stream.messages(maxSize: maxFrameSize).makeAsyncIterator())
+        self.inbound = WebSocketInbound(next: { try await iteratorBox.next() })
+    }
+
+    func send(_ text: String) async throws { try await outbound.write(.text(text)) }
+    func send(binary: [UInt8]) async throws { try await outbound.write(.binary(ByteBuffer(bytes: binary))) }
+    func close(code: UInt16, reason: String) async {
+        try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
+    }
+}
+
+final class MessageIteratorBox: @unchecked Sendable {
+    var iterator: WebSocketInboundMessageStream.AsyncIterator
+    init(_ iterator: WebSocketInboundMessageStream.AsyncIterator) { self.iterator = iterator }
+    func next() async throws -> PluginAPI.WebSocketMessage? {
+        guard let message = try await iterator.next() else { return nil }
+        switch message {
+        case .text(let text): return .text(text)
+        case .binary(let buffer): return .binary(Array(buffer: buffer))
+        }
+    }
+}
+
+/// Sessions of plugin endpoints, so that shutdown can close them.
+final class PluginSocketRegistry: Sendable {
+    private let sessions = Mutex<[String: PluginSocketSession]>([:])
+    private let counter = Atomic<Int>(0)
+
+    func nextID(_ prefix: String) -> String { "\(prefix)-\(counter.add(1, ordering: .relaxed).newValue)" }
+    func add(_ session: PluginSocketSession) { sessions.withLock { $0[session.id] = session } }
+    func remove(_ id: String) { _ = sessions.withLock { $0.removeValue(forKey: id) } }
+    var count: Int { sessions.withLock { $0.count } }
+
+    func closeAll(code: UInt16, reason: String) async {
+        for session in sessions.withLock({ Array($0.values) }) { await session.close(code: code, reason: reason) }
+    }
+}

@@ -1,0 +1,448 @@
+// The engine: wires config, store, sessions, sockets and plugins into one Hummingbird application.
+
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import HummingbirdCore
+import PluginAPI
+import ServiceLifecycle
+import Synchronization
+
+/// Start-up failed; each line names what failed and why.
+public struct StartupError: Error, CustomStringConvertible {
+    /// One line per problem.
+    public let lines: [String]
+    public var description: String { lines.joined(separator: "\n") }
+}
+
+/// The running engine.
+public final class OverlayEngine: Sendable {
+    /// Version of the engine itself.
+    public static let version = "0.1.0"
+
+    public let config: EngineConfig
+    public let logger: Logger
+    public let metrics: EngineMetrics
+    public let store: any EngineStore
+    public let crypto: OpenSSLCrypto
+    public let sessions: ModeratorSessionStore
+    public let hub: ChannelHub
+    public let access: AccessPolicy
+    public let plugins: [LoadedPlugin]
+    let pluginSockets = PluginSocketRegistry()
+    let upgradeInfo = Mutex<[String: [String: String]]>([:])
+    let dataDir: URL
+    let uploadsDir: URL
+    let webDir: URL
+    let pluginsDir: String
+    let publicURL: String
+    let startedAt = Date()
+
+    /// What the plugins registered, for the table and `GET /api/plugins`.
+    public var pluginDescriptions: [PluginDescription] { plugins.map(PluginDescription.init) }
+
+    private init(config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, crypto: OpenSSLCrypto,
+                 sessions: ModeratorSessionStore, hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin],
+                 dataDir: URL, uploadsDir: URL, webDir: URL, pluginsDir: String, publicURL: String) {
+        self.config = config
+        self.logger = logger
+        self.metrics = metrics
+        self.store = store
+        self.crypto = crypto
+        self.sessions = sessions
+        self.hub = hub
+        self.access = access
+        self.plugins = plugins
+        self.dataDir = dataDir
+        self.uploadsDir = uploadsDir
+        self.webDir = webDir
+        self.pluginsDir = pluginsDir
+        self.publicURL = publicURL
+    }
+
+    /// The folder the plugins are looked for in: `server.plugins_dir`, or the executable's folder.
+    public static func pluginsDirectory(_ config: EngineConfig) -> String {
+        if !config.server.pluginsDir.isEmpty { return absolute(config.server.pluginsDir).path }
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath()
+        if let path = Bundle.main.executablePath {
+            return URL(fileURLWithPath: path).resolvingSymlinksInPath().deletingLastPathComponent().path
+        }
+        return executable.deletingLastPathComponent().path
+    }
+
+    static func absolute(_ path: String) -> URL {
+        if path.hasPrefix("/") { return URL(fileURLWithPath: path).standardizedFileURL }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path).standardizedFileURL
+    }
+
+    /// Creates folders, the store and sessions, loads every plugin and checks routes for clashes.
+    /// - Throws: ``StartupError`` listing every problem; plugins that did start are shut down first.
+    public static func prepare(config: EngineConfig, logger: Logger) async throws -> OverlayEngine {
+        var problems: [String] = []
+        let dataDir = absolute(config.server.dataDir)
+        let uploadsDir = absolute(config.server.uploadsDir)
+        let webDir = absolute(config.server.webDir)
+        for (name, url) in [("data_dir", dataDir), ("uploads_dir", uploadsDir)] {
+            do {
+                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            } catch {
+                problems.append("engine: server.\(name) '\(url.path)' cannot be created: \(error.localizedDescription)")
+            }
+        }
+        if !problems.isEmpty { throw StartupError(lines: problems) }
+
+        let store: any EngineStore
+        switch config.storage.backend {
+        case .embedded:
+            store = EmbeddedStore()
+        case .redis:
+            throw StartupError(lines: ["engine: storage backend 'redis' (REDIS_URL) is not available in this build yet; unset REDIS_URL or use 'embedded'"])
+        }
+
+        let crypto = OpenSSLCrypto()
+        let streamerToken: String
+        do {
+            streamerToken = try resolveStreamerToken(config: config, dataDir: dataDir, crypto: crypto, logger: logger)
+        } catch {
+            throw StartupError(lines: ["engine: the streamer token file cannot be written in '\(dataDir.path)': \(error.localizedDescription)"])
+        }
+        let metrics = EngineMetrics()
+        let sessions = ModeratorSessionStore(store: store, crypto: crypto, ttl: .seconds(config.sessions.moderatorSessionTTLSeconds))
+        let hub = ChannelHub(limits: config.limits, metrics: metrics, logger: logger)
+        sessions.whenRevoked { [weak hub] id in hub?.closeSession(id) }
+        let access = AccessPolicy(security: config.security, streamerToken: streamerToken, crypto: crypto, sessions: sessions)
+        let pluginsDir = pluginsDirectory(config)
+        let publicURL = config.server.publicURL.isEmpty
+            ? "http://\(config.server.host == "0.0.0.0" ? "localhost" : config.server.host):\(config.server.port)"
+            : String(config.server.publicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")))
+        let settings = EngineSettings(
+            moderatorKeyTTL: .seconds(config.sessions.moderatorKeyTTLSeconds),
+            moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
+            streamerTokenConfigured: !streamerToken.isEmpty,
+            defaultBodyLimit: config.limits.maxBodyBytes)
+        let scene = InitialSceneAccess()
+
+        let (loaded, loadErrors) = await PluginLoader.loadAll(config: config, pluginsDir: pluginsDir) { name in
+            let folder = dataDir.appendingPathComponent("plugins").appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            return PluginContext(
+                pluginName: name, dataDirectory: folder, uploadsDirectory: uploadsDir, publicURL: publicURL, settings: settings,
+                store: NamespacedStore(base: store, prefix: "plugin:\(name):"), logger: SwiftLogPluginLogger(base: logger, plugin: name),
+                metrics: metrics.forPlugin(name), crypto: crypto, sockets: hub, sessions: sessions, scene: scene)
+        }
+        problems += loadErrors.map(\.description)
+
+        var table = RouteTable()
+        for (method, path) in engineRoutes { table.claim(method: method, path: path, owner: "engine", file: nil) }
+        for plugin in loaded {
+            for route in plugin.registrar.routes {
+                table.claim(method: route.method.rawValue, path: route.path, owner: plugin.name, file: plugin.file)
+                if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: plugin.name, file: plugin.file) }
+            }
+            for endpoint in plugin.registrar.webSocketEndpoints {
+                table.claim(method: "GET", path: endpoint.path, owner: plugin.name, file: plugin.file)
+            }
+        }
+        problems += table.problems
+
+        if !problems.isEmpty {
+            for plugin in loaded.reversed() { await plugin.shutdown() }
+            throw StartupError(lines: problems)
+        }
+
+        let engine = OverlayEngine(config: config, logger: logger, metrics: metrics, store: store, crypto: crypto, sessions: sessions,
+                                   hub: hub, access: access, plugins: loaded, dataDir: dataDir, uploadsDir: uploadsDir,
+                                   webDir: webDir, pluginsDir: pluginsDir, publicURL: publicURL)
+        engine.registerEngineEvents()
+        for plugin in loaded {
+            for handler in plugin.registrar.eventHandlers {
+                hub.on(handler.event, channels: handler.channels, owner: plugin.name, handler: handler.handler)
+            }
+            for hook in plugin.registrar.connectHandlers {
+                hub.onConnect(channels: hook.channels, owner: plugin.name, handler: hook.handler)
+            }
+            logger.info("loaded plugin \(plugin.name) \(plugin.version) (PluginAPI \(plugin.apiVersion)) from \(plugin.file): \(plugin.registrar.routes.count) routes, \(plugin.registrar.eventHandlers.count) events, \(plugin.registrar.webSocketEndpoints.count) sockets")
+        }
+        return engine
+    }
+
+    /// Routes the engine serves itself (plugins cannot claim them).
+    static let engineRoutes: [(String, String)] = [
+        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/plugins"),
+        ("GET", "/ws/overlay"), ("GET", "/ws/moderator"),
+        ("GET", "/"), ("GET", "/overlay"), ("GET", "/preview"), ("GET", "/mod"), ("GET", "/admin"), ("GET", "/publish"),
+    ]
+
+    static func resolveStreamerToken(config: EngineConfig, dataDir: URL, crypto: OpenSSLCrypto, logger: Logger) throws -> String {
+        if !config.security.streamerToken.isEmpty { return config.security.streamerToken }
+        let file = dataDir.appendingPathComponent("streamer-token")
+        if let data = FileManager.default.contents(atPath: file.path),
+           let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty {
+            logger.notice("no streamer token configured; using the one kept in \(file.path)")
+            return text
+        }
+        let token = crypto.randomToken(bytes: 24)
+        try Data((token + "\n").utf8).write(to: file, options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        logger.notice("no streamer token configured; generated one and saved it in \(file.path): \(token)")
+        return token
+    }
+
+    func registerEngineEvents() {
+        hub.on("ping", channels: SocketChannel.allCases, owner: "engine") { _, connection in
+            struct Pong: Encodable { let server_ts: Int64 }
+            connection.send(try SocketMessage.make(type: "pong", payload: Pong(server_ts: Self.nowMillis())))
+        }
+    }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: application
+
+    /// Builds the Hummingbird application with every route.
+    public func makeApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router(context: EngineRequestContext.self)
+        router.add(middleware: ErrorAndLogMiddleware())
+        router.add(middleware: PageAliasMiddleware(webDir: webDir))
+        router.add(middleware: FileMiddleware(
+            webDir.path, cacheControl: CacheControl([(MediaType(type: .any), [.noCache])]), searchForIndexHtml: true, logger: logger))
+        addEngineRoutes(router)
+        for plugin in plugins {
+            for route in plugin.registrar.routes { addPluginRoute(route, to: router) }
+            for endpoint in plugin.registrar.webSocketEndpoints { addPluginEndpoint(endpoint, plugin: plugin.name, to: router) }
+        }
+        let wsConfig = WebSocketServerConfiguration(
+            maxFrameSize: max(config.limits.wsMaxMessageBytes, 1 << 20),
+            autoPing: .enabled(timePeriod: .seconds(config.limits.wsPingSeconds)),
+            closeTimeout: .seconds(5))
+        let logger = self.logger
+        return Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(http1: .init(), ws: wsConfig)),
+            configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.notice("listening on http://\(channel.localAddress?.ipAddress ?? "?"):\(port) (public URL \(self.publicURL))")
+                await onRunning(port)
+            },
+            logger: logger)
+    }
+
+    /// Serves until SIGINT or SIGTERM, then closes sockets, drains requests, and shuts plugins down.
+    public func run() async throws {
+        let app = makeApplication()
+        let shutdown = SocketShutdownService(engine: self)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: app), .init(service: shutdown)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+        await stopPlugins()
+    }
+
+    /// Runs every plugin's shutdown, in reverse load order, then closes the store.
+    public func stopPlugins() async {
+        for plugin in plugins.reversed() {
+            await plugin.shutdown()
+            logger.info("plugin \(plugin.name) stopped")
+        }
+        await store.close()
+        logger.notice("engine stopped")
+    }
+
+    // MARK: routes
+
+    func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSON.encode(value))))
+    }
+
+    func addEngineRoutes(_ router: Router<EngineRequestContext>) {
+        router.get("/healthz") { _, _ in
+            try self.json(["status": "ok"])
+        }
+        router.get("/readyz") { _, _ in
+            struct Ready: Encodable {
+                let status: String
+                let store: String
+                let store_ok: Bool
+                let store_error: String?
+                let plugins: [String]
+            }
+            var storeError: String?
+            do { try await self.store.ping() } catch { storeError = "\(error)" }
+            let ready = Ready(status: storeError == nil ? "ready" : "not_ready", store: self.store.backendName, store_ok: storeError == nil,
+                              store_error: storeError, plugins: self.plugins.map(\.name))
+            return try self.json(ready, status: storeError == nil ? .ok : .serviceUnavailable)
+        }
+        router.get("/metrics") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render())))
+        }
+        router.get("/api/plugins") { _, _ in
+            struct Listing: Encodable {
+                let engine_version: String
+                let api_version: String
+                let plugins: [PluginDescription]
+            }
+            return try self.json(Listing(engine_version: Self.version, api_version: PluginAPIVersion.current.description,
+                                         plugins: self.pluginDescriptions))
+        }
+        router.ws("/ws/overlay", shouldUpgrade: { request, context in
+            try self.access.checkOrigin(method: .get, origin: request.headers[.origin], upgrade: true)
+            _ = try await self.access.authorize(access: .overlay, headers: PluginBridge.headers(request.headers),
+                                                query: PluginBridge.query(request.uri))
+            return .upgrade([:])
+        }, onUpgrade: { inbound, outbound, context in
+            let label = PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value
+            await self.hub.serve(channel: .overlay, caller: .overlay, clientLabel: label.map { String($0.prefix(64)) }, inbound: inbound,
+                                 outbound: outbound, nioChannel: context.requestContext.channel,
+                                 afterConnect: { self.sendHello($0) })
+        })
+        router.ws("/ws/moderator", shouldUpgrade: { request, _ in
+            try self.access.checkOrigin(method: .get, origin: request.headers[.origin], upgrade: true)
+            return .upgrade([:])
+        }, onUpgrade: { inbound, outbound, context in
+            let query = PluginBridge.query(context.request.uri)
+            let headers = PluginBridge.headers(context.request.headers)
+            let caller: Caller
+            do {
+                caller = try await self.access.authorize(access: .moderator, headers: headers, query: query)
+            } catch let error as PluginError {
+                try? await outbound.close(WebSocketErrorCode(codeNumber: 4401), reason: error.message)
+                return
+            } catch {
+                try? await outbound.close(WebSocketErrorCode(codeNumber: 4503), reason: "the session store is unavailable")
+                return
+            }
+            await self.hub.serve(channel: .moderator, caller: caller, clientLabel: nil, inbound: inbound, outbound: outbound,
+                                 nioChannel: context.requestContext.channel, afterConnect: { self.sendHello($0) })
+        })
+    }
+
+    func sendHello(_ connection: ChannelConnection) {
+        struct Hello: Encodable {
+            let connection_id: String
+            let channel: String
+            let role: String
+            let server_ts: Int64
+        }
+        if let text = try? SocketMessage.make(type: "hello", payload: Hello(
+            connection_id: connection.id, channel: connection.channel.rawValue, role: connection.caller.role, server_ts: Self.nowMillis())) {
+            connection.send(text)
+        }
+    }
+
+    /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.
+    func admit(method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
+               context: EngineRequestContext, upgrade: Bool) async throws -> (Caller, String?) {
+        try access.checkOrigin(method: method, origin: request.headers[.origin], upgrade: upgrade)
+        let client = access.clientAddress(peer: context.peerIP, forwardedFor: request.headers[.forwardedFor])
+        if let rateLimit {
+            let numbers = config.limits.rate[rateLimit.name] ?? RateLimitConfig(burst: rateLimit.burst, perMinute: rateLimit.perMinute)
+            let decision = try await store.takeToken("engine:rate:\(rateLimit.name):\(client ?? "unknown")",
+                                                     burst: numbers.burst, perMinute: numbers.perMinute)
+            if !decision.allowed { throw PluginError.rateLimited(retryAfterSeconds: decision.retryAfterSeconds) }
+        }
+        let caller = try await access.authorize(access: level, headers: PluginBridge.headers(request.headers),
+                                                query: PluginBridge.query(request.uri))
+        return (caller, client)
+    }
+
+    func addPluginRoute(_ route: PluginRoute, to router: Router<EngineRequestContext>) {
+        let names = RouteTable.parameterNames(route.path)
+        let path = RouterPath(RouteTable.hummingbirdPath(route.path))
+        let handler: @Sendable (Request, EngineRequestContext) async throws -> Response = { request, context in
+            let (caller, client) = try await self.admit(method: route.method, access: route.access, rateLimit: route.rateLimit,
+                                                        request: request, context: context, upgrade: false)
+            let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
+                                                     remoteAddress: client, withBody: true)
+            do {
+                return PluginBridge.response(try await route.handler(pluginRequest))
+            } catch let error as StoreError {
+                self.logger.error("store failure in plugin route", metadata: ["path": "\(route.path)", "error": "\(error)"])
+                throw PluginError.storeUnavailable()
+            }
+        }
+        router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue) ?? .get, use: handler)
+        if route.method == .get { router.on(path, method: .head, use: handler) }
+    }
+
+    func addPluginEndpoint(_ endpoint: PluginWebSocketEndpoint, plugin: String, to router: Router<EngineRequestContext>) {
+        let names = RouteTable.parameterNames(endpoint.path)
+        router.ws(RouterPath(RouteTable.hummingbirdPath(endpoint.path)), shouldUpgrade: { request, context in
+            let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: nil, request: request,
+                                                        context: context, upgrade: true)
+            let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
+                                                     remoteAddress: client, withBody: false)
+            switch try await endpoint.shouldUpgrade(pluginRequest) {
+            case .accept(let userInfo):
+                let key = context.id
+                self.upgradeInfo.withLock { $0[key] = userInfo }
+                return .upgrade([:])
+            case .reject(let error):
+                throw error
+            }
+        }, onUpgrade: { inbound, outbound, wsContext in
+            let requestContext = wsContext.requestContext
+            let userInfo = self.upgradeInfo.withLock { $0.removeValue(forKey: requestContext.id) } ?? [:]
+            let client = self.access.clientAddress(peer: requestContext.peerIP, forwardedFor: wsContext.request.headers[.forwardedFor])
+            let pluginRequest = PluginBridge.request(wsContext.request, context: requestContext, parameterNames: names, caller: .anonymous,
+                                                     remoteAddress: client, withBody: false)
+            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, userInfo: userInfo,
+                                              inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
+            self.pluginSockets.add(session)
+            defer { self.pluginSockets.remove(session.id) }
+            do {
+                try await endpoint.handler(session)
+            } catch {
+                self.logger.warning("plugin socket ended with an error", metadata: ["plugin": "\(plugin)", "error": "\(error)"])
+                await session.close(code: 1011, reason: "internal error")
+            }
+        })
+    }
+}
+
+/// On graceful shutdown, closes every socket (1001 going away) so the HTTP server can drain and stop.
+struct SocketShutdownService: Service {
+    let engine: OverlayEngine
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        engine.logger.notice("shutting down: closing \(engine.hub.all.count + engine.pluginSockets.count) sockets")
+        engine.hub.closeAll(code: 1001, reason: "server shutting down")
+        await engine.pluginSockets.closeAll(code: 1001, reason: "server shutting down")
+    }
+}
+
+/// Serves `web/<name>.html` at `/<name>` (`/overlay`, `/mod`, `/admin`, `/preview` = the overlay page).
+struct PageAliasMiddleware: RouterMiddleware {
+    typealias Context = EngineRequestContext
+    let pages: [String: String]
+
+    init(webDir: URL) {
+        var pages: [String: String] = [:]
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: webDir.path)) ?? []
+        for file in files where file.hasSuffix(".html") {
+            pages["/" + String(file.dropLast(5))] = "/" + file
+        }
+        if pages["/preview"] == nil, pages["/overlay"] != nil { pages["/preview"] = "/overlay.html" }
+        self.pages = pages
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.method == .get || request.method == .head, let file = pages[request.uri.path] else {
+            return try await next(request, context)
+        }
+        var head = request.head
+        head.path = file + (request.uri.query.map { "?" + $0 } ?? "")
+        return try await next(Request(head: head, body: request.body), context)
+    }
+}

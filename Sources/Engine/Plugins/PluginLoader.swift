@@ -1,0 +1,140 @@
+// Plugins: opens plugin libraries with dlopen, checks their PluginAPI version, decodes their config, runs set-up.
+
+import Foundation
+import PluginAPI
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A plugin that could not be loaded: one line naming the plugin, the file and the reason.
+public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
+    /// The plugin's name in `overlay.yaml`.
+    public let plugin: String
+    /// The library file.
+    public let file: String
+    /// Why it failed.
+    public let reason: String
+
+    public var description: String { "plugin '\(plugin)' (\(file)): \(reason)" }
+}
+
+/// A plugin that loaded and registered.
+public struct LoadedPlugin: Sendable {
+    /// Its name.
+    public let name: String
+    /// Its version.
+    public let version: String
+    /// Its summary.
+    public let summary: String
+    /// The library file.
+    public let file: String
+    /// The PluginAPI version it was built against.
+    public let apiVersion: PluginAPIVersion
+    /// What it registered.
+    public let registrar: PluginRegistrar
+    /// The running instance.
+    let instance: PluginInstance
+
+    /// Runs the plugin's shutdown.
+    func shutdown() async { await instance.shutdown() }
+}
+
+/// Loads plugin libraries.
+public enum PluginLoader {
+    /// The C signature of ``PluginAPI/pluginEntrySymbol``.
+    typealias EntryFunction = @convention(c) (UInt32, UnsafeMutablePointer<UInt32>?) -> UnsafeMutableRawPointer?
+
+    /// The platform's file name of a library: `lib<name>.so` on Linux, `lib<name>.dylib` on macOS.
+    public static func libraryFileName(_ name: String) -> String {
+        #if os(macOS)
+        return "lib\(name).dylib"
+        #else
+        return "lib\(name).so"
+        #endif
+    }
+
+    /// The file an entry loads: its `path` (relative to the plugins folder when not absolute), or the default name.
+    public static func resolvePath(_ entry: PluginEntry, pluginsDir: String) -> String {
+        let path = entry.path ?? libraryFileName(entry.name)
+        if path.hasPrefix("/") { return path }
+        return URL(fileURLWithPath: pluginsDir).appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    /// Opens a library and returns its factory, after checking the entry symbol and the API version.
+    /// The library is never closed again: Swift code must not be unloaded.
+    static func open(name: String, path: String) throws -> PluginFactory {
+        func fail(_ reason: String) -> PluginLoadError { PluginLoadError(plugin: name, file: path, reason: reason) }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw fail("file missing (set 'path' in overlay.yaml or PLUGINS_DIR, and build the plugins)")
+        }
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            let message = dlerror().map { String(cString: $0) } ?? "unknown error"
+            throw fail("cannot be opened: \(message)")
+        }
+        guard let symbol = dlsym(handle, pluginEntrySymbol) else {
+            throw fail("not a plugin: the library has no '\(pluginEntrySymbol)' symbol")
+        }
+        let entry = unsafeBitCast(symbol, to: EntryFunction.self)
+        let host = PluginAPIVersion.current
+        var built: UInt32 = 0
+        let pointer = entry(host.packed, &built)
+        let builtVersion = PluginAPIVersion(packed: built)
+        guard builtVersion == host else {
+            throw fail("version mismatch: built against PluginAPI \(builtVersion), the engine runs PluginAPI \(host); rebuild the plugin against this engine's PluginAPI")
+        }
+        guard let pointer else { throw fail("the entry point returned nothing") }
+        let factory = Unmanaged<PluginFactory>.fromOpaque(pointer).takeRetainedValue()
+        guard factory.name == name else {
+            throw fail("the library holds plugin '\(factory.name)', not '\(name)'; fix 'name' or 'path' in overlay.yaml")
+        }
+        return factory
+    }
+
+    /// Loads every enabled plugin of `config`, in order.
+    /// - Parameters:
+    ///   - config: The engine configuration.
+    ///   - pluginsDir: The resolved plugins folder.
+    ///   - makeContext: Creates the context a plugin receives.
+    /// - Returns: The plugins that loaded, and one error per plugin that did not (all are tried).
+    public static func loadAll(config: EngineConfig, pluginsDir: String,
+                               makeContext: (String) throws -> PluginContext) async -> ([LoadedPlugin], [PluginLoadError]) {
+        var loaded: [LoadedPlugin] = []
+        var errors: [PluginLoadError] = []
+        for (index, entry) in config.plugins.enumerated() where entry.enabled {
+            let path = resolvePath(entry, pluginsDir: pluginsDir)
+            do {
+                let factory = try open(name: entry.name, path: path)
+                let context = try makeContext(entry.name)
+                let instance: PluginInstance
+                do {
+                    instance = try factory.instantiate(config: entry.config, context: context)
+                } catch let error as ConfigError {
+                    let line = error.line > 0 ? error.line : entry.line
+                    let located = ConfigError(path: error.path, line: line, column: error.column, message: error.message)
+                        .prefixed("plugins[\(index)].config")
+                    throw PluginLoadError(plugin: entry.name, file: path, reason: "bad config: \(config.sourcePath):\(located.line): key '\(located.path)': \(located.message)")
+                } catch let error as PluginLoadError {
+                    throw error
+                } catch {
+                    throw PluginLoadError(plugin: entry.name, file: path, reason: "set-up threw: \(error)")
+                }
+                let registrar = PluginRegistrar()
+                do {
+                    try await instance.setUp(registrar)
+                } catch {
+                    await instance.shutdown()
+                    throw PluginLoadError(plugin: entry.name, file: path, reason: "set-up threw: \(error)")
+                }
+                loaded.append(LoadedPlugin(name: factory.name, version: factory.version, summary: factory.summary, file: path,
+                                           apiVersion: factory.builtAgainst, registrar: registrar, instance: instance))
+            } catch let error as PluginLoadError {
+                errors.append(error)
+            } catch {
+                errors.append(PluginLoadError(plugin: entry.name, file: path, reason: "\(error)"))
+            }
+        }
+        return (loaded, errors)
+    }
+}

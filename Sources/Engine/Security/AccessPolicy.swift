@@ -1,0 +1,100 @@
+// Security: who a request is (streamer token, moderator session, overlay token), origin checks, client address.
+
+import Foundation
+import PluginAPI
+
+/// Decides the ``Caller`` of a request and whether it may use an access level.
+public struct AccessPolicy: Sendable {
+    let streamerToken: [UInt8]
+    let overlayToken: [UInt8]
+    let strictOrigin: Bool
+    let allowedOrigins: Set<String>
+    let trustedProxies: Set<String>
+    let crypto: any CryptoProvider
+    let sessions: any ModeratorSessions
+
+    /// Creates the policy.
+    public init(security: SecurityConfig, streamerToken: String, crypto: any CryptoProvider, sessions: any ModeratorSessions) {
+        self.streamerToken = Array(streamerToken.utf8)
+        self.overlayToken = Array(security.overlayToken.utf8)
+        self.strictOrigin = security.strictOrigin
+        self.allowedOrigins = Set(security.allowedOrigins.map { $0.lowercased() })
+        self.trustedProxies = Set(security.trustedProxies)
+        self.crypto = crypto
+        self.sessions = sessions
+    }
+
+    /// True when `presented` equals the streamer token (constant time).
+    public func isStreamerToken(_ presented: String?) -> Bool {
+        guard let presented, !streamerToken.isEmpty else { return false }
+        return crypto.constantTimeEquals(Array(presented.utf8), streamerToken)
+    }
+
+    /// Establishes the caller for a route of `access`, or throws 401/403.
+    ///
+    /// Credentials: `x-streamer-token`; a moderator session in `x-moderator-session`,
+    /// `Authorization: Bearer`, or `?session=`; the overlay token in `x-overlay-token` or `?token=`.
+    public func authorize(access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)]) async throws -> Caller {
+        if access == .public { return .anonymous }
+        if let token = headers["x-streamer-token"] {
+            if isStreamerToken(token) { return .streamer }
+            throw PluginError.unauthorized("the streamer token is wrong")
+        }
+        if access == .streamer {
+            if sessionSecret(headers: headers, query: query) != nil {
+                throw PluginError.forbidden("this action needs the streamer token (x-streamer-token); a moderator session is not enough")
+            }
+            throw PluginError.unauthorized("the streamer token (x-streamer-token header) is required")
+        }
+        if let secret = sessionSecret(headers: headers, query: query) {
+            guard let info = try await sessions.validate(secret: secret) else {
+                throw PluginError(status: 401, code: "session_invalid", message: "the moderator session is unknown, expired or revoked; log in again")
+            }
+            return .moderator(info)
+        }
+        if access == .moderator {
+            throw PluginError.unauthorized("a moderator session (x-moderator-session header) or the streamer token is required")
+        }
+        // access == .overlay
+        if overlayToken.isEmpty { return .overlay }
+        let presented = headers["x-overlay-token"] ?? query.first(where: { $0.name == "token" })?.value
+        if let presented, crypto.constantTimeEquals(Array(presented.utf8), overlayToken) { return .overlay }
+        throw PluginError.unauthorized("the overlay token is missing or wrong (?token= or x-overlay-token)")
+    }
+
+    func sessionSecret(headers: HTTPHeaders, query: [(name: String, value: String)]) -> String? {
+        if let value = headers["x-moderator-session"], !value.isEmpty { return value }
+        if let auth = headers["authorization"], auth.lowercased().hasPrefix("bearer ") {
+            return String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        if let value = query.first(where: { $0.name == "session" })?.value, !value.isEmpty { return value }
+        return nil
+    }
+
+    /// Refuses a request from another origin when strict origin checking is on.
+    /// - Parameters:
+    ///   - method: The request method (safe methods pass unless `upgrade`).
+    ///   - origin: The `Origin` header.
+    ///   - upgrade: True for WebSocket upgrades (always checked).
+    public func checkOrigin(method: HTTPMethod, origin: String?, upgrade: Bool) throws {
+        guard strictOrigin else { return }
+        if !upgrade, method == .get || method == .head || method == .options { return }
+        guard let origin else {
+            // Non-browser clients send no Origin; they are not the cross-site threat this check is for.
+            return
+        }
+        if !allowedOrigins.contains(origin.lowercased()) {
+            throw PluginError(status: 403, code: "origin_forbidden", message: "origin '\(origin)' is not in ALLOWED_ORIGINS")
+        }
+    }
+
+    /// The client's address: the left-most `X-Forwarded-For` entry when the peer is a trusted proxy.
+    public func clientAddress(peer: String?, forwardedFor: String?) -> String? {
+        guard let peer else { return nil }
+        guard trustedProxies.contains(peer), let forwardedFor else { return peer }
+        let hops = forwardedFor.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // Walk from the right, skipping our own trusted proxies; the first other hop is the client.
+        for hop in hops.reversed() where !trustedProxies.contains(hop) { return hop }
+        return hops.first ?? peer
+    }
+}

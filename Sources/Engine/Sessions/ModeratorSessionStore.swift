@@ -1,0 +1,81 @@
+// Sessions: moderator sessions, stored by the hash of their secret, TTL sliding on use.
+
+import Foundation
+import PluginAPI
+import Synchronization
+
+/// The engine's ``ModeratorSessions``: secrets are 256 random bits; the store only ever sees their SHA-256.
+public final class ModeratorSessionStore: ModeratorSessions {
+    private struct Record: Codable {
+        var id: String
+        var streamerID: String?
+        var label: String?
+        var createdAt: Date
+        var expiresAt: Date
+    }
+
+    private let store: any EngineStore
+    private let crypto: any CryptoProvider
+    private let ttl: Duration
+    private let onRevoke = Mutex<[@Sendable (String) -> Void]>([])
+    static let prefix = "engine:session:"
+
+    /// Creates the sessions over `store`.
+    public init(store: any EngineStore, crypto: any CryptoProvider, ttl: Duration) {
+        self.store = store
+        self.crypto = crypto
+        self.ttl = ttl
+    }
+
+    /// Registers a callback run with the public id of each revoked session (the socket hub closes its sockets).
+    public func whenRevoked(_ callback: @escaping @Sendable (String) -> Void) {
+        onRevoke.withLock { $0.append(callback) }
+    }
+
+    func publicID(forSecret secret: String) -> String { String(crypto.sha256Hex(secret).prefix(32)) }
+
+    private func info(_ record: Record) -> ModeratorSessionInfo {
+        ModeratorSessionInfo(id: record.id, streamerID: record.streamerID, label: record.label,
+                             createdAt: record.createdAt, expiresAt: record.expiresAt)
+    }
+
+    public func create(streamerID: String?, label: String?) async throws -> NewModeratorSession {
+        let secret = crypto.randomToken(bytes: 32)
+        let id = publicID(forSecret: secret)
+        let now = Date()
+        let record = Record(id: id, streamerID: streamerID, label: label, createdAt: now, expiresAt: now.addingTimeInterval(ttl.seconds))
+        try await store.set(Self.prefix + id, try JSON.encode(record), ttl: ttl)
+        return NewModeratorSession(secret: secret, info: info(record))
+    }
+
+    public func validate(secret: String) async throws -> ModeratorSessionInfo? {
+        guard !secret.isEmpty, secret.utf8.count <= 256 else { return nil }
+        let id = publicID(forSecret: secret)
+        guard let bytes = try await store.get(Self.prefix + id),
+              var record = try? JSON.decode(Record.self, from: bytes) else { return nil }
+        let now = Date()
+        // Slide the TTL; skip the write when it was refreshed in the last few seconds.
+        if record.expiresAt.timeIntervalSince(now) < ttl.seconds - 5 {
+            record.expiresAt = now.addingTimeInterval(ttl.seconds)
+            try await store.set(Self.prefix + id, try JSON.encode(record), ttl: ttl)
+        }
+        return info(record)
+    }
+
+    public func list() async throws -> [ModeratorSessionInfo] {
+        var out: [ModeratorSessionInfo] = []
+        for key in try await store.keys(prefix: Self.prefix) {
+            if let bytes = try await store.get(key), let record = try? JSON.decode(Record.self, from: bytes) {
+                out.append(info(record))
+            }
+        }
+        return out.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    public func revoke(id: String) async throws -> Bool {
+        guard id.count == 32, id.allSatisfy(\.isHexDigit) else { return false }
+        let existed = try await store.delete(Self.prefix + id)
+        for callback in onRevoke.withLock({ $0 }) { callback(id) }
+        return existed
+    }
+}

@@ -1,0 +1,280 @@
+// Sockets: the registry of live channel connections, broadcast fan-out, and inbound event dispatch.
+
+import Foundation
+import HummingbirdWebSocket
+import Logging
+import Metrics
+import NIOCore
+import NIOWebSocket
+import PluginAPI
+import Synchronization
+
+/// Counters of the fan-out, for `/api/metrics/realtime` and `/metrics`.
+public struct HubStats: Sendable, Codable {
+    public var framesSent: Int = 0
+    public var framesCoalesced: Int = 0
+    public var framesDropped: Int = 0
+    public var clientsDropped: Int = 0
+    public var slowClients: Int = 0
+
+    enum CodingKeys: String, CodingKey {
+        case framesSent = "frames_sent"
+        case framesCoalesced = "frames_coalesced"
+        case framesDropped = "frames_dropped"
+        case clientsDropped = "clients_dropped"
+        case slowClients = "slow_clients"
+    }
+}
+
+/// Holds every connection of the engine channels and routes frames in and out.
+///
+/// One broadcast encodes its text once into a shared buffer; each connection's queue holds a
+/// reference to it, so fan-out to N clients costs N queue appends, not N encodings.
+public final class ChannelHub: SocketHub {
+    private let connections = Mutex<[String: ChannelConnection]>([:])
+    private let handlers = Mutex<[String: [(channels: [SocketChannel], handler: SocketEventHandler, owner: String)]]>([:])
+    private let connectHooks = Mutex<[(channels: [SocketChannel], handler: SocketConnectHandler, owner: String)]>([])
+    private let stats = Mutex(HubStats())
+    private let nextID = Atomic<Int>(0)
+    let logger: Logger
+    let queueLimit: Int
+    let sendTimeout: Duration
+    let maxMessageBytes: Int
+    private let sentCounter: Counter
+    private let coalescedCounter: Counter
+    private let droppedCounter: Counter
+    private let gauges: [SocketChannel: Gauge]
+
+    /// Creates a hub.
+    public init(limits: LimitsConfig, metrics: EngineMetrics, logger: Logger) {
+        self.logger = logger
+        self.queueLimit = limits.wsOutboundQueue
+        self.sendTimeout = .seconds(limits.wsSendTimeoutSeconds)
+        self.maxMessageBytes = limits.wsMaxMessageBytes
+        self.sentCounter = metrics.counter("onionrp_ws_frames_sent_total")
+        self.coalescedCounter = metrics.counter("onionrp_ws_frames_coalesced_total")
+        self.droppedCounter = metrics.counter("onionrp_ws_clients_dropped_total")
+        var gauges: [SocketChannel: Gauge] = [:]
+        for channel in SocketChannel.allCases {
+            gauges[channel] = metrics.gauge("onionrp_ws_connections", [("channel", channel.rawValue)])
+        }
+        self.gauges = gauges
+    }
+
+    // MARK: registration
+
+    /// Adds a handler of an event type (engine or plugin).
+    func on(_ event: String, channels: [SocketChannel], owner: String, handler: @escaping SocketEventHandler) {
+        handlers.withLock { $0[event, default: []].append((channels, handler, owner)) }
+    }
+
+    /// Adds a connect hook.
+    func onConnect(channels: [SocketChannel], owner: String, handler: @escaping SocketConnectHandler) {
+        connectHooks.withLock { $0.append((channels, handler, owner)) }
+    }
+
+    /// Event types with handlers, and who registered them.
+    var registeredEvents: [String: [String]] {
+        handlers.withLock { $0.mapValues { $0.map(\.owner) } }
+    }
+
+    // MARK: SocketHub
+
+    @discardableResult
+    public func send(_ text: String, to target: SocketTarget) -> Int {
+        broadcast(ByteBuffer(string: text), to: target, coalesceKey: nil)
+    }
+
+    public func connectionCount(_ channel: SocketChannel) -> Int {
+        connections.withLock { $0.values.filter { $0.channel == channel }.count }
+    }
+
+    /// Queues one shared buffer for every connection of `target`.
+    /// - Parameter coalesceKey: Frames with the same key replace each other while queued.
+    @discardableResult
+    public func broadcast(_ frame: ByteBuffer, to target: SocketTarget, coalesceKey: String?) -> Int {
+        let targets: [ChannelConnection] = connections.withLock { all in
+            switch target {
+            case .connection(let id): return all[id].map { [$0] } ?? []
+            case .channel(let channel): return all.values.filter { $0.channel == channel }
+            case .all: return Array(all.values)
+            }
+        }
+        var queued = 0
+        for connection in targets where connection.enqueue(frame, key: coalesceKey) { queued += 1 }
+        return queued
+    }
+
+    /// Snapshot of the connections.
+    var all: [ChannelConnection] { connections.withLock { Array($0.values) } }
+
+    /// Counters so far.
+    public var currentStats: HubStats {
+        var value = stats.withLock { $0 }
+        value.slowClients = all.filter { $0.queuedCount > max(1, queueLimit / 2) }.count
+        return value
+    }
+
+    /// Closes every connection (engine shutdown).
+    public func closeAll(code: UInt16, reason: String) {
+        for connection in all { connection.close(code: code, reason: reason) }
+    }
+
+    /// Closes the sockets of a revoked moderator session.
+    public func closeSession(_ sessionID: String) {
+        for connection in all where connection.sessionID == sessionID {
+            connection.close(code: 4401, reason: "session revoked")
+        }
+    }
+
+    // MARK: serving a connection
+
+    /// Runs one connection until either side closes it.
+    /// - Parameters:
+    ///   - channel: Which engine channel.
+    ///   - caller: Who opened it.
+    ///   - clientLabel: Optional id the client gave itself.
+    ///   - inbound: Frames from the client.
+    ///   - outbound: Writer to the client.
+    ///   - nioChannel: The TCP channel, closed outright when a write is stuck past the timeout.
+    ///   - afterConnect: Engine work right after registration (e.g. sending the current scene).
+    func serve(channel: SocketChannel, caller: Caller, clientLabel: String?, inbound: WebSocketInboundStream,
+               outbound: WebSocketOutboundWriter, nioChannel: any Channel,
+               afterConnect: @Sendable (ChannelConnection) async -> Void) async {
+        let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
+        let connection = ChannelConnection(
+            id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit,
+            onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
+            onCoalesce: { [weak self] in self?.coalesced() })
+        connections.withLock { $0[id] = connection }
+        updateGauges()
+        logger.info("socket connected", metadata: ["socket": "\(id)", "role": "\(caller.role)", "client": "\(clientLabel ?? "-")"])
+        defer {
+            connections.withLock { $0[id] = nil }
+            updateGauges()
+        }
+
+        await afterConnect(connection)
+        for hook in connectHooks.withLock({ $0 }) where hook.channels.contains(channel) {
+            do { try await hook.handler(connection) } catch {
+                logger.warning("connect hook failed", metadata: ["owner": "\(hook.owner)", "error": "\(error)"])
+            }
+        }
+
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.writeLoop(connection, outbound: outbound, nioChannel: nioChannel) }
+            group.addTask { await self.readLoop(connection, inbound: inbound) }
+            _ = await group.next()
+            connection.close(code: 1000, reason: "closed")
+            group.cancelAll()
+        }
+        logger.info("socket closed", metadata: ["socket": "\(id)"])
+    }
+
+    private func writeLoop(_ connection: ChannelConnection, outbound: WebSocketOutboundWriter, nioChannel: any Channel) async {
+        while true {
+            switch await connection.next() {
+            case .frame(let buffer):
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
+                let ok = await withTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        do { try await outbound.write(.custom(frame)); return true } catch { return false }
+                    }
+                    group.addTask {
+                        try? await Task.sleep(for: self.sendTimeout)
+                        return Task.isCancelled
+                    }
+                    let first = await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+                if !ok {
+                    if nioChannel.isActive { dropped(connection, reason: .sendTimeout) }
+                    nioChannel.close(promise: nil)
+                    return
+                }
+                sent()
+            case .close(let code, let reason):
+                let errorCode = WebSocketErrorCode(codeNumber: Int(code))
+                try? await outbound.close(errorCode, reason: reason)
+                if code == 1008 { nioChannel.close(promise: nil) }
+                return
+            }
+        }
+    }
+
+    private func readLoop(_ connection: ChannelConnection, inbound: WebSocketInboundStream) async {
+        do {
+            for try await message in inbound.messages(maxSize: maxMessageBytes) {
+                guard case .text(let text) = message else {
+                    connection.send(errorFrame(code: "binary_not_supported", message: "send JSON text frames", event: nil))
+                    continue
+                }
+                await dispatch(Array(text.utf8), from: connection)
+            }
+        } catch {
+            logger.debug("socket read ended", metadata: ["socket": "\(connection.id)", "error": "\(error)"])
+        }
+    }
+
+    struct Envelope: Decodable { let type: String }
+
+    /// Routes one inbound message to the handlers of its `type`.
+    func dispatch(_ raw: [UInt8], from connection: ChannelConnection) async {
+        guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(raw)) else {
+            connection.send(errorFrame(code: "invalid_message", message: "a message must be a JSON object with a string 'type'", event: nil))
+            return
+        }
+        let matching = handlers.withLock { $0[envelope.type] ?? [] }.filter { $0.channels.contains(connection.channel) }
+        if matching.isEmpty {
+            connection.send(errorFrame(code: "unknown_event", message: "no handler for '\(envelope.type)' on the \(connection.channel.rawValue) channel", event: envelope.type))
+            return
+        }
+        let event = SocketEvent(type: envelope.type, raw: raw)
+        for entry in matching {
+            do {
+                try await entry.handler(event, connection)
+            } catch let error as PluginError {
+                connection.send(errorFrame(code: error.code, message: error.message, event: envelope.type))
+            } catch {
+                logger.error("event handler failed", metadata: ["event": "\(envelope.type)", "owner": "\(entry.owner)", "error": "\(error)"])
+                connection.send(errorFrame(code: "internal_error", message: "the handler failed", event: envelope.type))
+            }
+        }
+    }
+
+    func errorFrame(code: String, message: String, event: String?) -> String {
+        struct Payload: Encodable { let code: String; let message: String; let event: String? }
+        return (try? SocketMessage.make(type: "error", payload: Payload(code: code, message: message, event: event)))
+            ?? SocketMessage.make(type: "error")
+    }
+
+    // MARK: counters
+
+    private func sent() {
+        stats.withLock { $0.framesSent += 1 }
+        sentCounter.increment()
+    }
+
+    private func coalesced() {
+        stats.withLock { $0.framesCoalesced += 1 }
+        coalescedCounter.increment()
+    }
+
+    private func dropped(_ connection: ChannelConnection, reason: DropReason) {
+        let lost = connection.queuedCount
+        stats.withLock {
+            $0.clientsDropped += 1
+            $0.framesDropped += lost
+        }
+        droppedCounter.increment()
+        logger.warning("dropped a stuck client", metadata: ["socket": "\(connection.id)", "reason": "\(reason.rawValue)"])
+    }
+
+    private func updateGauges() {
+        let counts = connections.withLock { all in
+            Dictionary(grouping: all.values, by: \.channel).mapValues(\.count)
+        }
+        for channel in SocketChannel.allCases { gauges[channel]?.record(counts[channel] ?? 0) }
+    }
+}
