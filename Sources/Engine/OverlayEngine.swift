@@ -226,7 +226,8 @@ public final class OverlayEngine: Sendable {
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.notice("listening on http://\(channel.localAddress?.ipAddress ?? "?"):\(port) (public URL \(self.publicURL))")
+                let publicNote = self.config.server.publicURL.isEmpty ? "" : " (public URL \(self.publicURL))"
+                logger.notice("listening on http://\(channel.localAddress?.ipAddress ?? "?"):\(port)\(publicNote)")
                 await onRunning(port)
             },
             logger: logger)

@@ -109,19 +109,40 @@ public enum ConfigDecoder {
     /// - Returns: The decoded value.
     /// - Throws: ``ConfigError`` for the first problem met, or the first unknown key after a successful decode.
     public static func decode<T: Decodable>(_ type: T.Type, from node: ConfigNode) throws -> T {
+        do {
+            return try decodeReportingAll(type, from: node)
+        } catch let list as ConfigErrorList {
+            throw list.errors.first ?? ConfigError(path: "", line: node.line, column: node.column, message: "invalid")
+        }
+    }
+
+    /// Like ``decode(_:from:)``, but keeps going past problems in optional keys so that every
+    /// problem is reported at once.
+    /// - Throws: ``ConfigErrorList`` with every problem found, in file order.
+    public static func decodeReportingAll<T: Decodable>(_ type: T.Type, from node: ConfigNode) throws -> T {
         let tracker = KeyTracker()
         let decoder = NodeDecoder(node: node, codingPath: [], tracker: tracker)
-        let value: T
+        var errors: [ConfigError] = []
+        var value: T?
         do {
             value = try decoder.decodeValue(T.self)
         } catch let error as ConfigError {
-            throw error
+            errors.append(error)
         } catch let error as DecodingError {
-            throw tracker.convert(error, root: node)
+            errors.append(tracker.convert(error, root: node))
         }
-        if let unknown = tracker.unknownKeys().first { throw unknown }
-        return value
+        errors = tracker.softErrors + errors
+        // Unknown keys are only certain when decoding ran to the end.
+        if value != nil { errors += tracker.unknownKeys() }
+        if let value, errors.isEmpty { return value }
+        throw ConfigErrorList(errors: errors.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
     }
+}
+
+/// Several configuration problems.
+public struct ConfigErrorList: Error, Sendable {
+    /// The problems, in file order.
+    public let errors: [ConfigError]
 }
 
 // MARK: - implementation
@@ -144,6 +165,17 @@ func renderPath(_ path: [any CodingKey]) -> String {
 final class KeyTracker: @unchecked Sendable {
     private let lock = NSLock()
     private var mappings: [(path: [any CodingKey], node: ConfigNode, used: Set<String>)] = []
+    private var soft: [ConfigError] = []
+
+    func recordSoft(_ error: ConfigError) {
+        lock.lock(); defer { lock.unlock() }
+        soft.append(error)
+    }
+
+    var softErrors: [ConfigError] {
+        lock.lock(); defer { lock.unlock() }
+        return soft
+    }
 
     func register(path: [any CodingKey], node: ConfigNode) -> Int {
         lock.lock(); defer { lock.unlock() }
@@ -172,7 +204,33 @@ final class KeyTracker: @unchecked Sendable {
         return errors
     }
 
-    func convert(_ error: DecodingError, root: ConfigNode) -> ConfigError {
+    func convert(_ error: DecodingError, root: ConfigNode, base: [any CodingKey] = []) -> ConfigError {
+        let error = rebase(error, dropping: base.count)
+        let converted = convertRooted(error, root: root)
+        guard !base.isEmpty else { return converted }
+        var copy = converted
+        let prefix = renderPath(base)
+        copy.path = converted.path.isEmpty ? prefix : (converted.path.hasPrefix("[") ? prefix + converted.path : prefix + "." + converted.path)
+        return copy
+    }
+
+    /// Drops the first `count` keys of the error's path (they lead to `root`).
+    private func rebase(_ error: DecodingError, dropping count: Int) -> DecodingError {
+        guard count > 0 else { return error }
+        func trim(_ context: DecodingError.Context) -> DecodingError.Context {
+            DecodingError.Context(codingPath: Array(context.codingPath.dropFirst(count)), debugDescription: context.debugDescription,
+                                  underlyingError: context.underlyingError)
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return .keyNotFound(key, trim(context))
+        case .typeMismatch(let type, let context): return .typeMismatch(type, trim(context))
+        case .valueNotFound(let type, let context): return .valueNotFound(type, trim(context))
+        case .dataCorrupted(let context): return .dataCorrupted(trim(context))
+        @unknown default: return error
+        }
+    }
+
+    private func convertRooted(_ error: DecodingError, root: ConfigNode) -> ConfigError {
         switch error {
         case .keyNotFound(let key, let context):
             let parent = locate(context.codingPath, in: root)
@@ -315,10 +373,36 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decodeNil(forKey key: Key) throws -> Bool { lookup(key)?.isNull ?? true }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try child(key).decodeValue(T.self) }
-    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+    /// A problem in an optional key is recorded and the key treated as absent, so decoding goes on
+    /// and every problem of the file is reported together.
+    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? { try softDecode(type, key) }
+
+    private func softDecode<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T? {
         guard let value = lookup(key), !value.isNull else { return nil }
-        return try NodeDecoder(node: value, codingPath: codingPath + [key], tracker: tracker).decodeValue(T.self)
+        let child = NodeDecoder(node: value, codingPath: codingPath + [key], tracker: tracker)
+        do {
+            return try child.decodeValue(T.self)
+        } catch let error as ConfigError {
+            tracker.recordSoft(error)
+        } catch let error as DecodingError {
+            tracker.recordSoft(tracker.convert(error, root: value, base: codingPath + [key]))
+        }
+        return nil
     }
+    func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Double.Type, forKey key: Key) throws -> Double? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Float.Type, forKey key: Key) throws -> Float? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Int.Type, forKey key: Key) throws -> Int? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Int8.Type, forKey key: Key) throws -> Int8? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Int16.Type, forKey key: Key) throws -> Int16? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Int32.Type, forKey key: Key) throws -> Int32? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: Int64.Type, forKey key: Key) throws -> Int64? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: UInt.Type, forKey key: Key) throws -> UInt? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: UInt8.Type, forKey key: Key) throws -> UInt8? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: UInt16.Type, forKey key: Key) throws -> UInt16? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try softDecode(type, key) }
+    func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try softDecode(type, key) }
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try child(key).decodeValue(type) }
     func decode(_ type: String.Type, forKey key: Key) throws -> String { try child(key).decodeValue(type) }
     func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try child(key).decodeValue(type) }

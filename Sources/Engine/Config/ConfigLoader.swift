@@ -76,9 +76,9 @@ public enum ConfigLoader {
         func section<T: Decodable>(_ name: String, _ type: T.Type, into apply: (T) -> Void) {
             guard let node = root[name] else { return }
             do {
-                apply(try ConfigDecoder.decode(T.self, from: node).self)
-            } catch let error as ConfigError {
-                problems.append(error.prefixed(name))
+                apply(try ConfigDecoder.decodeReportingAll(T.self, from: node))
+            } catch let list as ConfigErrorList {
+                problems += list.errors.map { $0.prefixed(name) }
             } catch {
                 problems.append(ConfigError(path: name, line: node.line, column: node.column, message: "\(error)"))
             }
@@ -93,11 +93,11 @@ public enum ConfigLoader {
             if case .sequence(let items) = pluginsNode.value {
                 for (index, item) in items.enumerated() {
                     do {
-                        var entry = try ConfigDecoder.decode(PluginEntry.self, from: item)
+                        var entry = try ConfigDecoder.decodeReportingAll(PluginEntry.self, from: item)
                         entry.line = item.line
                         config.plugins.append(entry)
-                    } catch let error as ConfigError {
-                        problems.append(error.prefixed("plugins[\(index)]"))
+                    } catch let list as ConfigErrorList {
+                        problems += list.errors.map { $0.prefixed("plugins[\(index)]") }
                     } catch {
                         problems.append(ConfigError(path: "plugins[\(index)]", line: item.line, column: item.column, message: "\(error)"))
                     }
@@ -238,7 +238,16 @@ public enum ConfigLoader {
                     throw ConfigError(path: "", line: key.mark?.line ?? line, column: key.mark?.column ?? 0, message: "mapping keys must be plain text")
                 }
                 var child = try convert(value)
-                if child.line == 0 { child.line = key.mark?.line ?? line }
+                // A block collection starts on the line after its key; problems about it belong to the key's line.
+                if let mark = key.mark {
+                    switch child.value {
+                    case .mapping, .sequence:
+                        child.line = mark.line
+                        child.column = mark.column
+                    case .scalar:
+                        if child.line == 0 { child.line = mark.line }
+                    }
+                }
                 pairs.append((keyScalar.string, child))
             }
             return ConfigNode(.mapping(pairs), line: line, column: column)

@@ -150,6 +150,12 @@ public struct RateLimitConfig: Decodable, Sendable, Equatable {
     /// Requests added back per minute.
     public var perMinute: Int
 
+    /// Creates the numbers of a bucket.
+    public init(burst: Int, perMinute: Int) {
+        self.burst = burst
+        self.perMinute = perMinute
+    }
+
     enum CodingKeys: String, CodingKey {
         case burst
         case perMinute = "per_minute"
