@@ -33,6 +33,10 @@ public final class OverlayEngine: Sendable {
     public let hub: ChannelHub
     public let access: AccessPolicy
     public let plugins: [LoadedPlugin]
+    public let scenes: SceneStore
+    public let acks: OverlayAcks
+    /// Routes the engine registers through the same mechanism as plugins (scene API).
+    let engineRegistrar: PluginRegistrar
     let pluginSockets = PluginSocketRegistry()
     let upgradeInfo = Mutex<[String: [String: String]]>([:])
     let dataDir: URL
@@ -47,7 +51,7 @@ public final class OverlayEngine: Sendable {
 
     private init(config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, crypto: OpenSSLCrypto,
                  sessions: ModeratorSessionStore, hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin],
-                 dataDir: URL, uploadsDir: URL, webDir: URL, pluginsDir: String, publicURL: String) {
+                 scenes: SceneStore, acks: OverlayAcks, engineRegistrar: PluginRegistrar, dataDir: URL, uploadsDir: URL, webDir: URL, pluginsDir: String, publicURL: String) {
         self.config = config
         self.logger = logger
         self.metrics = metrics
@@ -57,6 +61,9 @@ public final class OverlayEngine: Sendable {
         self.hub = hub
         self.access = access
         self.plugins = plugins
+        self.scenes = scenes
+        self.acks = acks
+        self.engineRegistrar = engineRegistrar
         self.dataDir = dataDir
         self.uploadsDir = uploadsDir
         self.webDir = webDir
@@ -124,7 +131,26 @@ public final class OverlayEngine: Sendable {
             moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
             streamerTokenConfigured: !streamerToken.isEmpty,
             defaultBodyLimit: config.limits.maxBodyBytes)
-        let scene = InitialSceneAccess()
+        let acks = OverlayAcks(metrics: metrics)
+        var sceneLimits = SceneLimits()
+        sceneLimits.maxElements = config.scene.maxElements
+        sceneLimits.maxTextLength = config.scene.maxTextLength
+        sceneLimits.historySize = config.scene.historySize
+        let versionGauge = metrics
+        let scene: SceneStore
+        do {
+            scene = try SceneStore(dataDirectory: dataDir, limits: sceneLimits, logger: logger) { change in
+                let frame = SceneBroadcast.frame(change)
+                if change.active {
+                    acks.broadcasted(change.scene.version)
+                    hub.broadcast(frame, to: .channel(.overlay), coalesceKey: "scene.full")
+                }
+                hub.broadcast(frame, to: .channel(.moderator), coalesceKey: "scene.full:" + change.scene.name)
+                versionGauge.gauge("onionrp_scene_version", [("scene", change.scene.name)]).record(Double(change.scene.version))
+            }
+        } catch {
+            throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
+        }
 
         let (loaded, loadErrors) = await PluginLoader.loadAll(config: config, pluginsDir: pluginsDir) { name in
             let folder = dataDir.appendingPathComponent("plugins").appendingPathComponent(name)
@@ -136,8 +162,20 @@ public final class OverlayEngine: Sendable {
         }
         problems += loadErrors.map(\.description)
 
+        // Plugin-declared element types join the built-in ones.
+        sceneLimits.elementTypes.formUnion(loaded.flatMap(\.registrar.sceneElementTypes))
+        let engineRegistrar = PluginRegistrar()
+        let engineBox = EngineReference()
+        SceneRoutes(store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
+                    bodyLimit: config.scene.maxBodyBytes, realtime: { await engineBox.engine?.realtimeSnapshot() ?? .null })
+            .register(engineRegistrar)
+
         var table = RouteTable()
         for (method, path) in engineRoutes { table.claim(method: method, path: path, owner: "engine", file: nil) }
+        for route in engineRegistrar.routes {
+            table.claim(method: route.method.rawValue, path: route.path, owner: "engine", file: nil)
+            if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: "engine", file: nil) }
+        }
         for plugin in loaded {
             for route in plugin.registrar.routes {
                 table.claim(method: route.method.rawValue, path: route.path, owner: plugin.name, file: plugin.file)
@@ -155,8 +193,10 @@ public final class OverlayEngine: Sendable {
         }
 
         let engine = OverlayEngine(config: config, logger: logger, metrics: metrics, store: store, crypto: crypto, sessions: sessions,
-                                   hub: hub, access: access, plugins: loaded, dataDir: dataDir, uploadsDir: uploadsDir,
+                                   hub: hub, access: access, plugins: loaded, scenes: scene, acks: acks,
+                                   engineRegistrar: engineRegistrar, dataDir: dataDir, uploadsDir: uploadsDir,
                                    webDir: webDir, pluginsDir: pluginsDir, publicURL: publicURL)
+        engineBox.engine = engine
         engine.registerEngineEvents()
         for plugin in loaded {
             for handler in plugin.registrar.eventHandlers {
@@ -193,6 +233,15 @@ public final class OverlayEngine: Sendable {
     }
 
     func registerEngineEvents() {
+        hub.on("overlay.applied", channels: [.overlay], owner: "engine") { event, connection in
+            struct Applied: Decodable { let version: Int64 }
+            let applied = try event.decode(Applied.self)
+            guard applied.version >= 0, applied.version <= self.scenes.revision else {
+                throw PluginError.invalidField("version", "must be a version the engine has given")
+            }
+            let overlay = (connection as? ChannelConnection)?.clientLabel ?? connection.id
+            self.acks.applied(overlay: overlay, version: applied.version)
+        }
         hub.on("ping", channels: SocketChannel.allCases, owner: "engine") { _, connection in
             struct Pong: Encodable { let server_ts: Int64 }
             connection.send(try SocketMessage.make(type: "pong", payload: Pong(server_ts: Self.nowMillis())))
@@ -211,6 +260,7 @@ public final class OverlayEngine: Sendable {
         router.add(middleware: FileMiddleware(
             webDir.path, cacheControl: CacheControl([(MediaType(type: .any), [.noCache])]), searchForIndexHtml: true, logger: logger))
         addEngineRoutes(router)
+        for route in engineRegistrar.routes { addPluginRoute(route, to: router) }
         for plugin in plugins {
             for route in plugin.registrar.routes { addPluginRoute(route, to: router) }
             for endpoint in plugin.registrar.webSocketEndpoints { addPluginEndpoint(endpoint, plugin: plugin.name, to: router) }
@@ -305,7 +355,7 @@ public final class OverlayEngine: Sendable {
             let label = PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value
             await self.hub.serve(channel: .overlay, caller: .overlay, clientLabel: label.map { String($0.prefix(64)) }, inbound: inbound,
                                  outbound: outbound, nioChannel: context.requestContext.channel,
-                                 afterConnect: { self.sendHello($0) })
+                                 afterConnect: { self.sendHello($0); self.sendScene($0) })
         })
         router.ws("/ws/moderator", shouldUpgrade: { request, _ in
             try self.access.checkOrigin(method: .get, origin: request.headers[.origin], upgrade: true)
@@ -324,7 +374,7 @@ public final class OverlayEngine: Sendable {
                 return
             }
             await self.hub.serve(channel: .moderator, caller: caller, clientLabel: nil, inbound: inbound, outbound: outbound,
-                                 nioChannel: context.requestContext.channel, afterConnect: { self.sendHello($0) })
+                                 nioChannel: context.requestContext.channel, afterConnect: { self.sendHello($0); self.sendScene($0) })
         })
     }
 
@@ -339,6 +389,13 @@ public final class OverlayEngine: Sendable {
             connection_id: connection.id, channel: connection.channel.rawValue, role: connection.caller.role, server_ts: Self.nowMillis())) {
             connection.send(text)
         }
+    }
+
+    /// Sends the active scene to a connection that just opened (an overlay draws it at once).
+    func sendScene(_ connection: ChannelConnection) {
+        let scene = scenes.active
+        let frame = SceneBroadcast.frame(SceneChange(scene: scene, active: true, action: "sync"))
+        connection.enqueue(frame, key: connection.channel == .overlay ? "scene.full" : "scene.full:" + scene.name)
     }
 
     /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.

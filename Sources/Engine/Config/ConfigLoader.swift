@@ -67,7 +67,7 @@ public enum ConfigLoader {
             throw ConfigProblems(file: file, problems: [ConfigError(path: "", line: root.line, column: root.column,
                                                                       message: "the top level must be a mapping, found \(root.kindName)")])
         }
-        let sections = ["server", "security", "storage", "sessions", "limits", "plugins"]
+        let sections = ["server", "security", "storage", "sessions", "limits", "scene", "plugins"]
         for pair in pairs where !sections.contains(pair.key) {
             problems.append(ConfigError(path: pair.key, line: pair.value.line, column: pair.value.column,
                                         message: "unknown key '\(pair.key)' (known sections: \(sections.joined(separator: ", ")))"))
@@ -88,6 +88,7 @@ public enum ConfigLoader {
         section("storage", StorageConfig.self) { config.storage = $0 }
         section("sessions", SessionsConfig.self) { config.sessions = $0 }
         section("limits", LimitsConfig.self) { config.limits = $0 }
+        section("scene", SceneConfig.self) { config.scene = $0 }
 
         if let pluginsNode = root["plugins"] {
             if case .sequence(let items) = pluginsNode.value {
@@ -182,6 +183,10 @@ public enum ConfigLoader {
         check(config.limits.wsOutboundQueue >= 1, ["limits", "ws_outbound_queue"], "must be at least 1")
         check(config.limits.wsSendTimeoutSeconds >= 1, ["limits", "ws_send_timeout_seconds"], "must be at least 1")
         check(config.limits.wsPingSeconds >= 1, ["limits", "ws_ping_seconds"], "must be at least 1")
+        check((1...10_000).contains(config.scene.maxElements), ["scene", "max_elements"], "must be between 1 and 10000")
+        check((1...100_000).contains(config.scene.maxTextLength), ["scene", "max_text_length"], "must be between 1 and 100000")
+        check((2...1000).contains(config.scene.historySize), ["scene", "history_size"], "must be between 2 and 1000")
+        check(config.scene.maxBodyBytes >= 1024, ["scene", "max_body_bytes"], "must be at least 1024")
         for (name, rate) in config.limits.rate {
             check(rate.burst >= 1 && rate.perMinute >= 1, ["limits", "rate", name], "burst and per_minute must be at least 1")
         }

@@ -10,6 +10,7 @@ public struct EngineConfig: Sendable {
     public var storage = StorageConfig()
     public var sessions = SessionsConfig()
     public var limits = LimitsConfig()
+    public var scene = SceneConfig()
     public var plugins: [PluginEntry] = []
     /// The file it was read from.
     public var sourcePath: String = ""
@@ -196,6 +197,35 @@ public struct LimitsConfig: Decodable, Sendable {
         wsSendTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .wsSendTimeoutSeconds) ?? wsSendTimeoutSeconds
         wsPingSeconds = try c.decodeIfPresent(Int.self, forKey: .wsPingSeconds) ?? wsPingSeconds
         rate = try c.decodeIfPresent([String: RateLimitConfig].self, forKey: .rate) ?? rate
+    }
+}
+
+/// `scene:`.
+public struct SceneConfig: Decodable, Sendable {
+    /// Most elements in one scene.
+    public var maxElements = 500
+    /// Longest text of a text element.
+    public var maxTextLength = 2000
+    /// Versions kept per scene for history and undo.
+    public var historySize = 50
+    /// Largest scene save body.
+    public var maxBodyBytes = 2 << 20
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maxElements = "max_elements"
+        case maxTextLength = "max_text_length"
+        case historySize = "history_size"
+        case maxBodyBytes = "max_body_bytes"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxElements = try c.decodeIfPresent(Int.self, forKey: .maxElements) ?? maxElements
+        maxTextLength = try c.decodeIfPresent(Int.self, forKey: .maxTextLength) ?? maxTextLength
+        historySize = try c.decodeIfPresent(Int.self, forKey: .historySize) ?? historySize
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
     }
 }
 

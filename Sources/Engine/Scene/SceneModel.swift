@@ -1,0 +1,268 @@
+// Scene: the model (scenes, elements), its JSON shape, and validation with errors naming element and field.
+
+import Foundation
+import PluginAPI
+
+/// One placed thing on the stage.
+///
+/// Common fields for every type, then the fields of each built-in type; `props` holds the
+/// properties of plugin-defined types. Absent optional fields are omitted from the JSON.
+public struct SceneElement: Codable, Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var x: Double = 0
+    public var y: Double = 0
+    public var width: Double = 320
+    public var height: Double = 180
+    public var rotation: Double = 0
+    public var z: Int = 0
+    public var opacity: Double = 1
+    public var visible: Bool = true
+    public var locked: Bool?
+    public var name: String?
+    // media: image, video, audio
+    public var media: String?
+    public var src: String?
+    public var loop: Bool?
+    public var muted: Bool?
+    public var volume: Double?
+    public var playing: Bool?
+    public var fit: String?
+    // text
+    public var text: String?
+    public var font: String?
+    public var size: Double?
+    public var color: String?
+    public var align: String?
+    public var background: String?
+    // webrtc
+    public var room: String?
+    // plugin-defined types
+    public var props: [String: JSONValue]?
+
+    public init(id: String, type: String) {
+        self.id = id
+        self.type = type
+    }
+
+    /// Every key an element object may have.
+    static let knownKeys: Set<String> = [
+        "id", "type", "x", "y", "width", "height", "rotation", "z", "opacity", "visible", "locked", "name",
+        "media", "src", "loop", "muted", "volume", "playing", "fit", "text", "font", "size", "color", "align", "background",
+        "room", "props",
+    ]
+
+    /// The ids of media this element uses.
+    var mediaReference: String? { media }
+}
+
+/// A named scene: a canvas and an ordered list of elements (later in the list is drawn above, `z` first).
+public struct Scene: Codable, Sendable, Equatable {
+    public var name: String
+    public var width: Int = 1920
+    public var height: Int = 1080
+    public var elements: [SceneElement] = []
+    /// Version of the last change (`_version`); versions only grow, across all scenes.
+    public var version: Int64 = 0
+    /// When it last changed (ms since the epoch).
+    public var updatedAt: Int64 = 0
+
+    public init(name: String) { self.name = name }
+
+    enum CodingKeys: String, CodingKey {
+        case name, width, height, elements
+        case version = "_version"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// Limits of scene validation (`scene:` in overlay.yaml).
+public struct SceneLimits: Sendable {
+    public var maxElements = 500
+    public var maxTextLength = 2000
+    public var maxIDLength = 64
+    public var historySize = 50
+    public var maxCanvas = 7680
+    public var elementTypes: Set<String> = ["image", "video", "audio", "text", "webrtc"]
+
+    public init() {}
+}
+
+/// Validates and decodes client-sent scene JSON with messages that name the element and field.
+struct SceneValidator {
+    let limits: SceneLimits
+
+    static let coordinateRange = -100_000.0...100_000.0
+    static let sizeRange = 0.0...100_000.0
+
+    func fail(_ element: String?, _ field: String, _ message: String) -> PluginError {
+        let place = element.map { "element '\($0)': " } ?? ""
+        var error = PluginError(status: 400, code: "invalid_scene", message: "\(place)\(field) \(message)")
+        error.details["field"] = .string(field)
+        if let element { error.details["element"] = .string(element) }
+        return error
+    }
+
+    func number(_ value: JSONValue?, _ element: String, _ field: String, range: ClosedRange<Double>) throws -> Double? {
+        guard let value, value != .null else { return nil }
+        guard case .number(let number) = value else { throw fail(element, field, "must be a number") }
+        guard number.isFinite else { throw fail(element, field, "must be finite") }
+        guard range.contains(number) else { throw fail(element, field, "must be between \(range.lowerBound) and \(range.upperBound), got \(number)") }
+        return number
+    }
+
+    func bool(_ value: JSONValue?, _ element: String, _ field: String) throws -> Bool? {
+        guard let value, value != .null else { return nil }
+        guard case .bool(let flag) = value else { throw fail(element, field, "must be true or false") }
+        return flag
+    }
+
+    func string(_ value: JSONValue?, _ element: String, _ field: String, max: Int) throws -> String? {
+        guard let value, value != .null else { return nil }
+        guard case .string(let text) = value else { throw fail(element, field, "must be a string") }
+        guard text.count <= max else { throw fail(element, field, "is too long (\(text.count) characters, limit \(max))") }
+        return text
+    }
+
+    static func isIdentifier(_ text: String) -> Bool {
+        !text.isEmpty && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }
+    }
+
+    static func isColor(_ text: String) -> Bool {
+        guard text.hasPrefix("#") else {
+            return ["transparent", "white", "black", "red", "green", "blue", "yellow", "orange", "purple", "gray", "grey"].contains(text)
+        }
+        let hex = text.dropFirst()
+        return [3, 4, 6, 8].contains(hex.count) && hex.allSatisfy(\.isHexDigit)
+    }
+
+    /// Builds an element from a JSON object, checking every field.
+    func element(_ value: JSONValue, index: Int) throws -> SceneElement {
+        guard case .object(let object) = value else { throw fail(nil, "elements[\(index)]", "must be an object") }
+        guard case .string(let id)? = object["id"] else { throw fail(nil, "elements[\(index)].id", "is required (a string)") }
+        guard Self.isIdentifier(id), id.count <= limits.maxIDLength else {
+            throw fail(nil, "elements[\(index)].id", "must be 1-\(limits.maxIDLength) characters of letters, digits, '-', '_' or '.'")
+        }
+        for key in object.keys where !SceneElement.knownKeys.contains(key) {
+            throw fail(id, key, "is not a known field")
+        }
+        guard case .string(let type)? = object["type"] else { throw fail(id, "type", "is required (a string)") }
+        guard limits.elementTypes.contains(type) else {
+            throw fail(id, "type", "'\(type)' is not a known element type (known: \(limits.elementTypes.sorted().joined(separator: ", ")))")
+        }
+        var element = SceneElement(id: id, type: type)
+        try apply(object, to: &element)
+        try check(element)
+        return element
+    }
+
+    /// Applies the fields of `object` to `element` (used by add and by update operations).
+    func apply(_ object: [String: JSONValue], to element: inout SceneElement) throws {
+        let id = element.id
+        for key in object.keys where !SceneElement.knownKeys.contains(key) { throw fail(id, key, "is not a known field") }
+        if let x = try number(object["x"], id, "x", range: Self.coordinateRange) { element.x = x }
+        if let y = try number(object["y"], id, "y", range: Self.coordinateRange) { element.y = y }
+        if let w = try number(object["width"], id, "width", range: Self.sizeRange) { element.width = w }
+        if let h = try number(object["height"], id, "height", range: Self.sizeRange) { element.height = h }
+        if let r = try number(object["rotation"], id, "rotation", range: -3600...3600) { element.rotation = r }
+        if let z = try number(object["z"], id, "z", range: -100_000...100_000) {
+            guard z == z.rounded() else { throw fail(id, "z", "must be a whole number") }
+            element.z = Int(z)
+        }
+        if let o = try number(object["opacity"], id, "opacity", range: 0...1) { element.opacity = o }
+        if let v = try bool(object["visible"], id, "visible") { element.visible = v }
+        if object.keys.contains("locked") { element.locked = try bool(object["locked"], id, "locked") }
+        if object.keys.contains("name") { element.name = try string(object["name"], id, "name", max: 200) }
+        if object.keys.contains("media") {
+            element.media = try string(object["media"], id, "media", max: 128)
+            if let media = element.media, !Self.isIdentifier(media) { throw fail(id, "media", "must be a media id") }
+        }
+        if object.keys.contains("src") {
+            element.src = try string(object["src"], id, "src", max: 2048)
+            if let src = element.src {
+                let lower = src.lowercased()
+                guard lower.hasPrefix("https://") || lower.hasPrefix("http://") || src.hasPrefix("/") else {
+                    throw fail(id, "src", "must be an http(s) URL or a path starting with '/'")
+                }
+            }
+        }
+        if object.keys.contains("loop") { element.loop = try bool(object["loop"], id, "loop") }
+        if object.keys.contains("muted") { element.muted = try bool(object["muted"], id, "muted") }
+        if object.keys.contains("playing") { element.playing = try bool(object["playing"], id, "playing") }
+        if object.keys.contains("volume") { element.volume = try number(object["volume"], id, "volume", range: 0...1) }
+        if object.keys.contains("fit") {
+            element.fit = try string(object["fit"], id, "fit", max: 16)
+            if let fit = element.fit, !["contain", "cover", "fill"].contains(fit) { throw fail(id, "fit", "must be contain, cover or fill") }
+        }
+        if object.keys.contains("text") { element.text = try string(object["text"], id, "text", max: limits.maxTextLength) }
+        if object.keys.contains("font") { element.font = try string(object["font"], id, "font", max: 200) }
+        if object.keys.contains("size") { element.size = try number(object["size"], id, "size", range: 1...2000) }
+        if object.keys.contains("color") {
+            element.color = try string(object["color"], id, "color", max: 32)
+            if let color = element.color, !Self.isColor(color) { throw fail(id, "color", "must be #rgb, #rrggbb, #rrggbbaa or a basic colour name") }
+        }
+        if object.keys.contains("background") {
+            element.background = try string(object["background"], id, "background", max: 32)
+            if let color = element.background, !Self.isColor(color) { throw fail(id, "background", "must be #rgb, #rrggbb, #rrggbbaa or a basic colour name") }
+        }
+        if object.keys.contains("align") {
+            element.align = try string(object["align"], id, "align", max: 8)
+            if let align = element.align, !["left", "center", "right"].contains(align) { throw fail(id, "align", "must be left, center or right") }
+        }
+        if object.keys.contains("room") {
+            element.room = try string(object["room"], id, "room", max: 64)
+            if let room = element.room, !Self.isIdentifier(room) { throw fail(id, "room", "must be letters, digits, '-', '_' or '.'") }
+        }
+        if object.keys.contains("props") {
+            switch object["props"] {
+            case .object(let props)?:
+                guard props.count <= 64 else { throw fail(id, "props", "has too many members (limit 64)") }
+                guard JSONValue.object(props).encoded().count <= 16_384 else { throw fail(id, "props", "is too large (limit 16 KiB)") }
+                element.props = props
+            case .null?, nil: element.props = nil
+            default: throw fail(id, "props", "must be an object")
+            }
+        }
+        if object.keys.contains("id") || object.keys.contains("type") {
+            if case .string(let newID)? = object["id"], newID != element.id { throw fail(id, "id", "cannot be changed") }
+            if case .string(let newType)? = object["type"], newType != element.type { throw fail(id, "type", "cannot be changed") }
+        }
+    }
+
+    /// Checks what each type requires.
+    func check(_ element: SceneElement) throws {
+        switch element.type {
+        case "image", "video", "audio":
+            if element.media == nil && element.src == nil { throw fail(element.id, "media", "or src is required for \(element.type)") }
+        case "text":
+            if element.text == nil { throw fail(element.id, "text", "is required for text") }
+        case "webrtc":
+            if element.room == nil { throw fail(element.id, "room", "is required for webrtc") }
+        default:
+            break
+        }
+    }
+
+    /// Checks a whole element list: count and unique ids.
+    func check(elements: [SceneElement]) throws {
+        guard elements.count <= limits.maxElements else {
+            throw PluginError(status: 400, code: "invalid_scene", message: "too many elements (\(elements.count), limit \(limits.maxElements))")
+        }
+        var seen = Set<String>()
+        for element in elements where !seen.insert(element.id).inserted {
+            throw fail(element.id, "id", "is used by more than one element")
+        }
+    }
+
+    func canvas(_ value: JSONValue?, _ field: String) throws -> Int? {
+        guard let value, value != .null else { return nil }
+        guard case .number(let number) = value, number == number.rounded(), number >= 16, number <= Double(limits.maxCanvas) else {
+            throw fail(nil, field, "must be a whole number between 16 and \(limits.maxCanvas)")
+        }
+        return Int(number)
+    }
+
+    static func isSceneName(_ name: String) -> Bool {
+        name.count <= 40 && isIdentifier(name)
+    }
+}

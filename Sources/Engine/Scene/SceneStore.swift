@@ -1,0 +1,311 @@
+// Scene: the scenes, their versions and history, persisted atomically, and the ordered broadcast of changes.
+
+import Foundation
+import Logging
+import PluginAPI
+import Synchronization
+
+/// One version of a scene as kept in history and on disk.
+struct SceneVersionRecord: Codable, Sendable {
+    var scene: Scene
+    /// What made this version: `create`, `put`, `patch`, `restore`, `activate`.
+    var action: String
+    /// Ids of the elements it touched; nil means "everything" (a replace, reorder or restore).
+    var changed: [String]?
+    /// Who saved it (`streamer`, `moderator:<session id>`).
+    var by: String?
+}
+
+/// A change that was made durable, handed to the broadcaster in version order.
+public struct SceneChange: Sendable {
+    public let scene: Scene
+    public let active: Bool
+    public let action: String
+}
+
+/// Owns every scene. Mutations are serialized under one lock; each accepted change gets the next
+/// version, is written to disk on a serial queue (write, fsync, rename), and only then broadcast,
+/// so overlays never see a version that a crash could take back, and they see versions in order.
+public final class SceneStore: SceneAccess, Sendable {
+    struct State {
+        var scenes: [String: Scene] = [:]
+        var history: [String: [SceneVersionRecord]] = [:]
+        var active = "main"
+        var revision: Int64 = 0
+    }
+
+    let state = Mutex(State())
+    let directory: URL
+    let limits: SceneLimits
+    let logger: Logger
+    let queue = DispatchQueue(label: "onionrp.scene-persistence")
+    let onChange: @Sendable (SceneChange) -> Void
+
+    /// Opens (or creates) the scenes in `<data>/scenes`.
+    /// - Parameters:
+    ///   - dataDirectory: The engine's data folder.
+    ///   - limits: Validation limits and history size.
+    ///   - onChange: Called on the persistence queue, in version order, after each change is durable.
+    public init(dataDirectory: URL, limits: SceneLimits, logger: Logger, onChange: @escaping @Sendable (SceneChange) -> Void) throws {
+        self.directory = dataDirectory.appendingPathComponent("scenes")
+        self.limits = limits
+        self.logger = logger
+        self.onChange = onChange
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let loaded = try Self.load(directory: directory, historySize: limits.historySize, logger: logger)
+        state.withLock { $0 = loaded }
+        if loaded.scenes.isEmpty {
+            // First run: an empty `main` scene, made durable like any other change.
+            _ = try createInitial()
+        }
+    }
+
+    // MARK: loading
+
+    static func load(directory: URL, historySize: Int, logger: Logger) throws -> State {
+        var state = State()
+        let fm = FileManager.default
+        let decoder = JSONDecoder()
+        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where !name.hasPrefix("_") && !name.hasPrefix(".") {
+            let folder = directory.appendingPathComponent(name)
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            let files = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? [])
+                .filter { $0.hasSuffix(".json") }
+                .compactMap { file -> (Int64, String)? in Int64(file.dropLast(5)).map { ($0, file) } }
+                .sorted { $0.0 < $1.0 }
+            var records: [SceneVersionRecord] = []
+            for (_, file) in files {
+                let url = folder.appendingPathComponent(file)
+                guard let data = fm.contents(atPath: url.path) else { continue }
+                do {
+                    records.append(try decoder.decode(SceneVersionRecord.self, from: data))
+                } catch {
+                    logger.error("skipping unreadable scene version \(url.path): \(error)")
+                }
+            }
+            guard let latest = records.last else { continue }
+            state.scenes[name] = latest.scene
+            state.history[name] = Array(records.suffix(historySize))
+            state.revision = max(state.revision, latest.scene.version)
+        }
+        let activeFile = directory.appendingPathComponent("_active.json")
+        if let data = fm.contents(atPath: activeFile.path),
+           let active = try? decoder.decode([String: String].self, from: data)["active"], state.scenes[active] != nil {
+            state.active = active
+        } else if let first = state.scenes.keys.sorted().first, state.scenes["main"] == nil {
+            state.active = first
+        }
+        return state
+    }
+
+    private func createInitial() throws -> Scene {
+        let scene: Scene = state.withLock { state in
+            state.revision += 1
+            var scene = Scene(name: "main")
+            scene.version = state.revision
+            scene.updatedAt = Self.now()
+            state.scenes["main"] = scene
+            state.active = "main"
+            state.history["main"] = [SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine")]
+            return scene
+        }
+        try queue.sync {
+            try persist(SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine"))
+            try writeActive("main")
+        }
+        return scene
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: reading
+
+    /// The active scene's name.
+    public var activeName: String { state.withLock { $0.active } }
+
+    /// A scene by name.
+    public func scene(_ name: String) -> Scene? { state.withLock { $0.scenes[name] } }
+
+    /// The active scene.
+    public var active: Scene {
+        state.withLock { state in state.scenes[state.active] ?? Scene(name: state.active) }
+    }
+
+    /// Every scene, by name.
+    public var all: [Scene] { state.withLock { $0.scenes.values.sorted { $0.name < $1.name } } }
+
+    /// The greatest version given so far.
+    public var revision: Int64 { state.withLock { $0.revision } }
+
+    /// The kept versions of a scene, oldest first.
+    func history(_ name: String) -> [SceneVersionRecord] { state.withLock { $0.history[name] ?? [] } }
+
+    public func activeScene() async throws -> SceneSnapshot {
+        let scene = active
+        return SceneSnapshot(name: scene.name, version: scene.version, json: try JSON.encode(scene))
+    }
+
+    public func elements(referencingMedia mediaID: String) async throws -> [String] {
+        state.withLock { state in
+            state.scenes.values.sorted { $0.name < $1.name }.flatMap { scene in
+                scene.elements.filter { $0.media == mediaID }.map { "\(scene.name)/\($0.id)" }
+            }
+        }
+    }
+
+    // MARK: changing
+
+    /// The outcome of an edit computed under the lock.
+    struct Edit {
+        var elements: [SceneElement]
+        var width: Int?
+        var height: Int?
+        /// Ids touched; nil when the whole scene changed.
+        var changed: [String]?
+    }
+
+    /// Applies `change` to scene `name` if `baseVersion` allows it, gives it the next version and makes it durable.
+    /// - Parameters:
+    ///   - name: The scene; created when absent and `baseVersion` is 0 and `create` is true.
+    ///   - baseVersion: The version the client edited.
+    ///   - action: History label.
+    ///   - by: Who made it.
+    ///   - compute: Given the current scene and the versions since `baseVersion` (nil when they are no
+    ///     longer known), returns the new elements and what changed, or throws (409 / 400).
+    /// - Returns: The new scene.
+    func commit(name: String, baseVersion: Int64, action: String, by: String, create: Bool = false,
+                compute: (Scene, [SceneVersionRecord]?) throws -> Edit) async throws -> Scene {
+        let scene: Scene = try state.withLock { state in
+            var current: Scene
+            if let existing = state.scenes[name] {
+                current = existing
+            } else {
+                guard create else { throw PluginError.notFound("no scene named '\(name)'") }
+                guard baseVersion == 0 else {
+                    throw PluginError(status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
+                }
+                guard state.scenes.count < 100 else {
+                    throw PluginError(status: 400, code: "too_many_scenes", message: "at most 100 scenes")
+                }
+                current = Scene(name: name)
+            }
+            var since: [SceneVersionRecord]? = nil
+            if baseVersion != current.version {
+                let kept = state.history[name] ?? []
+                if baseVersion > current.version {
+                    since = nil
+                } else if let index = kept.firstIndex(where: { $0.scene.version == baseVersion }) {
+                    since = Array(kept[(index + 1)...])
+                }
+            } else {
+                since = []
+            }
+            let edit = try compute(current, since)
+            let (elements, width, height, changed) = (edit.elements, edit.width, edit.height, edit.changed)
+            try SceneValidator(limits: limits).check(elements: elements)
+            state.revision += 1
+            current.elements = elements
+            if let width { current.width = width }
+            if let height { current.height = height }
+            current.version = state.revision
+            current.updatedAt = Self.now()
+            state.scenes[name] = current
+            let record = SceneVersionRecord(scene: current, action: action, changed: changed, by: by)
+            var kept = state.history[name] ?? []
+            kept.append(record)
+            let pruned = kept.count > limits.historySize ? kept.prefix(kept.count - limits.historySize).map(\.scene.version) : []
+            state.history[name] = Array(kept.suffix(limits.historySize))
+            let isActive = state.active == name
+            schedule(record, prune: pruned, active: isActive)
+            return current
+        }
+        try await flush()
+        return scene
+    }
+
+    /// Makes `name` the active scene; it gets a new version so overlays always see versions grow.
+    func activate(_ name: String, by: String) async throws -> Scene {
+        let scene: Scene = try state.withLock { state in
+            guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
+            state.revision += 1
+            scene.version = state.revision
+            scene.updatedAt = Self.now()
+            state.scenes[name] = scene
+            state.active = name
+            let record = SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by)
+            var kept = state.history[name] ?? []
+            kept.append(record)
+            let pruned = kept.count > limits.historySize ? kept.prefix(kept.count - limits.historySize).map(\.scene.version) : []
+            state.history[name] = Array(kept.suffix(limits.historySize))
+            schedule(record, prune: pruned, active: true, writeActive: true)
+            return scene
+        }
+        try await flush()
+        return scene
+    }
+
+    /// Deletes a scene that is not active.
+    func delete(_ name: String) async throws {
+        try state.withLock { state in
+            guard state.scenes[name] != nil else { throw PluginError.notFound("no scene named '\(name)'") }
+            guard state.active != name else {
+                throw PluginError(status: 409, code: "scene_active", message: "scene '\(name)' is active; activate another one first")
+            }
+            state.scenes[name] = nil
+            state.history[name] = nil
+            let folder = directory.appendingPathComponent(name)
+            queue.async { [logger] in
+                do { try FileManager.default.removeItem(at: folder) } catch { logger.error("cannot delete scene folder \(folder.path): \(error)") }
+                AtomicFile.syncDirectory(folder.deletingLastPathComponent())
+            }
+        }
+        try await flush()
+    }
+
+    // MARK: persistence
+
+    private let failure = Mutex<String?>(nil)
+
+    /// Queues the write of a version (called under the state lock, so writes keep version order).
+    private func schedule(_ record: SceneVersionRecord, prune: [Int64], active: Bool, writeActive: Bool = false) {
+        queue.async {
+            do {
+                try self.persist(record)
+                if writeActive { try self.writeActive(record.scene.name) }
+                let folder = self.directory.appendingPathComponent(record.scene.name)
+                for version in prune { unlink(folder.appendingPathComponent("\(version).json").path) }
+                self.onChange(SceneChange(scene: record.scene, active: active, action: record.action))
+            } catch {
+                self.logger.critical("scene version \(record.scene.version) could not be saved: \(error)")
+                self.failure.withLock { $0 = "\(error)" }
+            }
+        }
+    }
+
+    private func persist(_ record: SceneVersionRecord) throws {
+        let folder = directory.appendingPathComponent(record.scene.name)
+        if !FileManager.default.fileExists(atPath: folder.path) {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            AtomicFile.syncDirectory(directory)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        try AtomicFile.write(Array(try encoder.encode(record)), to: folder.appendingPathComponent("\(record.scene.version).json"))
+    }
+
+    private func writeActive(_ name: String) throws {
+        try AtomicFile.write(Array(try JSONEncoder().encode(["active": name])), to: directory.appendingPathComponent("_active.json"))
+    }
+
+    /// Waits until every queued write is on disk.
+    /// - Throws: 503 `storage_failed` when a write failed (the change is not acknowledged).
+    func flush() async throws {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async { continuation.resume() }
+        }
+        if let failure = failure.withLock({ value -> String? in defer { value = nil }; return value }) {
+            throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be saved: \(failure)")
+        }
+    }
+}
