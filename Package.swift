@@ -75,7 +75,7 @@ let package = Package(
             dependencies: [
                 "Engine",
                 .product(name: "PluginAPI", package: "PluginAPI"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/EngineTests",
             swiftSettings: strict
