@@ -23,7 +23,7 @@ example:
 
 test-swift:
 	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	scripts/with-redis.sh $(SWIFT) test
 
 test-integration: example
 	$(SWIFT) build

@@ -141,14 +141,19 @@ final class ModeratorKeysPlugin: OverlayPlugin {
         guard let key = fields["key"]?.trimmingCharacters(in: .whitespacesAndNewlines), !key.isEmpty else {
             throw PluginError.invalidField("key", "required")
         }
+        // Too many failures from one address lock it out for the rest of the window (guessing keys is pointless
+        // at 128 bits, but a flood of attempts is still refused cheaply).
+        let failureKey = "failures:" + (request.remoteAddress ?? "unknown")
+        if let count = try await context.store.get(failureKey).flatMap({ Int(String(decoding: $0, as: UTF8.self)) }),
+           count >= configuration.maxFailures {
+            throw PluginError.rateLimited(retryAfterSeconds: configuration.failureWindowSeconds)
+        }
         // Used, expired and unknown keys get one answer, so the endpoint is no oracle.
         let invalid = PluginError(status: 401, code: "invalid_key", message: "the key is invalid, expired or already used")
-        guard key.utf8.count <= 128, let bytes = try await context.store.take("key:" + keyID(key)) else {
+        guard key.utf8.count <= 128, let bytes = try await context.store.take("key:" + keyID(key)),
+              let record = try? JSON.decode(KeyRecord.self, from: bytes) else {
             rejected.increment()
-            throw invalid
-        }
-        guard let record = try? JSON.decode(KeyRecord.self, from: bytes) else {
-            rejected.increment()
+            _ = try await context.store.increment(failureKey, by: 1, ttl: .seconds(configuration.failureWindowSeconds))
             throw invalid
         }
         let session = try await context.sessions.create(streamerID: record.streamerID, label: record.label)

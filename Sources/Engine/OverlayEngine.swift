@@ -38,7 +38,8 @@ public final class OverlayEngine: Sendable {
     /// Routes the engine registers through the same mechanism as plugins (scene API).
     let engineRegistrar: PluginRegistrar
     let pluginSockets = PluginSocketRegistry()
-    let upgradeInfo = Mutex<[String: [String: String]]>([:])
+    /// Decisions made before a WebSocket upgrade, keyed by request id, taken by the socket handler.
+    let upgradeInfo = Mutex<[String: Result<Admission, PluginError>]>([:])
     let dataDir: URL
     let uploadsDir: URL
     let webDir: URL
@@ -107,7 +108,20 @@ public final class OverlayEngine: Sendable {
         case .embedded:
             store = EmbeddedStore()
         case .redis:
-            throw StartupError(lines: ["engine: storage backend 'redis' (REDIS_URL) is not available in this build yet; unset REDIS_URL or use 'embedded'"])
+            let redis: RedisStore
+            do {
+                redis = try RedisStore(url: config.storage.redisURL, logger: logger)
+            } catch {
+                throw StartupError(lines: ["engine: storage.redis_url / REDIS_URL: \(error)"])
+            }
+            do {
+                try await redis.ping()
+                logger.notice("store: redis at \(redis.address)")
+            } catch {
+                // Not fatal: /readyz reports it, requests that need the store answer 503, and it recovers by itself.
+                logger.error("store: redis at \(redis.address) is not reachable yet (\(error)); serving anyway")
+            }
+            store = redis
         }
 
         let crypto = OpenSSLCrypto()
@@ -346,35 +360,71 @@ public final class OverlayEngine: Sendable {
             return try self.json(Listing(engine_version: Self.version, api_version: PluginAPIVersion.current.description,
                                          plugins: self.pluginDescriptions))
         }
-        router.ws("/ws/overlay", shouldUpgrade: { request, context in
-            try self.access.checkOrigin(method: .get, origin: request.headers[.origin], upgrade: true)
-            _ = try await self.access.authorize(access: .overlay, headers: PluginBridge.headers(request.headers),
-                                                query: PluginBridge.query(request.uri))
-            return .upgrade([:])
-        }, onUpgrade: { inbound, outbound, context in
+        socketRoute(router, "/ws/overlay", decide: { request, context in
+            let (caller, client) = try await self.admit(method: .get, access: .overlay, rateLimit: nil, request: request,
+                                                        context: context, upgrade: true)
+            return Admission(caller: caller, client: client)
+        }, serve: { inbound, outbound, context, admission in
             let label = PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value
-            await self.hub.serve(channel: .overlay, caller: .overlay, clientLabel: label.map { String($0.prefix(64)) }, inbound: inbound,
-                                 outbound: outbound, nioChannel: context.requestContext.channel,
+            await self.hub.serve(channel: .overlay, caller: admission.caller, clientLabel: label.map { String($0.prefix(64)) },
+                                 inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
                                  afterConnect: { self.sendHello($0); self.sendScene($0) })
         })
-        router.ws("/ws/moderator", shouldUpgrade: { request, _ in
-            try self.access.checkOrigin(method: .get, origin: request.headers[.origin], upgrade: true)
+        socketRoute(router, "/ws/moderator", decide: { request, context in
+            let (caller, client) = try await self.admit(method: .get, access: .moderator, rateLimit: nil, request: request,
+                                                        context: context, upgrade: true)
+            return Admission(caller: caller, client: client)
+        }, serve: { inbound, outbound, context, admission in
+            await self.hub.serve(channel: .moderator, caller: admission.caller, clientLabel: nil, inbound: inbound, outbound: outbound,
+                                 nioChannel: context.requestContext.channel, afterConnect: { self.sendHello($0); self.sendScene($0) })
+        })
+    }
+
+    /// Who may open a socket, decided before the upgrade.
+    struct Admission: Sendable {
+        var caller: Caller
+        var client: String?
+        var userInfo: [String: String] = [:]
+    }
+
+    /// A WebSocket route whose checks run before the upgrade.
+    ///
+    /// A refused socket is still upgraded and then closed at once with code 4000 + the HTTP status
+    /// (4401, 4403, 4429, 4503...) and the error message as the reason: a browser cannot read the
+    /// status of a refused upgrade, but it can read a close code and reason.
+    func socketRoute(_ router: Router<EngineRequestContext>, _ path: RouterPath,
+                     decide: @escaping @Sendable (Request, EngineRequestContext) async throws -> Admission,
+                     serve: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter,
+                                                 WebSocketRouterContext<EngineRequestContext>, Admission) async -> Void) {
+        router.ws(path, shouldUpgrade: { request, context in
+            let outcome: Result<Admission, PluginError>
+            do {
+                outcome = .success(try await decide(request, context))
+            } catch let error as PluginError {
+                outcome = .failure(error)
+            } catch is StoreError {
+                outcome = .failure(.storeUnavailable())
+            } catch {
+                outcome = .failure(PluginError(status: 500, code: "internal_error", message: "internal error"))
+            }
+            let key = context.id
+            self.upgradeInfo.withLock { $0[key] = outcome }
             return .upgrade([:])
         }, onUpgrade: { inbound, outbound, context in
-            let query = PluginBridge.query(context.request.uri)
-            let headers = PluginBridge.headers(context.request.headers)
-            let caller: Caller
-            do {
-                caller = try await self.access.authorize(access: .moderator, headers: headers, query: query)
-            } catch let error as PluginError {
-                try? await outbound.close(WebSocketErrorCode(codeNumber: 4401), reason: error.message)
-                return
-            } catch {
-                try? await outbound.close(WebSocketErrorCode(codeNumber: 4503), reason: "the session store is unavailable")
-                return
+            let key = context.requestContext.id
+            let outcome = self.upgradeInfo.withLock { $0.removeValue(forKey: key) }
+            switch outcome {
+            case .success(let admission)?:
+                await serve(inbound, outbound, context, admission)
+            case .failure(let error)?:
+                var reason = error.message
+                while reason.utf8.count > 120 { reason.removeLast() }
+                self.logger.info("socket refused", metadata: ["path": "\(context.request.uri.path)", "status": "\(error.status)",
+                                                             "reason": "\(error.message)"])
+                try? await outbound.close(WebSocketErrorCode(codeNumber: 4000 + error.status), reason: reason)
+            case nil:
+                try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
             }
-            await self.hub.serve(channel: .moderator, caller: caller, clientLabel: nil, inbound: inbound, outbound: outbound,
-                                 nioChannel: context.requestContext.channel, afterConnect: { self.sendHello($0); self.sendScene($0) })
         })
     }
 
@@ -435,26 +485,21 @@ public final class OverlayEngine: Sendable {
 
     func addPluginEndpoint(_ endpoint: PluginWebSocketEndpoint, plugin: String, to router: Router<EngineRequestContext>) {
         let names = RouteTable.parameterNames(endpoint.path)
-        router.ws(RouterPath(RouteTable.hummingbirdPath(endpoint.path)), shouldUpgrade: { request, context in
+        socketRoute(router, RouterPath(RouteTable.hummingbirdPath(endpoint.path)), decide: { request, context in
             let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: nil, request: request,
                                                         context: context, upgrade: true)
             let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
                                                      remoteAddress: client, withBody: false)
             switch try await endpoint.shouldUpgrade(pluginRequest) {
             case .accept(let userInfo):
-                let key = context.id
-                self.upgradeInfo.withLock { $0[key] = userInfo }
-                return .upgrade([:])
+                return Admission(caller: caller, client: client, userInfo: userInfo)
             case .reject(let error):
                 throw error
             }
-        }, onUpgrade: { inbound, outbound, wsContext in
-            let requestContext = wsContext.requestContext
-            let userInfo = self.upgradeInfo.withLock { $0.removeValue(forKey: requestContext.id) } ?? [:]
-            let client = self.access.clientAddress(peer: requestContext.peerIP, forwardedFor: wsContext.request.headers[.forwardedFor])
-            let pluginRequest = PluginBridge.request(wsContext.request, context: requestContext, parameterNames: names, caller: .anonymous,
-                                                     remoteAddress: client, withBody: false)
-            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, userInfo: userInfo,
+        }, serve: { inbound, outbound, wsContext, admission in
+            let pluginRequest = PluginBridge.request(wsContext.request, context: wsContext.requestContext, parameterNames: names,
+                                                     caller: admission.caller, remoteAddress: admission.client, withBody: false)
+            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, userInfo: admission.userInfo,
                                               inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
             self.pluginSockets.add(session)
             defer { self.pluginSockets.remove(session.id) }

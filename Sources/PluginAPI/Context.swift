@@ -127,7 +127,9 @@ extension KeyValueStore {
     /// Reads a JSON-encoded value (nil when absent).
     public func getJSON<T: Decodable>(_ type: T.Type, _ key: String) async throws -> T? {
         guard let bytes = try await get(key) else { return nil }
-        return try JSONDecoder().decode(type, from: Data(bytes))
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(type, from: Data(bytes))
     }
 }
 

@@ -54,8 +54,9 @@ public final class ModeratorSessionStore: ModeratorSessions {
         guard let bytes = try await store.get(Self.prefix + id),
               var record = try? JSON.decode(Record.self, from: bytes) else { return nil }
         let now = Date()
-        // Slide the TTL; skip the write when it was refreshed in the last few seconds.
-        if record.expiresAt.timeIntervalSince(now) < ttl.seconds - 5 {
+        // Slide the TTL; skip the write when it was refreshed a moment ago (at most 5 s, a quarter of the TTL).
+        let slack = min(5, ttl.seconds / 4)
+        if record.expiresAt.timeIntervalSince(now) < ttl.seconds - slack {
             record.expiresAt = now.addingTimeInterval(ttl.seconds)
             try await store.set(Self.prefix + id, try JSON.encode(record), ttl: ttl)
         }

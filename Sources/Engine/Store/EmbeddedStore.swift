@@ -24,6 +24,8 @@ public final class EmbeddedStore: EngineStore {
 
     private let state = Mutex(State())
     private let clock = ContinuousClock()
+    private let subscribers = Mutex<[String: [(id: Int, handler: @Sendable ([UInt8]) -> Void)]]>([:])
+    private let nextSubscriber = Atomic<Int>(0)
 
     /// Creates an empty store.
     public init() {}
@@ -124,6 +126,20 @@ public final class EmbeddedStore: EngineStore {
         }
     }
 
+    public func publish(_ channel: String, _ message: [UInt8]) async throws -> Int {
+        let handlers = subscribers.withLock { $0[channel] ?? [] }
+        for entry in handlers { entry.handler(message) }
+        return handlers.count
+    }
+
+    public func subscribe(_ channel: String, handler: @escaping @Sendable ([UInt8]) -> Void) async throws -> any StoreSubscription {
+        let id = nextSubscriber.add(1, ordering: .relaxed).newValue
+        subscribers.withLock { $0[channel, default: []].append((id, handler)) }
+        return EmbeddedSubscription { [weak self] in
+            self?.subscribers.withLock { $0[channel]?.removeAll { $0.id == id } }
+        }
+    }
+
     public func takeToken(_ key: String, burst: Int, perMinute: Int) async throws -> RateDecision {
         let now = clock.now
         let rate = Double(perMinute) / 60.0
@@ -141,4 +157,10 @@ public final class EmbeddedStore: EngineStore {
             return RateDecision(allowed: false, retryAfterSeconds: max(1, wait))
         }
     }
+}
+
+/// A subscription to the embedded store's in-process channels.
+struct EmbeddedSubscription: StoreSubscription {
+    let onCancel: @Sendable () -> Void
+    func cancel() { onCancel() }
 }

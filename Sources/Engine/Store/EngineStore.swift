@@ -19,8 +19,20 @@ public protocol EngineStore: KeyValueStore {
     func ping() async throws
     /// Takes one token from the bucket `key` (capacity `burst`, refilled at `perMinute`), atomically.
     func takeToken(_ key: String, burst: Int, perMinute: Int) async throws -> RateDecision
+    /// Sends `message` to every subscriber of `channel` (every engine instance sharing the store).
+    /// - Returns: How many subscribers received it.
+    @discardableResult
+    func publish(_ channel: String, _ message: [UInt8]) async throws -> Int
+    /// Calls `handler` with every message published on `channel` until the subscription is cancelled.
+    func subscribe(_ channel: String, handler: @escaping @Sendable ([UInt8]) -> Void) async throws -> any StoreSubscription
     /// Releases connections and background work.
     func close() async
+}
+
+/// A live subscription; cancel it to stop receiving.
+public protocol StoreSubscription: Sendable {
+    /// Stops the subscription.
+    func cancel()
 }
 
 /// A view of a store where every key is put under `prefix`, so plugins never collide.

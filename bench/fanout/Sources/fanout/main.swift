@@ -1,0 +1,154 @@
+// N overlay WebSocket clients and one saver: saves per second and save-to-receive latency.
+
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import HummingbirdWSClient
+import Logging
+import Synchronization
+
+/// Receive instants per client, keyed by version.
+final class Received: Sendable {
+    let table = Mutex<[Int: [Int64: ContinuousClock.Instant]]>([:])
+    let ready = Atomic<Int>(0)
+
+    func record(client: Int, version: Int64, at: ContinuousClock.Instant) {
+        table.withLock { $0[client, default: [:]][version] = $0[client]?[version] ?? at }
+    }
+
+    func newest(client: Int) -> Int64 { table.withLock { $0[client]?.keys.max() ?? 0 } }
+}
+
+/// Pulls `"version":N` out of a scene.full frame without decoding the scene.
+func version(in text: String) -> Int64? {
+    guard text.hasPrefix("{\"type\":\"scene.full\""), let range = text.range(of: "\"version\":") else { return nil }
+    let digits = text[range.upperBound...].prefix { $0.isNumber }
+    return Int64(digits)
+}
+
+func percentile(_ sorted: [Double], _ q: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))]
+}
+
+func rssKiB(pid: Int32) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ").dropFirst().first ?? "")
+    }
+    return nil
+}
+
+@main
+struct Fanout: AsyncParsableCommand {
+    @Option(help: "Engine base URL.") var url = "http://127.0.0.1:8080"
+    @Option(help: "Overlay clients.") var clients = 100
+    @Option(help: "Seconds of saving.") var seconds = 10.0
+    @Option(help: "Streamer token.") var token = "bench"
+    @Option(help: "Engine pid, to report its RSS.") var pid: Int32?
+
+    func patch(base: Int64, body: String) async throws -> Int64 {
+        var request = URLRequest(url: URL(string: url + "/api/scene")!)
+        request.httpMethod = "PATCH"
+        request.setValue(token, forHTTPHeaderField: "x-streamer-token")
+        request.setValue("application/json", forHTTPHeaderField: "content-type")
+        request.httpBody = Data(body.utf8)
+        let (data, response) = try await URLSession.shared.data(for: request)
+        guard (response as? HTTPURLResponse)?.statusCode == 200,
+              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], let version = object["_version"] as? Int else {
+            throw ValidationError("save failed: \(String(decoding: data, as: UTF8.self))")
+        }
+        return Int64(version)
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "fanout")
+        logger.logLevel = .error
+        let received = Received()
+        let wsURL = url.replacingOccurrences(of: "http://", with: "ws://")
+        let clock = ContinuousClock()
+        let rssBefore = pid.flatMap(rssKiB)
+
+        // The scene gets one element that every save moves.
+        let current = try JSONSerialization.jsonObject(with: try await URLSession.shared.data(from: URL(string: url + "/api/scene")!).0) as? [String: Any]
+        var base = Int64(current?["_version"] as? Int ?? 0)
+        base = try await patch(base: base, body: #"{"base_version":\#(base),"ops":[{"op":"add","element":{"id":"bench-\#(UUID().uuidString.prefix(8))","type":"text","text":"bench","x":0}}]}"#)
+        let scene = try JSONSerialization.jsonObject(with: try await URLSession.shared.data(from: URL(string: url + "/api/scene")!).0) as? [String: Any]
+        let elements = scene?["elements"] as? [[String: Any]] ?? []
+        let elementID = elements.last?["id"] as? String ?? "bench"
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<clients {
+                group.addTask {
+                    do {
+                        try await WebSocketClient.connect(url: "\(wsURL)/ws/overlay?overlay_id=bench-\(client)",
+                                                          configuration: .init(maxFrameSize: 1 << 22), logger: logger) { inbound, _, _ in
+                            var counted = false
+                            for try await message in inbound.messages(maxSize: 1 << 22) {
+                                guard case .text(let text) = message, let version = version(in: text) else { continue }
+                                received.record(client: client, version: version, at: clock.now)
+                                if !counted {
+                                    counted = true
+                                    received.ready.add(1, ordering: .relaxed)
+                                }
+                            }
+                        }
+                    } catch {
+                        FileHandle.standardError.write(Data("client \(client): \(error)\n".utf8))
+                    }
+                }
+            }
+            // Wait for every client's first scene.full.
+            let connectDeadline = clock.now + .seconds(60)
+            while received.ready.load(ordering: .relaxed) < clients, clock.now < connectDeadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let connected = received.ready.load(ordering: .relaxed)
+            let rssConnected = pid.flatMap(rssKiB)
+
+            var sentAt: [Int64: ContinuousClock.Instant] = [:]
+            let start = clock.now
+            let end = start + .milliseconds(Int(seconds * 1000))
+            var x = 0
+            while clock.now < end {
+                x += 1
+                let before = clock.now
+                base = try await patch(base: base, body: #"{"base_version":\#(base),"ops":[{"op":"update","id":"\#(elementID)","fields":{"x":\#(x % 1000)}}]}"#)
+                sentAt[base] = before
+            }
+            let elapsed = clock.now - start
+            let saves = sentAt.count
+            let last = base
+            let drainDeadline = clock.now + .seconds(15)
+            while clock.now < drainDeadline, (0..<clients).contains(where: { received.newest(client: $0) < last }) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let rssAfter = pid.flatMap(rssKiB)
+
+            var latencies: [Double] = []
+            var frames = 0
+            received.table.withLock { table in
+                for (_, versions) in table {
+                    for (version, at) in versions {
+                        guard let sent = sentAt[version] else { continue }
+                        frames += 1
+                        let d = at - sent
+                        latencies.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+                    }
+                }
+            }
+            latencies.sort()
+            let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let complete = (0..<clients).filter { received.newest(client: $0) >= last }.count
+            let expected = saves * clients
+            func mib(_ kib: Int?) -> String { kib.map { String(format: "%.1f MiB", Double($0) / 1024) } ?? "n/a" }
+            print(String(format: "clients=%d connected=%d saves=%d saves_per_s=%.1f latency_ms_p50=%.2f p99=%.2f max=%.2f frames=%d/%d (%.1f%% delivered, rest coalesced) final_version_everywhere=%d/%d",
+                         clients, connected, saves, Double(saves) / elapsedSeconds, percentile(latencies, 0.5), percentile(latencies, 0.99),
+                         latencies.last ?? .nan, frames, expected, expected == 0 ? 0 : 100 * Double(frames) / Double(expected), complete, clients))
+            print("engine_rss before=\(mib(rssBefore)) connected=\(mib(rssConnected)) after=\(mib(rssAfter))")
+            group.cancelAll()
+        }
+    }
+}
