@@ -5,12 +5,13 @@ import PackageDescription
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 /// Every feature plugin is a dynamic library of its own, loaded by the engine with dlopen.
-func plugin(_ name: String, product: String) -> (Product, Target) {
+/// The product name is the library's file name (`lib<product>.so`) and the plugin's name in overlay.yaml.
+func plugin(_ name: String, product: String, extra: [Target.Dependency] = []) -> (Product, Target) {
     (
         .library(name: product, type: .dynamic, targets: [name]),
         .target(
             name: name,
-            dependencies: [.product(name: "PluginAPI", package: "PluginAPI")],
+            dependencies: [.product(name: "PluginAPI", package: "PluginAPI")] + extra,
             path: "Plugins/\(name)",
             swiftSettings: strict
         )
@@ -19,6 +20,9 @@ func plugin(_ name: String, product: String) -> (Product, Target) {
 
 let plugins = [
     plugin("ModeratorKeys", product: "moderator-keys"),
+    plugin("Media", product: "media", extra: [.product(name: "MultipartKit", package: "multipart-kit")]),
+    plugin("TTS", product: "tts"),
+    plugin("WebRTCSignaling", product: "webrtc-signaling"),
 ]
 
 let package = Package(
@@ -38,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
