@@ -128,8 +128,8 @@ def test_missing_library_fails_startup(workdir):
 
 
 def test_default_path_is_plugins_dir_and_library_name(workdir):
-    out = start_failure(workdir, plugin_config({"name": "tts"}))
-    assert f"plugin 'tts' ({BUILD.resolve() / 'libtts.so'}): file missing" in out or "plugin 'tts' (" in out and "libtts.so): file missing" in out
+    out = start_failure(workdir, plugin_config({"name": "chat-bridge"}))
+    assert f"plugin 'chat-bridge' ({BUILD.resolve() / 'libchat-bridge.so'}): file missing" in out
 
 
 def test_library_without_entry_symbol_fails_startup(workdir):
