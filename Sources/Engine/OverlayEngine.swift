@@ -135,11 +135,12 @@ public final class OverlayEngine: Sendable {
         let sessions = ModeratorSessionStore(store: store, crypto: crypto, ttl: .seconds(config.sessions.moderatorSessionTTLSeconds))
         let hub = ChannelHub(limits: config.limits, metrics: metrics, logger: logger)
         sessions.whenRevoked { [weak hub] id in hub?.closeSession(id) }
-        let access = AccessPolicy(security: config.security, streamerToken: streamerToken, crypto: crypto, sessions: sessions)
         let pluginsDir = pluginsDirectory(config)
         let publicURL = config.server.publicURL.isEmpty
             ? "http://\(config.server.host == "0.0.0.0" ? "localhost" : config.server.host):\(config.server.port)"
             : String(config.server.publicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")))
+        let access = AccessPolicy(security: config.security, streamerToken: streamerToken,
+                                  publicURL: config.server.publicURL, crypto: crypto, sessions: sessions)
         let settings = EngineSettings(
             moderatorKeyTTL: .seconds(config.sessions.moderatorKeyTTLSeconds),
             moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
@@ -363,10 +364,14 @@ public final class OverlayEngine: Sendable {
         socketRoute(router, "/ws/overlay", decide: { request, context in
             let (caller, client) = try await self.admit(method: .get, access: .overlay, rateLimit: nil, request: request,
                                                         context: context, upgrade: true)
+            if let id = PluginBridge.query(request.uri).first(where: { $0.name == "overlay_id" })?.value,
+               id.isEmpty || id.count > 64 || !SceneValidator.isIdentifier(id) {
+                throw PluginError.invalidField("overlay_id", "1-64 letters, digits, '-', '_' or '.'")
+            }
             return Admission(caller: caller, client: client)
         }, serve: { inbound, outbound, context, admission in
             let label = PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value
-            await self.hub.serve(channel: .overlay, caller: admission.caller, clientLabel: label.map { String($0.prefix(64)) },
+            await self.hub.serve(channel: .overlay, caller: admission.caller, clientLabel: label,
                                  inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
                                  afterConnect: { self.sendHello($0); self.sendScene($0) })
         })
@@ -451,7 +456,8 @@ public final class OverlayEngine: Sendable {
     /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.
     func admit(method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
                context: EngineRequestContext, upgrade: Bool) async throws -> (Caller, String?) {
-        try access.checkOrigin(method: method, origin: request.headers[.origin], upgrade: upgrade)
+        try access.checkOrigin(method: method, origin: request.headers[.origin], host: request.head.authority,
+                               upgrade: upgrade)
         let client = access.clientAddress(peer: context.peerIP, forwardedFor: request.headers[.forwardedFor])
         if let rateLimit {
             let numbers = config.limits.rate[rateLimit.name] ?? RateLimitConfig(burst: rateLimit.burst, perMinute: rateLimit.perMinute)

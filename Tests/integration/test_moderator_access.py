@@ -158,6 +158,9 @@ def test_origin_checked_only_when_strict(engines):
     allowed = requests.post(strict.url + "/api/moderator-keys/generate", headers={**strict.streamer(), "origin": "https://studio.example"})
     assert allowed.status_code == 201
     assert requests.get(strict.url + "/api/scene", headers=evil).status_code == 200, "reads are not state-changing"
+    # The engine's own pages are same-origin and always allowed, listed or not.
+    same = requests.post(strict.url + "/api/moderator-keys/generate", headers={**strict.streamer(), "origin": strict.url})
+    assert same.status_code == 201
     # A refused socket is closed at once with 4000 + status, so a browser can read why.
     with connect(strict.ws_url + "/ws/overlay", additional_headers=evil) as refused_socket:
         with pytest.raises(ConnectionClosed) as closed:

@@ -230,7 +230,8 @@ function syncMedia(rec, el) {
   const media = rec.node;
   const loop = el.loop === true;
   if (media.loop !== loop) media.loop = loop;
-  const muted = el.muted === true;
+  // A hidden element is silent too: hiding keeps it playing (no restart on show) but nobody hears it.
+  const muted = el.muted === true || el.visible === false;
   if (rec.muted !== muted) {
     rec.muted = muted;
     rec.autoMuted = false;

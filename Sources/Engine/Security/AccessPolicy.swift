@@ -10,11 +10,19 @@ public struct AccessPolicy: Sendable {
     let strictOrigin: Bool
     let allowedOrigins: Set<String>
     let trustedProxies: Set<String>
+    /// Origin of the configured public URL (`scheme://host[:port]`), always allowed.
+    let ownOrigin: String?
     let crypto: any CryptoProvider
     let sessions: any ModeratorSessions
 
     /// Creates the policy.
-    public init(security: SecurityConfig, streamerToken: String, crypto: any CryptoProvider, sessions: any ModeratorSessions) {
+    public init(security: SecurityConfig, streamerToken: String, publicURL: String = "", crypto: any CryptoProvider,
+                sessions: any ModeratorSessions) {
+        if let url = URLComponents(string: publicURL), let scheme = url.scheme, let host = url.host {
+            self.ownOrigin = "\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")".lowercased()
+        } else {
+            self.ownOrigin = nil
+        }
         self.streamerToken = Array(streamerToken.utf8)
         self.overlayToken = Array(security.overlayToken.utf8)
         self.strictOrigin = security.strictOrigin
@@ -72,18 +80,25 @@ public struct AccessPolicy: Sendable {
     }
 
     /// Refuses a request from another origin when strict origin checking is on.
+    ///
+    /// The engine's own pages are always allowed: an `Origin` equal to `scheme://<Host header>` is
+    /// same-origin, as is the public URL's origin.
     /// - Parameters:
     ///   - method: The request method (safe methods pass unless `upgrade`).
     ///   - origin: The `Origin` header.
+    ///   - host: The `Host` header.
     ///   - upgrade: True for WebSocket upgrades (always checked).
-    public func checkOrigin(method: HTTPMethod, origin: String?, upgrade: Bool) throws {
+    public func checkOrigin(method: HTTPMethod, origin: String?, host: String?, upgrade: Bool) throws {
         guard strictOrigin else { return }
         if !upgrade, method == .get || method == .head || method == .options { return }
         guard let origin else {
             // Non-browser clients send no Origin; they are not the cross-site threat this check is for.
             return
         }
-        if !allowedOrigins.contains(origin.lowercased()) {
+        let lower = origin.lowercased()
+        if let host = host?.lowercased(), lower == "http://" + host || lower == "https://" + host { return }
+        if let ownOrigin, lower == ownOrigin { return }
+        if !allowedOrigins.contains(lower) {
             throw PluginError(status: 403, code: "origin_forbidden", message: "origin '\(origin)' is not in ALLOWED_ORIGINS")
         }
     }
