@@ -39,7 +39,7 @@ public final class OverlayEngine: Sendable {
     let engineRegistrar: PluginRegistrar
     let pluginSockets = PluginSocketRegistry()
     /// Decisions made before a WebSocket upgrade, keyed by request id, taken by the socket handler.
-    let upgradeInfo = Mutex<[String: Result<Admission, PluginError>]>([:])
+    let upgradeInfo = Mutex<[String: (at: ContinuousClock.Instant, outcome: Result<Admission, PluginError>)]>([:])
     let dataDir: URL
     let uploadsDir: URL
     let webDir: URL
@@ -146,7 +146,9 @@ public final class OverlayEngine: Sendable {
             moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
             streamerTokenConfigured: !streamerToken.isEmpty,
             defaultBodyLimit: config.limits.maxBodyBytes)
-        let acks = OverlayAcks(metrics: metrics)
+        let acks = OverlayAcks(metrics: metrics) { [weak hub] id in
+            hub?.all.contains { $0.channel == .overlay && ($0.clientLabel ?? $0.id) == id } ?? false
+        }
         var sceneLimits = SceneLimits()
         sceneLimits.maxElements = config.scene.maxElements
         sceneLimits.maxTextLength = config.scene.maxTextLength
@@ -413,11 +415,16 @@ public final class OverlayEngine: Sendable {
                 outcome = .failure(PluginError(status: 500, code: "internal_error", message: "internal error"))
             }
             let key = context.id
-            self.upgradeInfo.withLock { $0[key] = outcome }
+            let now = ContinuousClock.now
+            self.upgradeInfo.withLock { pending in
+                // A handshake that never completed leaves its entry behind; drop those after a minute.
+                if pending.count > 256 { pending = pending.filter { now - $0.value.at < .seconds(60) } }
+                pending[key] = (now, outcome)
+            }
             return .upgrade([:])
         }, onUpgrade: { inbound, outbound, context in
             let key = context.requestContext.id
-            let outcome = self.upgradeInfo.withLock { $0.removeValue(forKey: key) }
+            let outcome = self.upgradeInfo.withLock { $0.removeValue(forKey: key) }?.outcome
             switch outcome {
             case .success(let admission)?:
                 await serve(inbound, outbound, context, admission)

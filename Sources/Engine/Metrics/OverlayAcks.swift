@@ -27,10 +27,16 @@ public final class OverlayAcks: Sendable {
     let window: Duration = .seconds(300)
     let latencyTimer: CoreMetrics.Timer
     let appliedGauge: @Sendable (String) -> CoreMetrics.Gauge
+    let lagGauge: @Sendable (String) -> CoreMetrics.Gauge
+    let isConnected: @Sendable (String) -> Bool
 
-    init(metrics: EngineMetrics) {
+    /// - Parameter isConnected: Whether an overlay id has a live socket. Per-overlay series are only
+    ///   made for those, so anyone POSTing made-up ids cannot grow `/metrics` without bound.
+    init(metrics: EngineMetrics, isConnected: @escaping @Sendable (String) -> Bool) {
         self.latencyTimer = metrics.timer("onionrp_overlay_ack_latency_seconds")
         self.appliedGauge = { metrics.gauge("onionrp_overlay_applied_version", [("overlay", $0)]) }
+        self.lagGauge = { metrics.gauge("onionrp_overlay_lag_versions", [("overlay", $0)]) }
+        self.isConnected = isConnected
     }
 
     /// A version was sent to overlays.
@@ -80,7 +86,10 @@ public final class OverlayAcks: Sendable {
             return ms
         }
         if let latency { latencyTimer.recordNanoseconds(Int64(latency * 1e6)) }
-        appliedGauge(id).record(Double(version))
+        if isConnected(id) {
+            appliedGauge(id).record(Double(version))
+            lagGauge(id).record(Double(max(0, latestBroadcast - version)))
+        }
         return latency
     }
 
