@@ -25,7 +25,7 @@ test-swift:
 	$(SWIFT) build --build-tests
 	scripts/with-redis.sh $(SWIFT) test
 
-test-integration: example
+test-integration:
 	$(SWIFT) build
 	python3 -m pytest -q Tests/integration $(PYTEST_ARGS)
 

@@ -128,7 +128,10 @@ def plugin_config(*entries):
 
 @pytest.fixture(scope="session")
 def hello_so():
-    assert HELLO_SO.exists(), f"build the example first: (cd examples/hello-plugin && swift build); missing {HELLO_SO}"
+    """The example plugin, built here as a plugin author would build it: its own package, `swift build`."""
+    result = subprocess.run(["swift", "build"], cwd=ROOT / "examples" / "hello-plugin", capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert HELLO_SO.exists(), f"swift build did not leave {HELLO_SO}"
     return HELLO_SO
 
 
