@@ -9,8 +9,8 @@ counts=("${@:-1 100 1000}")
 [[ $# -gt 0 ]] && counts=("$@") || counts=(1 100 1000)
 ulimit -n 65536 2>/dev/null || ulimit -n 4096
 
-swift build -c release --product overlay-engine >/dev/null
-(cd bench/fanout && swift build -c release >/dev/null)
+swift build -c release --product overlay-engine 2>&1 | grep -E "error|Compiling|Build" | tail -1
+(cd bench/fanout && swift build -c release 2>&1 | grep -E "error|Build" | tail -1)
 
 work=$(mktemp -d)
 trap 'kill $engine 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -21,7 +21,7 @@ limits:
     scene.save: {burst: 1000000, per_minute: 100000000}
 plugins: []
 YAML
-(cd "$work" && STREAMER_API_TOKEN=bench PORT=$port LOG_LEVEL=warning exec "$OLDPWD/.build/release/overlay-engine" serve --config overlay.yaml) &
+(cd "$work" && STREAMER_API_TOKEN=bench PORT=$port LOG_LEVEL=warning exec "$OLDPWD/.build/release/overlay-engine" serve --config overlay.yaml) 2>"${ENGINE_LOG:-/dev/null}" &
 engine=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 

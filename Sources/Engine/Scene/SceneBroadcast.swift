@@ -5,21 +5,21 @@ import NIOCore
 import PluginAPI
 
 enum SceneBroadcast {
-    struct Frame: Encodable {
-        let type = "scene.full"
-        let version: Int64
-        let server_ts: Int64
-        let active: Bool
-        let action: String
-        let scene: Scene
-    }
-
-    /// `{"type":"scene.full","version":N,"server_ts":ms,"active":bool,"action":"...","scene":{...}}`.
+    /// `{"type":"scene.full","version":N,"server_ts":ms,"active":bool,"action":"...","scene":{...}}`, with
+    /// `type` first so that clients can dispatch on a prefix; the scene is encoded once per change.
     static func frame(_ change: SceneChange) -> ByteBuffer {
-        let frame = Frame(version: change.scene.version, server_ts: Int64(Date().timeIntervalSince1970 * 1000), active: change.active,
-                          action: change.action, scene: change.scene)
-        // Encoding a validated scene cannot fail (all numbers are finite); an empty object would only drop one frame.
-        return ByteBuffer(bytes: (try? JSON.encode(frame)) ?? Array("{}".utf8))
+        // Encoding a validated scene cannot fail (all numbers are finite); an empty scene would only blank one frame.
+        let scene = (try? JSON.encode(change.scene)) ?? Array("{}".utf8)
+        let action = (try? JSON.encode(change.action)) ?? Array("\"\"".utf8)
+        let head = "{\"type\":\"scene.full\",\"version\":\(change.scene.version),\"server_ts\":\(Int64(Date().timeIntervalSince1970 * 1000)),\"active\":\(change.active),\"action\":"
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(head.utf8.count + action.count + scene.count + 12)
+        buffer.writeString(head)
+        buffer.writeBytes(action)
+        buffer.writeString(",\"scene\":")
+        buffer.writeBytes(scene)
+        buffer.writeString("}")
+        return buffer
     }
 }
 

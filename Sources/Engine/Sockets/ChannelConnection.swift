@@ -37,9 +37,14 @@ public final class ChannelConnection: SocketConnection {
     let queue = Mutex(Queue())
     let onDrop: @Sendable (ChannelConnection, DropReason) -> Void
     let onCoalesce: @Sendable () -> Void
+    /// When the frame being written started (uptime nanoseconds), 0 when idle; read by the hub's watchdog.
+    let writeStartedAt = Atomic<UInt64>(0)
+    /// The TCP channel, closed outright when a write is stuck.
+    let nioChannel: any Channel
 
-    init(id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int,
+    init(id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int, nioChannel: any Channel,
          onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void, onCoalesce: @escaping @Sendable () -> Void) {
+        self.nioChannel = nioChannel
         self.id = id
         self.channel = channel
         self.caller = caller

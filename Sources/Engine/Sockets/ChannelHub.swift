@@ -34,8 +34,12 @@ public final class ChannelHub: SocketHub {
     private let connections = Mutex<[String: ChannelConnection]>([:])
     private let handlers = Mutex<[String: [(channels: [SocketChannel], handler: SocketEventHandler, owner: String)]]>([:])
     private let connectHooks = Mutex<[(channels: [SocketChannel], handler: SocketConnectHandler, owner: String)]>([])
-    private let stats = Mutex(HubStats())
+    private let framesSent = Atomic<Int>(0)
+    private let framesCoalesced = Atomic<Int>(0)
+    private let framesDropped = Atomic<Int>(0)
+    private let clientsDropped = Atomic<Int>(0)
     private let nextID = Atomic<Int>(0)
+    private let watchdog = Mutex<Task<Void, Never>?>(nil)
     let logger: Logger
     let queueLimit: Int
     let sendTimeout: Duration
@@ -59,6 +63,33 @@ public final class ChannelHub: SocketHub {
             gauges[channel] = metrics.gauge("onionrp_ws_connections", [("channel", channel.rawValue)])
         }
         self.gauges = gauges
+    }
+
+    deinit { watchdog.withLock { $0?.cancel() } }
+
+    /// Once a second, drops clients whose current frame has been sending for longer than the send
+    /// timeout. One sweeper for all connections keeps timers out of the per-frame path.
+    private func startWatchdog() {
+        watchdog.withLock { task in
+            guard task == nil else { return }
+            task = Task.detached { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    self?.sweepStuckWriters()
+                }
+            }
+        }
+    }
+
+    func sweepStuckWriters() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let limit = UInt64(sendTimeout.components.seconds) * 1_000_000_000
+        for connection in all {
+            let started = connection.writeStartedAt.load(ordering: .relaxed)
+            guard started != 0, now > started, now - started > limit, connection.nioChannel.isActive else { continue }
+            dropped(connection, reason: .sendTimeout)
+            connection.nioChannel.close(promise: nil)
+        }
     }
 
     // MARK: registration
@@ -110,8 +141,12 @@ public final class ChannelHub: SocketHub {
 
     /// Counters so far.
     public var currentStats: HubStats {
-        var value = stats.withLock { $0 }
-        value.slowClients = all.filter { $0.queuedCount > max(1, queueLimit / 2) }.count
+        var value = HubStats()
+        value.framesSent = framesSent.load(ordering: .relaxed)
+        value.framesCoalesced = framesCoalesced.load(ordering: .relaxed)
+        value.framesDropped = framesDropped.load(ordering: .relaxed)
+        value.clientsDropped = clientsDropped.load(ordering: .relaxed)
+        value.slowClients = all.filter { $0.queuedCount > max(1, queueLimit / 2) || $0.writeStartedAt.load(ordering: .relaxed) != 0 }.count
         return value
     }
 
@@ -142,8 +177,9 @@ public final class ChannelHub: SocketHub {
                outbound: WebSocketOutboundWriter, nioChannel: any Channel,
                afterConnect: @Sendable (ChannelConnection) async -> Void) async {
         let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
+        startWatchdog()
         let connection = ChannelConnection(
-            id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit,
+            id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit, nioChannel: nioChannel,
             onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
             onCoalesce: { [weak self] in self?.coalesced() })
         connections.withLock { $0[id] = connection }
@@ -162,7 +198,7 @@ public final class ChannelHub: SocketHub {
         }
 
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop(connection, outbound: outbound, nioChannel: nioChannel) }
+            group.addTask { await self.writeLoop(connection, outbound: outbound) }
             group.addTask { await self.readLoop(connection, inbound: inbound) }
             _ = await group.next()
             connection.close(code: 1000, reason: "closed")
@@ -171,33 +207,25 @@ public final class ChannelHub: SocketHub {
         logger.info("socket closed", metadata: ["socket": "\(id)"])
     }
 
-    private func writeLoop(_ connection: ChannelConnection, outbound: WebSocketOutboundWriter, nioChannel: any Channel) async {
+    /// Writes queued frames one at a time. A write that back-pressure holds longer than the send
+    /// timeout is ended by the watchdog closing the TCP channel (the write then throws).
+    private func writeLoop(_ connection: ChannelConnection, outbound: WebSocketOutboundWriter) async {
         while true {
             switch await connection.next() {
             case .frame(let buffer):
-                let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
-                let ok = await withTaskGroup(of: Bool.self) { group in
-                    group.addTask {
-                        do { try await outbound.write(.custom(frame)); return true } catch { return false }
-                    }
-                    group.addTask {
-                        try? await Task.sleep(for: self.sendTimeout)
-                        return Task.isCancelled
-                    }
-                    let first = await group.next() ?? false
-                    group.cancelAll()
-                    return first
-                }
-                if !ok {
-                    if nioChannel.isActive { dropped(connection, reason: .sendTimeout) }
-                    nioChannel.close(promise: nil)
+                connection.writeStartedAt.store(max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+                do {
+                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
+                } catch {
+                    connection.writeStartedAt.store(0, ordering: .relaxed)
+                    connection.nioChannel.close(promise: nil)
                     return
                 }
+                connection.writeStartedAt.store(0, ordering: .relaxed)
                 sent()
             case .close(let code, let reason):
-                let errorCode = WebSocketErrorCode(codeNumber: Int(code))
-                try? await outbound.close(errorCode, reason: reason)
-                if code == 1008 { nioChannel.close(promise: nil) }
+                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
+                if code == 1008 { connection.nioChannel.close(promise: nil) }
                 return
             }
         }
@@ -252,21 +280,19 @@ public final class ChannelHub: SocketHub {
     // MARK: counters
 
     private func sent() {
-        stats.withLock { $0.framesSent += 1 }
+        framesSent.add(1, ordering: .relaxed)
         sentCounter.increment()
     }
 
     private func coalesced() {
-        stats.withLock { $0.framesCoalesced += 1 }
+        framesCoalesced.add(1, ordering: .relaxed)
         coalescedCounter.increment()
     }
 
     private func dropped(_ connection: ChannelConnection, reason: DropReason) {
         let lost = connection.queuedCount
-        stats.withLock {
-            $0.clientsDropped += 1
-            $0.framesDropped += lost
-        }
+        clientsDropped.add(1, ordering: .relaxed)
+        framesDropped.add(lost, ordering: .relaxed)
         droppedCounter.increment()
         logger.warning("dropped a stuck client", metadata: ["socket": "\(connection.id)", "reason": "\(reason.rawValue)"])
     }

@@ -64,8 +64,11 @@ struct Fanout: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var logger = Logger(label: "fanout")
-        logger.logLevel = .error
+        let logger: Logger = {
+            var logger = Logger(label: "fanout")
+            logger.logLevel = .error
+            return logger
+        }()
         let received = Received()
         let wsURL = url.replacingOccurrences(of: "http://", with: "ws://")
         let clock = ContinuousClock()
