@@ -120,7 +120,8 @@ public final class PluginRegistrar: Sendable {
     /// - Parameters:
     ///   - path: `/literal/{param}` pattern.
     ///   - access: Engine-checked access level.
-    ///   - maxFrameSize: Largest inbound frame; bigger frames close the socket (1009).
+    ///   - maxFrameSize: Largest inbound message (fragmented or not); a bigger one closes the socket with 1009
+    ///     and ends ``WebSocketSession/inbound``.
     ///   - shouldUpgrade: Accepts or rejects the upgrade request.
     ///   - handler: Runs the socket.
     public func webSocket(_ path: String, access: AccessLevel = .public, maxFrameSize: Int = 64 << 10,

@@ -343,24 +343,6 @@ elementTypes.set("text", {
   },
 });
 
-elementTypes.set("webrtc", {
-  // A placeholder until the stream itself is wired in (preview mode registers its own renderer).
-  create() {
-    const node = document.createElement("div");
-    node.className = "ov-webrtc";
-    const label = document.createElement("span");
-    node.appendChild(label);
-    return { node, label, room: null };
-  },
-  update(rec, el) {
-    const room = typeof el.room === "string" ? el.room : "";
-    if (rec.room !== room) {
-      rec.room = room;
-      rec.label.textContent = room;
-    }
-  },
-});
-
 /** Elements of a type nobody draws: an empty hidden node, so a renderer registered later can take over. */
 const unknownRenderer = {
   create(el) {
@@ -749,7 +731,8 @@ export function start(options = {}) {
   started = true;
   const params = new URLSearchParams(location.search);
   config.debug = params.get("debug") === "1";
-  config.token = params.get("token") || "";
+  // The overlay token: ?overlay_token= (needed on /preview, whose ?token= is the room's viewer token), else ?token=.
+  config.token = params.get("overlay_token") || params.get("token") || "";
   config.overlayId = resolveOverlayId(params.get("overlay_id"));
   config.mode = location.pathname.replace(/\/+$/, "") === "/preview" ? "preview" : "overlay";
   config.webrtcRoom = params.get("webrtc_room") || "";

@@ -105,7 +105,20 @@ final class PluginSocketSession: WebSocketSession, @unchecked Sendable {
         self.userInfo = userInfo
         self.outbound = outbound
         let iteratorBox = MessageIteratorBox(stream.messages(maxSize: maxFrameSize).makeAsyncIterator())
-        self.inbound = WebSocketInbound(next: { try await iteratorBox.next() })
+        self.inbound = WebSocketInbound(next: {
+            // WSCore limits fragmented messages; a single large frame is checked here. Too big: 1009, end.
+            guard let message = try await iteratorBox.next() else { return nil }
+            let size: Int
+            switch message {
+            case .text(let text): size = text.utf8.count
+            case .binary(let bytes): size = bytes.count
+            }
+            guard size <= maxFrameSize else {
+                try? await outbound.close(.messageTooLarge, reason: "message larger than \(maxFrameSize) bytes")
+                return nil
+            }
+            return message
+        })
     }
 
     func send(_ text: String) async throws { try await outbound.write(.text(text)) }

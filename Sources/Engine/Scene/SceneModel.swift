@@ -211,7 +211,10 @@ struct SceneValidator {
         }
         if object.keys.contains("room") {
             element.room = try string(object["room"], id, "room", max: 64)
-            if let room = element.room, !Self.isIdentifier(room) { throw fail(id, "room", "must be letters, digits, '-', '_' or '.'") }
+            // The signaling plugin's room names: 1-64 of A-Z a-z 0-9 _ -.
+            if let room = element.room, room.isEmpty || !room.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                throw fail(id, "room", "must be 1-64 letters, digits, '-' or '_'")
+            }
         }
         if object.keys.contains("props") {
             switch object["props"] {

@@ -41,7 +41,7 @@ public struct AccessPolicy: Sendable {
     /// Establishes the caller for a route of `access`, or throws 401/403.
     ///
     /// Credentials: `x-streamer-token`; a moderator session in `x-moderator-session`,
-    /// `Authorization: Bearer`, or `?session=`; the overlay token in `x-overlay-token` or `?token=`.
+    /// `Authorization: Bearer`, or `?session=`; the overlay token in `x-overlay-token`, `?overlay_token=` or `?token=`.
     public func authorize(access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)]) async throws -> Caller {
         if access == .public { return .anonymous }
         if let token = headers["x-streamer-token"] {
@@ -65,7 +65,8 @@ public struct AccessPolicy: Sendable {
         }
         // access == .overlay
         if overlayToken.isEmpty { return .overlay }
-        let presented = headers["x-overlay-token"] ?? query.first(where: { $0.name == "token" })?.value
+        let presented = headers["x-overlay-token"] ?? query.first(where: { $0.name == "overlay_token" })?.value
+            ?? query.first(where: { $0.name == "token" })?.value
         if let presented, crypto.constantTimeEquals(Array(presented.utf8), overlayToken) { return .overlay }
         throw PluginError.unauthorized("the overlay token is missing or wrong (?token= or x-overlay-token)")
     }
