@@ -1,0 +1,299 @@
+// The property inspector of the selected element: geometry, appearance, text, media playback.
+// Every control saves through the scene sync (typing is debounced; Enter or leaving the field saves at once).
+
+import { elementLabel, h } from "./util.js";
+
+const FONTS = ["system-ui", "Inter", "Arial", "Helvetica", "Verdana", "Georgia", "Times New Roman", "Courier New",
+  "Impact", "Comic Sans MS", "Trebuchet MS", "monospace", "serif", "sans-serif"];
+
+/** "#rgb", "#rgba", "#rrggbb", "#rrggbbaa" or a basic name, as the engine accepts. */
+export function isColor(text) {
+  if (/^#([0-9a-f]{3}|[0-9a-f]{4}|[0-9a-f]{6}|[0-9a-f]{8})$/i.test(text)) return true;
+  return ["transparent", "white", "black", "red", "green", "blue", "yellow", "orange", "purple", "gray", "grey"].includes(text);
+}
+
+/** "#rrggbb" part of a colour for <input type=color>, and its alpha suffix. */
+function splitColor(text) {
+  const named = { white: "#ffffff", black: "#000000", red: "#ff0000", green: "#008000", blue: "#0000ff", yellow: "#ffff00",
+    orange: "#ffa500", purple: "#800080", gray: "#808080", grey: "#808080", transparent: "#000000" };
+  if (!text) return { hex: "#000000", alpha: "" };
+  if (named[text]) return { hex: named[text], alpha: text === "transparent" ? "00" : "" };
+  let body = text.replace("#", "");
+  if (body.length === 3 || body.length === 4) body = [...body].map((c) => c + c).join("");
+  return { hex: `#${body.slice(0, 6)}`, alpha: body.slice(6, 8) };
+}
+
+export class Inspector {
+  constructor(app, root) {
+    this.app = app;
+    this.root = root;
+    this.fields = new Map();
+    this.currentId = null;
+    this.currentType = null;
+  }
+
+  render({ force = false } = {}) {
+    const id = this.app.selection.id;
+    const el = id ? this.app.sync.element(id) : null;
+    if (!el) {
+      this.currentId = null;
+      this.root.textContent = "";
+      this.root.append(
+        h("div.empty-state",
+          h("p", "Nothing selected."),
+          h("p.muted.small", "Click an element on the stage or in Layers. Arrow keys nudge, Shift+arrows by 10 px, Delete removes, Ctrl+D duplicates.")),
+      );
+      return;
+    }
+    if (el.id !== this.currentId || el.type !== this.currentType) {
+      this.build(el);
+      this.currentId = el.id;
+      this.currentType = el.type;
+    }
+    this.fill(el, force);
+  }
+
+  /** One labelled control bound to a field. */
+  control(el, field, { label, type = "number", min, max, step, options, parse, format, debounce, wide, unit, hint } = {}) {
+    const id = `insp-${field}`;
+    let input;
+    if (type === "select") {
+      input = h("select", { id }, options.map(([value, text]) => h("option", { value }, text)));
+    } else if (type === "textarea") {
+      input = h("textarea", { id, rows: 3, spellcheck: true, maxlength: 2000 });
+    } else if (type === "checkbox") {
+      input = h("input", { id, type: "checkbox" });
+    } else {
+      input = h("input", { id, type, min, max, step, autocomplete: "off", spellcheck: false });
+    }
+    const error = h("span.field-error", { id: `${id}-error` });
+    const binding = { field, input, parse, format, type, error };
+    this.fields.set(field, binding);
+    const commit = (final) => {
+      const raw = type === "checkbox" ? input.checked : input.value;
+      let value;
+      try {
+        value = parse ? parse(raw) : raw;
+      } catch (problem) {
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", error.id);
+        error.textContent = problem.message;
+        return;
+      }
+      input.removeAttribute("aria-invalid");
+      error.textContent = "";
+      const current = this.app.sync.element(this.currentId);
+      if (!current) return;
+      if ((current[field] ?? null) === (value ?? null)) {
+        if (final) this.app.sync.flushSoon();
+        return;
+      }
+      this.app.sync.update(this.currentId, { [field]: value }, {
+        group: `field:${this.currentId}:${field}`,
+        debounce: final ? 0 : debounce ?? (type === "textarea" || type === "text" ? 400 : 200),
+      });
+    };
+    const live = type === "checkbox" || type === "select" || type === "range" || type === "color";
+    input.addEventListener("input", () => commit(live));
+    input.addEventListener("change", () => commit(true));
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && type !== "textarea") {
+        commit(true);
+        e.preventDefault();
+      }
+      if (e.key === "Enter" && type === "textarea" && (e.ctrlKey || e.metaKey)) commit(true);
+    });
+    if (type === "checkbox") {
+      return h("label.check", { for: id }, input, h("span", label));
+    }
+    return h("div.field", { class: wide ? "wide" : "" },
+      h("label", { for: id }, label, unit ? h("span.unit", ` ${unit}`) : null),
+      input,
+      hint ? h("span.muted.small", hint) : null,
+      error);
+  }
+
+  number(min, max, { integer = false } = {}) {
+    return (raw) => {
+      if (String(raw).trim() === "") throw new Error("Enter a number");
+      const n = Number(raw);
+      if (!Number.isFinite(n)) throw new Error("Enter a number");
+      if (n < min || n > max) throw new Error(`Between ${min} and ${max}`);
+      return integer ? Math.round(n) : Math.round(n * 100) / 100;
+    };
+  }
+
+  /** A colour text field with a swatch picker (the swatch keeps the alpha typed in the text). */
+  colorControl(field, label, { allowNone = false } = {}) {
+    const id = `insp-${field}`;
+    const text = h("input", { id, type: "text", autocomplete: "off", spellcheck: false, placeholder: allowNone ? "none" : "#ffffff", maxlength: 32 });
+    const swatch = h("input", { type: "color", "aria-label": `${label} picker`, tabindex: "0" });
+    const error = h("span.field-error", { id: `${id}-error` });
+    const parse = (raw) => {
+      const value = raw.trim();
+      if (!value && allowNone) return null;
+      if (!isColor(value)) throw new Error("#rgb, #rrggbb, #rrggbbaa or a basic colour name");
+      return value;
+    };
+    const binding = { field, input: text, parse, type: "color-text", swatch, error };
+    this.fields.set(field, binding);
+    const commit = (raw, final) => {
+      let value;
+      try {
+        value = parse(raw);
+      } catch (problem) {
+        text.setAttribute("aria-invalid", "true");
+        text.setAttribute("aria-describedby", error.id);
+        error.textContent = problem.message;
+        return;
+      }
+      text.removeAttribute("aria-invalid");
+      error.textContent = "";
+      const current = this.app.sync.element(this.currentId);
+      if (!current || (current[field] ?? null) === value) return;
+      this.app.sync.update(this.currentId, { [field]: value }, { group: `field:${this.currentId}:${field}`, debounce: final ? 0 : 300 });
+    };
+    text.addEventListener("input", () => commit(text.value, false));
+    text.addEventListener("change", () => commit(text.value, true));
+    swatch.addEventListener("input", () => {
+      const { alpha } = splitColor(text.value.trim());
+      text.value = swatch.value + alpha;
+      commit(text.value, false);
+    });
+    swatch.addEventListener("change", () => commit(text.value, true));
+    return h("div.field.color-field",
+      h("label", { for: id }, label),
+      h("div.color-row", swatch, text),
+      error);
+  }
+
+  build(el) {
+    this.fields.clear();
+    const geometry = h("fieldset.group",
+      h("legend", "Position & size"),
+      h("div.grid2",
+        this.control(el, "x", { label: "X", step: 1, parse: this.number(-100000, 100000), unit: "px" }),
+        this.control(el, "y", { label: "Y", step: 1, parse: this.number(-100000, 100000), unit: "px" }),
+        this.control(el, "width", { label: "Width", step: 1, min: 0, parse: this.number(0, 100000), unit: "px" }),
+        this.control(el, "height", { label: "Height", step: 1, min: 0, parse: this.number(0, 100000), unit: "px" }),
+        this.control(el, "rotation", { label: "Rotation", step: 1, parse: this.number(-3600, 3600), unit: "°" }),
+        this.control(el, "z", { label: "Layer (z)", step: 1, parse: this.number(-100000, 100000, { integer: true }) }),
+      ),
+      h("div.row.gap",
+        h("button.btn.small", { type: "button", onclick: () => this.app.alignSelected("center") }, "Centre"),
+        h("button.btn.small", { type: "button", onclick: () => this.app.alignSelected("fill") }, "Fill stage"),
+        h("button.btn.small", { type: "button", title: "Bring forward (])", onclick: () => this.app.restackBy(this.currentId, 1) }, "Forward"),
+        h("button.btn.small", { type: "button", title: "Send backward ([)", onclick: () => this.app.restackBy(this.currentId, -1) }, "Backward"),
+      ),
+    );
+    const opacityRange = this.control(el, "opacity", { label: "Opacity", type: "range", min: 0, max: 1, step: 0.01, parse: this.number(0, 1) });
+    const appearance = h("fieldset.group",
+      h("legend", "Appearance"),
+      opacityRange,
+      h("div.row.gap",
+        this.control(el, "visible", { label: "Visible", type: "checkbox" }),
+        this.control(el, "locked", { label: "Locked", type: "checkbox" }),
+      ),
+    );
+    const sections = [];
+    if (el.type === "text") {
+      sections.push(h("fieldset.group",
+        h("legend", "Text"),
+        this.control(el, "text", { label: "Text", type: "textarea", parse: (v) => v, wide: true }),
+        h("div.grid2",
+          this.control(el, "font", { label: "Font", type: "text", parse: (v) => v.trim() || null }),
+          this.control(el, "size", { label: "Size", step: 1, min: 1, parse: this.number(1, 2000), unit: "px" }),
+        ),
+        h("datalist#font-list", FONTS.map((f) => h("option", { value: f }))),
+        this.control(el, "align", { label: "Align", type: "select", options: [["left", "Left"], ["center", "Centre"], ["right", "Right"]] }),
+        h("div.grid2",
+          this.colorControl("color", "Colour"),
+          this.colorControl("background", "Background", { allowNone: true }),
+        ),
+      ));
+      this.fields.get("font").input.setAttribute("list", "font-list");
+    }
+    if (el.type === "image" || el.type === "video" || el.type === "audio") {
+      const media = [];
+      media.push(h("p.small.muted.source", "Source: ", h("code", el.media ? `media ${el.media}` : el.src || "–")));
+      if (el.type !== "audio") {
+        media.push(this.control(el, "fit", { label: "Fit", type: "select", options: [["contain", "Contain"], ["cover", "Cover"], ["fill", "Stretch"]] }));
+      }
+      if (el.type !== "image") {
+        this.playButton = h("button.btn.small#insp-play", { type: "button", onclick: () => this.togglePlay() }, "Pause");
+        media.push(h("div.row.gap", this.playButton,
+          this.control(el, "loop", { label: "Loop", type: "checkbox" }),
+          this.control(el, "muted", { label: "Muted", type: "checkbox" })));
+        media.push(this.control(el, "volume", { label: "Volume", type: "range", min: 0, max: 1, step: 0.01, parse: this.number(0, 1) }));
+      }
+      sections.push(h("fieldset.group", h("legend", el.type === "image" ? "Image" : el.type === "video" ? "Video" : "Audio"), media));
+    }
+    if (el.type === "webrtc") {
+      sections.push(h("fieldset.group", h("legend", "Camera"),
+        this.control(el, "room", {
+          label: "Room",
+          type: "text",
+          parse: (v) => {
+            if (!/^[A-Za-z0-9._-]{1,64}$/.test(v.trim())) throw new Error("Letters, digits, '-', '_' or '.'");
+            return v.trim();
+          },
+        })));
+    }
+    const header = h("div.insp-head",
+      h("div.insp-title", h("span.type-badge", el.type), h("span.insp-name")),
+      h("div.row.gap",
+        h("button.btn.small", { type: "button", title: "Duplicate (Ctrl+D)", onclick: () => this.app.duplicateSelected() }, "Duplicate"),
+        h("button.btn.small.danger", { type: "button", title: "Delete (Del)", onclick: () => this.app.deleteSelected() }, "Delete"),
+      ),
+    );
+    const name = this.control(el, "name", { label: "Name", type: "text", parse: (v) => v.trim().slice(0, 200) || null, wide: true });
+    this.root.textContent = "";
+    this.root.append(header, h("fieldset.group", name, h("p.small.muted", "id ", h("code", el.id))), geometry, appearance, ...sections);
+  }
+
+  fill(el, force) {
+    const focused = document.activeElement;
+    const header = this.root.querySelector(".insp-name");
+    if (header) header.textContent = elementLabel(el);
+    const locked = el.locked === true;
+    for (const binding of this.fields.values()) {
+      const { field, input, type } = binding;
+      const value = el[field];
+      if (["x", "y", "width", "height", "rotation"].includes(field)) input.disabled = locked;
+      if (input === focused && !force) continue;
+      if (input.getAttribute("aria-invalid") === "true" && !force) continue;
+      if (type === "checkbox") {
+        input.checked = field === "visible" ? value !== false : value === true;
+      } else if (type === "color-text") {
+        input.value = value ?? "";
+        binding.swatch.value = splitColor(value || (field === "color" ? "#ffffff" : "#000000")).hex;
+        input.removeAttribute("aria-invalid");
+        binding.error.textContent = "";
+      } else {
+        let shown = value;
+        if (field === "opacity") shown = value ?? 1;
+        if (field === "volume") shown = value ?? 1;
+        if (field === "fit") shown = value || "contain";
+        if (field === "align") shown = value || "left";
+        if (field === "size") shown = value ?? 48;
+        if (typeof shown === "number" && !Number.isInteger(shown)) shown = Math.round(shown * 100) / 100;
+        input.value = shown ?? "";
+        input.removeAttribute("aria-invalid");
+        binding.error.textContent = "";
+      }
+      if (type === "range") input.title = String(input.value);
+    }
+    if (this.playButton) {
+      const playing = el.playing !== false;
+      this.playButton.textContent = playing ? "Pause" : "Play";
+      this.playButton.setAttribute("aria-label", playing ? "Pause on the overlay" : "Play on the overlay");
+    }
+  }
+
+  togglePlay() {
+    const el = this.app.sync.element(this.currentId);
+    if (!el) return;
+    this.app.sync.update(el.id, { playing: el.playing === false }, { group: `play:${el.id}` });
+  }
+}
+
