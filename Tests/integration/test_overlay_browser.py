@@ -2,23 +2,16 @@
 acknowledgements reach the realtime metrics, unknown element types and events do not break the page."""
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import ROOT, plugin_config
 
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from browser import make_chrome, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 VIDEO = ROOT / "Tests" / "fixtures" / "loop.webm"
 ARTIFACTS = ROOT / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs chromium and chromedriver")
 
 
 @pytest.fixture
@@ -38,30 +31,11 @@ def engine(engines, web_dir):
 
 @pytest.fixture
 def driver():
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-                     "--window-size=1920,1080", "--disable-dev-shm-usage", "--mute-audio"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    browser.set_page_load_timeout(15)
-    browser.set_script_timeout(10)
+    browser = make_chrome(width=1920, height=1080)
     try:
         yield browser
     finally:
         browser.quit()
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
 
 
 def put_scene(engine, elements):

@@ -4,31 +4,23 @@ moderator, conflicts, offline edits that survive an engine restart, and plugins 
 
 Screenshots go to test-artifacts/ (mod.png, mod-1080.png, admin.png, overlay-from-panel.png, ...)."""
 import re
-import shutil
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import BUILD, ROOT, plugin_config
 
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from browser import make_chrome
+
 ARTIFACTS = ROOT / "test-artifacts"
 OPTIONAL_PLUGINS = ("media", "tts", "webrtc-signaling")
-
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs chromium and chromedriver")
-
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
@@ -47,16 +39,7 @@ def engine(engines):
 
 
 def make_driver(width=1280, height=720):
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}",
-                     "--disable-dev-shm-usage", "--mute-audio", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    browser.set_page_load_timeout(15)
-    browser.set_script_timeout(15)
-    return browser
+    return make_chrome(width=width, height=height, script_timeout=15)
 
 
 @pytest.fixture
@@ -430,7 +413,7 @@ def upload_and_check(engine, driver, other, tmp_path, console):
              message="the image in the scene")
     wait_saved(driver)
     wait_for(lambda: driver.execute_script(
-        f"const i = document.querySelector('.ed-stage img[data-type=\"image\"]'); return i && i.complete && i.naturalWidth > 0"),
+        "const i = document.querySelector('.ed-stage img[data-type=\"image\"]'); return i && i.complete && i.naturalWidth > 0"),
         message="the image drawn on the stage")
     assert console.severe() == []
 

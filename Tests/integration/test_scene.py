@@ -5,13 +5,12 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 
 import requests
 from websockets.sync.client import connect
 
-from conftest import plugin_config
+
 
 SCENE_CONFIG = """
 limits:

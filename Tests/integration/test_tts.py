@@ -1,7 +1,6 @@
 """The TTS plugin against the real engine: validation, access, rate limit, the queue protocol over real sockets,
 server-rendered speech with espeak-ng (WAV files, cache, range/ETag), auto mode, render timeouts and concurrency."""
 import json
-import os
 import re
 import struct
 import sys

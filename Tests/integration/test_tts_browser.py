@@ -9,44 +9,21 @@ from websockets.sync.client import connect
 
 from test_tts import STREAMER, moderator_session, next_event, queue_until, tts_yaml
 
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from browser import make_chrome, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ESPEAK = Path("/usr/bin/espeak-ng")
-
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists() and ESPEAK.exists()),
-                                reason="needs chromium, chromedriver and espeak-ng")
+assert ESPEAK.exists(), "the TTS browser tests need espeak-ng (make test-deps)"
 
 
 @pytest.fixture
 def driver():
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-                     "--window-size=1280,720", "--disable-dev-shm-usage", "--mute-audio"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    browser.set_page_load_timeout(15)
-    browser.set_script_timeout(10)
+    browser = make_chrome()
     try:
         yield browser
     finally:
         browser.quit()
 
 
-def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
 
 
 def tts_state(driver):

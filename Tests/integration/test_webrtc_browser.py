@@ -1,40 +1,23 @@
 """A real WebRTC stream in headless Chromium through the real engine: /publish (fake camera) to /preview, to a webrtc
 element of a normal scene on /overlay, with media metrics from both sides, keyframe requests and viewer reconnects."""
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import ROOT, plugin_config
 
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from browser import make_chrome, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = ROOT / "test-artifacts"
 STREAMER = {"x-streamer-token": "streamer-secret"}
 ROOM = "browser-cam"
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs chromium and chromedriver")
-
-
 @pytest.fixture
 def driver():
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-                     "--use-fake-device-for-media-stream", "--disable-features=WebRtcHideLocalIpsWithMdns",
-                     "--autoplay-policy=no-user-gesture-required", "--window-size=1280,720", "--disable-dev-shm-usage",
-                     "--mute-audio", "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                     "--disable-backgrounding-occluded-windows"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    browser.set_page_load_timeout(15)
-    browser.set_script_timeout(10)
+    browser = make_chrome("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                          "--disable-features=WebRtcHideLocalIpsWithMdns", "--disable-background-timer-throttling",
+                          "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows")
     try:
         yield browser
     finally:
@@ -45,17 +28,6 @@ def driver():
 def engine(engines):
     limits = "limits:\n  rate:\n    webrtc.token: {burst: 100, per_minute: 1000}\n    webrtc.viewer-token: {burst: 100, per_minute: 1000}\n"
     return engines(limits + plugin_config({"name": "webrtc-signaling", "config": {}}))
-
-
-def wait_for(predicate, timeout=10.0, interval=0.1, message="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
 
 
 def issue(engine, role, ttl=600):
