@@ -106,7 +106,15 @@ public final class OverlayEngine: Sendable {
         let store: any EngineStore
         switch config.storage.backend {
         case .embedded:
-            store = EmbeddedStore()
+            if config.storage.persistEmbedded {
+                do {
+                    store = try EmbeddedStore(snapshot: dataDir.appendingPathComponent("store.json"), logger: logger)
+                } catch {
+                    throw StartupError(lines: ["engine: the embedded store in '\(dataDir.path)/store.json' cannot be opened: \(error)"])
+                }
+            } else {
+                store = EmbeddedStore()
+            }
         case .redis:
             let redis: RedisStore
             do {

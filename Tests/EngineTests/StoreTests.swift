@@ -123,6 +123,38 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    func testEmbeddedSnapshotSurvivesReopenWithTTLs() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        do {
+            let store = try EmbeddedStore(snapshot: file, logger: Logger(label: "t"))
+            try await store.set("keep", [1, 2, 3], ttl: .seconds(60))
+            try await store.set("forever", [0, 255])
+            try await store.set("short", [9], ttl: .milliseconds(200))
+            _ = try await store.take("keep-not")
+            await store.close()
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let reopened = try EmbeddedStore(snapshot: file, logger: Logger(label: "t"))
+        let keep = try await reopened.get("keep")
+        let forever = try await reopened.get("forever")
+        let short = try await reopened.get("short")
+        XCTAssertEqual(keep, [1, 2, 3])
+        XCTAssertEqual(forever, [0, 255])
+        XCTAssertNil(short, "expired while the engine was down")
+        // A corrupt snapshot is moved aside, not fatal.
+        await reopened.close()
+        try Data("{not json".utf8).write(to: file)
+        let fresh = try EmbeddedStore(snapshot: file, logger: Logger(label: "t"))
+        let none = try await fresh.get("keep")
+        XCTAssertNil(none)
+        await fresh.close()
+        let siblings = try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path)
+        let aside = siblings.filter { $0.hasPrefix(file.lastPathComponent + ".corrupt-") }
+        XCTAssertEqual(aside.count, 1)
+        for name in aside { try? FileManager.default.removeItem(at: file.deletingLastPathComponent().appendingPathComponent(name)) }
+    }
+
     func testRedisURLParsingAndUnreachableServerFailsFast() async throws {
         XCTAssertThrowsError(try RedisStore(url: "http://x", logger: Logger(label: "t")))
         XCTAssertThrowsError(try RedisStore(url: "redis://host/notanumber", logger: Logger(label: "t")))

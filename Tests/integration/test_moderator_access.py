@@ -210,3 +210,22 @@ def test_redis_holds_no_raw_key_or_session(engines, redis_server):
     assert "engine:session:" in dump and "plugin:moderator-keys:key:" in dump
     for secret in (key, spare, session):
         assert secret not in dump
+
+
+def test_embedded_store_keeps_keys_and_sessions_across_restart(engines):
+    engine = engines(LOOSE)
+    session = consume(engine, generate(engine)["key"]).json()["session"]
+    spare = generate(engine)["key"]
+    engine.stop()  # graceful: the snapshot is written on shutdown
+    engine.start()
+    assert requests.get(engine.url + "/api/moderator/me", headers={"x-moderator-session": session}).status_code == 200
+    assert consume(engine, spare).status_code == 200
+    # After kill -9 the last second may be lost, not more: wait for the periodic snapshot.
+    late = generate(engine)["key"]
+    time.sleep(1.5)
+    engine.proc.kill()
+    engine.proc.wait()
+    engine.start()
+    assert consume(engine, late).status_code == 200
+    on_disk = (engine.workdir / "data" / "store.json").read_text()
+    assert all(secret not in on_disk for secret in (session, spare, late)), "no raw secret on disk"

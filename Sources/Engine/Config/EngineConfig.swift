@@ -108,18 +108,22 @@ public struct StorageConfig: Decodable, Sendable {
     public var backend = Backend.embedded
     /// `redis://[:password@]host:port/db` or `unix:///path/redis.sock` (`REDIS_URL`).
     public var redisURL = ""
+    /// Keep the embedded store in `<data_dir>/store.json` so keys and sessions survive a restart.
+    public var persistEmbedded = true
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case backend
         case redisURL = "redis_url"
+        case persistEmbedded = "persist_embedded"
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         backend = try c.decodeIfPresent(Backend.self, forKey: .backend) ?? backend
         redisURL = try c.decodeIfPresent(String.self, forKey: .redisURL) ?? redisURL
+        persistEmbedded = try c.decodeIfPresent(Bool.self, forKey: .persistEmbedded) ?? persistEmbedded
     }
 }
 

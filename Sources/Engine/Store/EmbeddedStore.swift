@@ -1,6 +1,7 @@
 // Store: the embedded in-process backend (the default), with TTLs checked on read and swept periodically.
 
 import Foundation
+import Logging
 import PluginAPI
 import Synchronization
 
@@ -20,6 +21,17 @@ public final class EmbeddedStore: EngineStore {
         var entries: [String: Entry] = [:]
         var buckets: [String: Bucket] = [:]
         var operations = 0
+        /// Entries changed since the last snapshot was written.
+        var dirty = false
+    }
+
+    /// The snapshot file's shape: values base64, expiry as wall-clock milliseconds.
+    private struct Snapshot: Codable {
+        struct Item: Codable {
+            let value: String
+            let expiresAt: Int64?
+        }
+        var entries: [String: Item]
     }
 
     private let state = Mutex(State())
@@ -28,13 +40,89 @@ public final class EmbeddedStore: EngineStore {
     private let nextSubscriber = Atomic<Int>(0)
 
     /// Creates an empty store.
-    public init() {}
+    private let snapshotFile: URL?
+    private let flusher = Mutex<Task<Void, Never>?>(nil)
+
+    /// Creates an empty store that lives only in memory.
+    public init() { snapshotFile = nil }
+
+    /// Creates a store kept in `file`: loaded now (expired entries dropped), written atomically at most once a
+    /// second while it changes, and on ``close()``. Keys and sessions survive a restart; rate-limit buckets do not.
+    /// - Throws: When an existing snapshot cannot be read (a corrupt one is moved aside, not an error).
+    public init(snapshot file: URL, logger: Logger) throws {
+        snapshotFile = file
+        if let data = FileManager.default.contents(atPath: file.path) {
+            do {
+                let snapshot = try JSONDecoder().decode(Snapshot.self, from: data)
+                let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+                let now = clock.now
+                var entries: [String: Entry] = [:]
+                for (key, item) in snapshot.entries {
+                    guard let value = Data(base64Encoded: item.value) else { continue }
+                    if let expiry = item.expiresAt {
+                        guard expiry > wallNow else { continue }
+                        entries[key] = Entry(value: Array(value), expiresAt: now + .milliseconds(expiry - wallNow))
+                    } else {
+                        entries[key] = Entry(value: Array(value), expiresAt: nil)
+                    }
+                }
+                state.withLock { $0.entries = entries }
+                logger.info("embedded store: \(entries.count) keys loaded from \(file.path)")
+            } catch {
+                let aside = file.appendingPathExtension("corrupt-\(Int(Date().timeIntervalSince1970))")
+                try? FileManager.default.moveItem(at: file, to: aside)
+                logger.error("embedded store: \(file.path) could not be read (\(error)); moved to \(aside.lastPathComponent), starting empty")
+            }
+        }
+        let task = Task.detached { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                self?.writeSnapshotIfDirty(logger: logger)
+            }
+        }
+        flusher.withLock { $0 = task }
+    }
+
+    deinit { flusher.withLock { $0?.cancel() } }
+
+    /// Writes the snapshot when something changed since the last one.
+    private func writeSnapshotIfDirty(logger: Logger?) {
+        guard let file = snapshotFile else { return }
+        let now = clock.now
+        let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+        let snapshot: Snapshot? = state.withLock { state in
+            guard state.dirty else { return nil }
+            state.dirty = false
+            var items: [String: Snapshot.Item] = [:]
+            for (key, entry) in state.entries {
+                var expiry: Int64?
+                if let at = entry.expiresAt {
+                    guard at > now else { continue }
+                    let left = at - now
+                    expiry = wallNow + Int64(left.components.seconds) * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+                }
+                items[key] = Snapshot.Item(value: Data(entry.value).base64EncodedString(), expiresAt: expiry)
+            }
+            return Snapshot(entries: items)
+        }
+        guard let snapshot else { return }
+        do {
+            try AtomicFile.write(Array(try JSONEncoder().encode(snapshot)), to: file)
+            chmod(file.path, 0o600)
+        } catch {
+            state.withLock { $0.dirty = true }
+            logger?.error("embedded store: snapshot not written to \(file.path): \(error)")
+        }
+    }
 
     public var backendName: String { "embedded" }
 
     public func ping() async throws {}
 
-    public func close() async {}
+    public func close() async {
+        flusher.withLock { $0?.cancel() }
+        writeSnapshotIfDirty(logger: nil)
+    }
 
     private func live(_ state: inout State, _ key: String, now: ContinuousClock.Instant) -> Entry? {
         guard let entry = state.entries[key] else { return nil }
@@ -67,6 +155,7 @@ public final class EmbeddedStore: EngineStore {
             sweepIfDue(&state, now: now)
             if onlyIfAbsent, live(&state, key, now: now) != nil { return false }
             state.entries[key] = Entry(value: value, expiresAt: ttl.map { now + $0 })
+            state.dirty = true
             return true
         }
     }
@@ -76,6 +165,7 @@ public final class EmbeddedStore: EngineStore {
         return state.withLock { state in
             guard let entry = live(&state, key, now: now) else { return nil }
             state.entries[key] = nil
+            state.dirty = true
             return entry.value
         }
     }
@@ -89,9 +179,11 @@ public final class EmbeddedStore: EngineStore {
                 }
                 let next = current &+ delta
                 state.entries[key] = Entry(value: Array(String(next).utf8), expiresAt: entry.expiresAt)
+                state.dirty = true
                 return next
             }
             state.entries[key] = Entry(value: Array(String(delta).utf8), expiresAt: ttl.map { now + $0 })
+            state.dirty = true
             return delta
         }
     }
@@ -102,6 +194,7 @@ public final class EmbeddedStore: EngineStore {
             guard var entry = live(&state, key, now: now) else { return false }
             entry.expiresAt = now + ttl
             state.entries[key] = entry
+            state.dirty = true
             return true
         }
     }
@@ -111,6 +204,7 @@ public final class EmbeddedStore: EngineStore {
         return state.withLock { state in
             let existed = live(&state, key, now: now) != nil
             state.entries[key] = nil
+            state.dirty = state.dirty || existed
             return existed
         }
     }
