@@ -487,12 +487,17 @@ public final class OverlayEngine: Sendable {
 
     func addPluginRoute(_ route: PluginRoute, to router: Router<EngineRequestContext>) {
         let names = RouteTable.parameterNames(route.path)
+        let bodyLimit = route.bodyLimit ?? config.limits.maxBodyBytes
         let path = RouterPath(RouteTable.hummingbirdPath(route.path))
         let handler: @Sendable (Request, EngineRequestContext) async throws -> Response = { request, context in
             let (caller, client) = try await self.admit(method: route.method, access: route.access, rateLimit: route.rateLimit,
                                                         request: request, context: context, upgrade: false)
+            // The route's body limit (or limits.max_body_bytes) holds for whole reads and for streams alike.
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > bodyLimit {
+                throw PluginError.payloadTooLarge(limit: bodyLimit)
+            }
             let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
-                                                     remoteAddress: client, withBody: true)
+                                                     remoteAddress: client, bodyLimit: bodyLimit)
             do {
                 return PluginBridge.response(try await route.handler(pluginRequest))
             } catch let error as StoreError {
@@ -510,7 +515,7 @@ public final class OverlayEngine: Sendable {
             let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: nil, request: request,
                                                         context: context, upgrade: true)
             let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
-                                                     remoteAddress: client, withBody: false)
+                                                     remoteAddress: client, bodyLimit: nil)
             switch try await endpoint.shouldUpgrade(pluginRequest) {
             case .accept(let userInfo):
                 return Admission(caller: caller, client: client, userInfo: userInfo)
@@ -519,7 +524,7 @@ public final class OverlayEngine: Sendable {
             }
         }, serve: { inbound, outbound, wsContext, admission in
             let pluginRequest = PluginBridge.request(wsContext.request, context: wsContext.requestContext, parameterNames: names,
-                                                     caller: admission.caller, remoteAddress: admission.client, withBody: false)
+                                                     caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
             let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, userInfo: admission.userInfo,
                                               inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
             self.pluginSockets.add(session)

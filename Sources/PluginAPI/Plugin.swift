@@ -113,7 +113,7 @@ public final class PluginFactory: Sendable {
         self.summary = P.summary
         self.builtAgainst = builtAgainst
         self.make = { node, context in
-            let configuration = try ConfigDecoder.decode(P.Configuration.self, from: node ?? ConfigNode(.mapping([]), line: 0, column: 0))
+            let configuration = try ConfigDecoder.decodeReportingAll(P.Configuration.self, from: node ?? ConfigNode(.mapping([]), line: 0, column: 0))
             let plugin = try P(configuration: configuration, context: context)
             return PluginInstance(setUp: { try await plugin.setUp($0) }, shutdown: { await plugin.shutdown() })
         }
@@ -124,7 +124,7 @@ public final class PluginFactory: Sendable {
     ///   - config: The `config:` node from `overlay.yaml`, or nil when the entry has none.
     ///   - context: The context handed to the plugin.
     /// - Returns: The running instance.
-    /// - Throws: ``ConfigError`` for a bad configuration, or whatever the plugin's initialiser throws.
+    /// - Throws: ``ConfigErrorList`` with every problem of a bad configuration, or whatever the plugin's initialiser throws.
     public func instantiate(config: ConfigNode?, context: PluginContext) throws -> PluginInstance {
         try make(config, context)
     }

@@ -31,7 +31,7 @@ public struct PluginRoute: Sendable {
     public let path: String
     /// Who may call it.
     public let access: AccessLevel
-    /// Largest body the handler may read whole; nil uses the engine default.
+    /// Largest request body (whole or streamed); nil uses `limits.max_body_bytes`.
     public let bodyLimit: Int?
     /// Optional rate limit.
     public let rateLimit: RateLimit?
@@ -93,7 +93,8 @@ public final class PluginRegistrar: Sendable {
     ///   - method: The method.
     ///   - path: `/literal/{param}` pattern; must start with `/`.
     ///   - access: Who may call it; the engine rejects others with 401/403 before `handler` runs.
-    ///   - bodyLimit: Largest body `collect` may read; nil uses `limits.max_body_bytes`.
+    ///   - bodyLimit: Largest request body, read whole or streamed: a larger `Content-Length` is refused with 413
+    ///     before the handler runs, and a stream stops with 413 past it; nil uses `limits.max_body_bytes`.
     ///   - rateLimit: Optional per-client limit (429 with `Retry-After` past it).
     ///   - summary: One line for the plugin table.
     ///   - handler: Answers the request.

@@ -77,3 +77,16 @@ def test_sigterm_with_websocket_client_connected_stops_cleanly(engines):
     assert "shutting down: closing 1 sockets" in logs
     assert "plugin moderator-keys stopped" in logs
     assert "engine stopped" in logs
+
+
+def test_route_body_limit_holds_for_declared_and_streamed_bodies(engines):
+    engine = engines("limits:\n  max_body_bytes: 2048\n" + plugin_config({"name": "moderator-keys"}))
+    declared = requests.post(engine.url + "/api/moderator-keys/generate", headers=engine.streamer(), data="streamer_id=" + "x" * 4096)
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        for _ in range(8):
+            yield b"x" * 1024
+    streamed = requests.post(engine.url + "/api/moderator-keys/generate", headers=engine.streamer(), data=chunks())
+    assert streamed.status_code == 413
+    assert requests.post(engine.url + "/api/moderator-keys/generate", headers=engine.streamer(), data="streamer_id=ok").status_code == 201

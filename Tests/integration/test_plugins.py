@@ -162,6 +162,17 @@ def test_bad_plugin_config_names_line_and_key(workdir, hello_so):
     assert f"plugin 'hello' ({hello_so}): bad config: o.yaml:6: key 'plugins[0].config.colour': unknown key 'colour'" in out
 
 
+def test_every_problem_of_a_plugin_config_is_listed(workdir, hello_so):
+    out = start_failure(workdir,
+                        "plugins:\n"
+                        f"  - name: hello\n    path: {hello_so}\n"
+                        "    config:\n"
+                        "      greeting: [not, text]\n"
+                        "      route: {}\n")
+    assert "bad config: o.yaml:5: key 'plugins[0].config.greeting'" in out
+    assert "bad config: o.yaml:6: key 'plugins[0].config.route'" in out
+
+
 def test_plugin_setup_error_fails_startup(workdir, hello_so):
     out = start_failure(workdir, plugin_config({"name": "hello", "path": str(hello_so), "config": {"greeting": ""}}))
     assert f"plugin 'hello' ({hello_so}): set-up threw: bad_request: greeting must not be empty" in out

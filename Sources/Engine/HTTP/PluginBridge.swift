@@ -10,16 +10,23 @@ import HummingbirdCore
 import PluginAPI
 import Synchronization
 
-/// Pulls request body chunks from Hummingbird one at a time, so a slow consumer slows the client (back-pressure).
+/// Pulls request body chunks from Hummingbird one at a time, so a slow consumer slows the client
+/// (back-pressure), and stops with 413 once the route's body limit is passed.
 final class BodyPump: @unchecked Sendable {
+    // Touched by one consumer at a time: PluginAPI.RequestBody can be iterated once.
     private var iterator: Hummingbird.RequestBody.AsyncIterator
-    private let lock = NSLock()
+    private var received = 0
+    private let limit: Int
 
-    init(_ body: Hummingbird.RequestBody) { self.iterator = body.makeAsyncIterator() }
+    init(_ body: Hummingbird.RequestBody, limit: Int) {
+        self.iterator = body.makeAsyncIterator()
+        self.limit = limit
+    }
 
     func next() async throws -> [UInt8]? {
-        // One consumer at a time is guaranteed by PluginAPI.RequestBody (it can be iterated once).
         guard let buffer = try await iterator.next() else { return nil }
+        received += buffer.readableBytes
+        if received > limit { throw PluginError.payloadTooLarge(limit: limit) }
         return Array(buffer: buffer)
     }
 }
@@ -47,14 +54,14 @@ enum PluginBridge {
 
     /// Builds a PluginAPI request.
     static func request(_ request: Request, context: EngineRequestContext, parameterNames: [String], caller: Caller,
-                        remoteAddress: String?, withBody: Bool) -> PluginRequest {
+                        remoteAddress: String?, bodyLimit: Int?) -> PluginRequest {
         var parameters: [String: String] = [:]
         for name in parameterNames {
             if let value = context.parameters.get(name) { parameters[name] = value.removingPercentEncoding ?? value }
         }
         let body: PluginAPI.RequestBody
-        if withBody {
-            let pump = BodyPump(request.body)
+        if let bodyLimit {
+            let pump = BodyPump(request.body, limit: bodyLimit)
             let length = request.headers[.contentLength].flatMap { Int($0) }
             body = PluginAPI.RequestBody(contentLength: length, next: { try await pump.next() })
         } else {

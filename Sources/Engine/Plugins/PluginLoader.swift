@@ -92,6 +92,12 @@ public enum PluginLoader {
         return factory
     }
 
+    static func badConfig(_ error: ConfigError, entry: PluginEntry, index: Int, path: String, file: String) -> PluginLoadError {
+        let line = error.line > 0 ? error.line : entry.line
+        let located = ConfigError(path: error.path, line: line, column: error.column, message: error.message).prefixed("plugins[\(index)].config")
+        return PluginLoadError(plugin: entry.name, file: path, reason: "bad config: \(file):\(located.line): key '\(located.path)': \(located.message)")
+    }
+
     /// Loads every enabled plugin of `config`, in order.
     /// - Parameters:
     ///   - config: The engine configuration.
@@ -110,11 +116,13 @@ public enum PluginLoader {
                 let instance: PluginInstance
                 do {
                     instance = try factory.instantiate(config: entry.config, context: context)
+                } catch let list as ConfigErrorList {
+                    // One line per problem, each naming the plugin, the file and the YAML line.
+                    for error in list.errors.dropLast() { errors.append(badConfig(error, entry: entry, index: index, path: path, file: config.sourcePath)) }
+                    guard let last = list.errors.last else { throw PluginLoadError(plugin: entry.name, file: path, reason: "bad config") }
+                    throw badConfig(last, entry: entry, index: index, path: path, file: config.sourcePath)
                 } catch let error as ConfigError {
-                    let line = error.line > 0 ? error.line : entry.line
-                    let located = ConfigError(path: error.path, line: line, column: error.column, message: error.message)
-                        .prefixed("plugins[\(index)].config")
-                    throw PluginLoadError(plugin: entry.name, file: path, reason: "bad config: \(config.sourcePath):\(located.line): key '\(located.path)': \(located.message)")
+                    throw badConfig(error, entry: entry, index: index, path: path, file: config.sourcePath)
                 } catch let error as PluginLoadError {
                     throw error
                 } catch {
