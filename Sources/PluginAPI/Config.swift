@@ -307,26 +307,32 @@ struct NodeDecoder: Decoder {
         switch type {
         case is String.Type:
             if node.isNull { throw error("expected a string, found null") }
-            return try scalarText("a string") as! T
+            return try typed(try scalarText("a string"))
         case is Bool.Type:
             let text = try scalarText("true or false")
             switch text {
-            case "true", "True", "TRUE", "yes", "on": return true as! T
-            case "false", "False", "FALSE", "no", "off": return false as! T
+            case "true", "True", "TRUE", "yes", "on": return try typed(true)
+            case "false", "False", "FALSE", "no", "off": return try typed(false)
             default: throw error("expected true or false, found '\(text)'")
             }
-        case is Int.Type: return try integer(Int.self) as! T
-        case is Int64.Type: return try integer(Int64.self) as! T
-        case is Int32.Type: return try integer(Int32.self) as! T
-        case is UInt16.Type: return try integer(UInt16.self) as! T
-        case is UInt32.Type: return try integer(UInt32.self) as! T
-        case is UInt64.Type: return try integer(UInt64.self) as! T
-        case is UInt.Type: return try integer(UInt.self) as! T
-        case is Double.Type: return try double() as! T
-        case is Float.Type: return Float(try double()) as! T
+        case is Int.Type: return try typed(try integer(Int.self))
+        case is Int64.Type: return try typed(try integer(Int64.self))
+        case is Int32.Type: return try typed(try integer(Int32.self))
+        case is UInt16.Type: return try typed(try integer(UInt16.self))
+        case is UInt32.Type: return try typed(try integer(UInt32.self))
+        case is UInt64.Type: return try typed(try integer(UInt64.self))
+        case is UInt.Type: return try typed(try integer(UInt.self))
+        case is Double.Type: return try typed(try double())
+        case is Float.Type: return try typed(Float(try double()))
         default:
             return try T(from: self)
         }
+    }
+
+    /// The value as `T`; the callers checked `T` first, so this only fails on a decoder bug.
+    func typed<T>(_ value: Any) throws -> T {
+        guard let value = value as? T else { throw error("internal: could not produce \(T.self)") }
+        return value
     }
 
     func integer<I: FixedWidthInteger>(_ type: I.Type) throws -> I {
