@@ -297,7 +297,8 @@ public final class OverlayEngine: Sendable {
         let logger = self.logger
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(http1: .init(), ws: wsConfig)),
+            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(
+                http1: .init(additionalChannelHandlers: [ExpectContinueHandler()]), ws: wsConfig)),
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

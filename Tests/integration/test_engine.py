@@ -1,6 +1,7 @@
 """Engine basics over real HTTP: health, readiness, metrics, errors, static pages, graceful shutdown."""
 import json
 import signal
+import socket
 import time
 
 import requests
@@ -90,3 +91,19 @@ def test_route_body_limit_holds_for_declared_and_streamed_bodies(engines):
     streamed = requests.post(engine.url + "/api/moderator-keys/generate", headers=engine.streamer(), data=chunks())
     assert streamed.status_code == 413
     assert requests.post(engine.url + "/api/moderator-keys/generate", headers=engine.streamer(), data="streamer_id=ok").status_code == 201
+
+
+def test_expect_100_continue_is_answered_before_the_body(engines):
+    engine = engines(plugin_config({"name": "moderator-keys"}))
+    body = b"streamer_id=curl"
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as sock:
+        sock.sendall((f"POST /api/moderator-keys/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nx-streamer-token: streamer-secret\r\n"
+                      f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+                      "Expect: 100-continue\r\n\r\n").encode())
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+        sock.sendall(body)
+        final = b""
+        while b"\r\n\r\n" not in final:
+            final += sock.recv(4096)
+        assert final.startswith(b"HTTP/1.1 201"), final
