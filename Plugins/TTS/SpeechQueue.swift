@@ -365,57 +365,34 @@ actor SpeechQueue {
     }
 }
 
-/// The voice languages each overlay connection reported in `tts.capabilities`.
-///
-/// PluginAPI has no disconnect hook, so a connection that went away is found out when it matters: before
-/// `auto` mode relies on an entry, the entry's connection is sent a one-line `{"type":"tts.probe"}`; the hub
-/// queues it for none when the connection is gone, and the entry is dropped.
+/// The voice languages each overlay connection reported in `tts.capabilities`; an entry goes when its
+/// connection closes (`registrar.onDisconnect`).
 final class OverlayVoices: Sendable {
     private let entries = Mutex<[String: Set<String>]>([:])
-    private static let probe = SocketMessage.make(type: "tts.probe")
-    /// Past this many entries, a new report first drops the entries of connections that are gone.
-    static let pruneAbove = 32
-    /// Most entries kept at all (connections that keep reconnecting cannot grow the table without bound).
+    /// Most entries kept at all (a bound even if a disconnect were ever missed).
     static let maxEntries = 256
 
     /// Replaces what `connection` reported.
-    func report(_ languages: Set<String>, from connection: String, sockets: any SocketHub) {
-        let count = entries.withLock { $0.count }
-        if count >= Self.pruneAbove {
-            for other in entries.withLock({ Array($0.keys) }) where other != connection {
-                if sockets.send(Self.probe, to: .connection(other)) == 0 { _ = entries.withLock { $0.removeValue(forKey: other) } }
-            }
-        }
+    func report(_ languages: Set<String>, from connection: String) {
         entries.withLock { all in
             if all[connection] == nil && all.count >= Self.maxEntries, let victim = all.keys.min() { all.removeValue(forKey: victim) }
             all[connection] = languages
         }
     }
 
-    /// True when a live overlay reported a voice for `lang` (same primary language: `en-GB` counts for `en-US`).
-    func hasVoice(for lang: String, sockets: any SocketHub) -> Bool {
-        let primary = LanguageTag.primary(lang)
-        let candidates = entries.withLock { all in
-            all.filter { $0.value.contains { LanguageTag.primary($0) == primary } }.map(\.key).sorted()
-        }
-        for connection in candidates {
-            if sockets.send(Self.probe, to: .connection(connection)) > 0 { return true }
-            _ = entries.withLock { $0.removeValue(forKey: connection) }
-        }
-        return false
+    /// Forgets a connection that closed.
+    func remove(_ connection: String) {
+        _ = entries.withLock { $0.removeValue(forKey: connection) }
     }
 
-    /// Every live entry, for `GET /api/tts/voices`.
-    func live(sockets: any SocketHub) -> [(connection: String, voices: [String])] {
-        let all = entries.withLock { $0 }
-        var out: [(connection: String, voices: [String])] = []
-        for (connection, languages) in all.sorted(by: { $0.key < $1.key }) {
-            if sockets.send(Self.probe, to: .connection(connection)) > 0 {
-                out.append((connection, languages.sorted()))
-            } else {
-                _ = entries.withLock { $0.removeValue(forKey: connection) }
-            }
-        }
-        return out
+    /// True when a connected overlay reported a voice for `lang` (same primary language: `en-GB` counts for `en-US`).
+    func hasVoice(for lang: String) -> Bool {
+        let primary = LanguageTag.primary(lang)
+        return entries.withLock { all in all.values.contains { $0.contains { LanguageTag.primary($0) == primary } } }
+    }
+
+    /// Every connected overlay's report, for `GET /api/tts/voices`.
+    func live() -> [(connection: String, voices: [String])] {
+        entries.withLock { all in all.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value.sorted()) } }
     }
 }

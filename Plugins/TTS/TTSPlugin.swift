@@ -92,8 +92,11 @@ final class TTSPlugin: OverlayPlugin {
         }
         registrar.on("tts.capabilities", channels: [.overlay]) { event, connection in
             let languages = try CapabilitiesReport.parse(event)
-            self.overlayVoices.report(languages, from: connection.id, sockets: self.context.sockets)
+            self.overlayVoices.report(languages, from: connection.id)
             self.context.logger.debug("overlay voices", ["connection": connection.id, "languages": String(languages.count)])
+        }
+        registrar.onDisconnect(channels: [.overlay]) { connection in
+            self.overlayVoices.remove(connection.id)
         }
         registrar.onConnect(channels: [.moderator]) { connection in
             connection.send(await self.queue.snapshotFrame())
@@ -172,7 +175,7 @@ final class TTSPlugin: OverlayPlugin {
             }
             return plan
         case .auto:
-            if overlayVoices.hasVoice(for: speak.lang, sockets: context.sockets) { return nil }
+            if overlayVoices.hasVoice(for: speak.lang) { return nil }
             return renderer.plan(speak)  // nil (no server voice either): the overlays try anyway
         }
     }
@@ -224,7 +227,7 @@ final class TTSPlugin: OverlayPlugin {
             let server: Server
             let overlays: [Overlay]
         }
-        let overlays = overlayVoices.live(sockets: context.sockets).map { Overlay(connection: $0.connection, voices: $0.voices) }
+        let overlays = overlayVoices.live().map { Overlay(connection: $0.connection, voices: $0.voices) }
         return try .json(Answer(mode: configuration.mode.rawValue,
                                 server: Server(available: renderer.isAvailable, espeak: configuration.espeakPath, languages: renderer.languages),
                                 overlays: overlays))

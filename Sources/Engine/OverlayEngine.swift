@@ -230,6 +230,9 @@ public final class OverlayEngine: Sendable {
             for hook in plugin.registrar.connectHandlers {
                 hub.onConnect(channels: hook.channels, owner: plugin.name, handler: hook.handler)
             }
+            for hook in plugin.registrar.disconnectHandlers {
+                hub.onDisconnect(channels: hook.channels, handler: hook.handler)
+            }
             logger.info("loaded plugin \(plugin.name) \(plugin.version) (PluginAPI \(plugin.apiVersion)) from \(plugin.file): \(plugin.registrar.routes.count) routes, \(plugin.registrar.eventHandlers.count) events, \(plugin.registrar.webSocketEndpoints.count) sockets")
         }
         return engine

@@ -59,6 +59,14 @@ public struct PluginConnectHandler: Sendable {
     public let handler: SocketConnectHandler
 }
 
+/// A registered disconnect hook.
+public struct PluginDisconnectHandler: Sendable {
+    /// The channels it listens on.
+    public let channels: [SocketChannel]
+    /// The hook.
+    public let handler: SocketDisconnectHandler
+}
+
 /// A plugin's own WebSocket endpoint.
 public struct PluginWebSocketEndpoint: Sendable {
     /// The path pattern, e.g. `/ws/webrtc/{room}/publisher`.
@@ -79,6 +87,7 @@ public final class PluginRegistrar: Sendable {
         var routes: [PluginRoute] = []
         var events: [PluginEventHandler] = []
         var connects: [PluginConnectHandler] = []
+        var disconnects: [PluginDisconnectHandler] = []
         var endpoints: [PluginWebSocketEndpoint] = []
         var elementTypes: [String] = []
     }
@@ -117,6 +126,11 @@ public final class PluginRegistrar: Sendable {
         state.withLock { $0.connects.append(PluginConnectHandler(channels: channels, handler: handler)) }
     }
 
+    /// Registers a hook that runs once a connection on one of `channels` has closed.
+    public func onDisconnect(channels: [SocketChannel], handler: @escaping SocketDisconnectHandler) {
+        state.withLock { $0.disconnects.append(PluginDisconnectHandler(channels: channels, handler: handler)) }
+    }
+
     /// Registers a WebSocket endpoint of the plugin's own.
     /// - Parameters:
     ///   - path: `/literal/{param}` pattern.
@@ -145,6 +159,8 @@ public final class PluginRegistrar: Sendable {
     public var eventHandlers: [PluginEventHandler] { state.withLock { $0.events } }
     /// The registered connect hooks.
     public var connectHandlers: [PluginConnectHandler] { state.withLock { $0.connects } }
+    /// The registered disconnect hooks.
+    public var disconnectHandlers: [PluginDisconnectHandler] { state.withLock { $0.disconnects } }
     /// The registered endpoints.
     public var webSocketEndpoints: [PluginWebSocketEndpoint] { state.withLock { $0.endpoints } }
     /// The declared scene element types.

@@ -94,6 +94,9 @@ public typealias SocketEventHandler = @Sendable (SocketEvent, any SocketConnecti
 /// Called when a connection opens on an engine channel (e.g. to send it the current state).
 public typealias SocketConnectHandler = @Sendable (any SocketConnection) async throws -> Void
 
+/// Called once a connection on an engine channel has closed (e.g. to forget what it reported).
+public typealias SocketDisconnectHandler = @Sendable (any SocketConnection) async -> Void
+
 /// A frame of a plugin's own WebSocket endpoint.
 public enum WebSocketMessage: Sendable, Equatable {
     /// A text frame.

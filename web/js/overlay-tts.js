@@ -382,7 +382,6 @@ on("tts.clear", () => {
 });
 
 // The engine checks whether a connection that reported voices is still there.
-on("tts.probe", () => {});
 
 // `hello` is the first frame of every (re)connection: report the voices to this connection.
 on("hello", () => reportCapabilities(true));

@@ -34,6 +34,7 @@ public final class ChannelHub: SocketHub {
     private let connections = Mutex<[String: ChannelConnection]>([:])
     private let handlers = Mutex<[String: [(channels: [SocketChannel], handler: SocketEventHandler, owner: String)]]>([:])
     private let connectHooks = Mutex<[(channels: [SocketChannel], handler: SocketConnectHandler, owner: String)]>([])
+    private let disconnectHooks = Mutex<[(channels: [SocketChannel], handler: SocketDisconnectHandler)]>([])
     private let framesSent = Atomic<Int>(0)
     private let framesCoalesced = Atomic<Int>(0)
     private let framesDropped = Atomic<Int>(0)
@@ -102,6 +103,11 @@ public final class ChannelHub: SocketHub {
     /// Adds a connect hook.
     func onConnect(channels: [SocketChannel], owner: String, handler: @escaping SocketConnectHandler) {
         connectHooks.withLock { $0.append((channels, handler, owner)) }
+    }
+
+    /// Adds a disconnect hook.
+    func onDisconnect(channels: [SocketChannel], handler: @escaping SocketDisconnectHandler) {
+        disconnectHooks.withLock { $0.append((channels, handler)) }
     }
 
     /// Event types with handlers, and who registered them.
@@ -204,6 +210,8 @@ public final class ChannelHub: SocketHub {
             connection.close(code: 1000, reason: "closed")
             group.cancelAll()
         }
+        connections.withLock { $0[id] = nil }
+        for hook in disconnectHooks.withLock({ $0 }) where hook.channels.contains(channel) { await hook.handler(connection) }
         logger.info("socket closed", metadata: ["socket": "\(id)"])
     }
 
