@@ -82,6 +82,7 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         let frameLimit = configuration.maxMessageBytes * 4
         for role in PeerRole.allCases {
             registrar.webSocket("/ws/webrtc/{room}/\(role.rawValue)", access: .public, maxFrameSize: frameLimit,
+                                rateLimit: RateLimit(name: "webrtc.connect", burst: 30, perMinute: 120),
                                 shouldUpgrade: { request in try self.signaling.shouldUpgrade(request, role: role) },
                                 handler: { session in await self.signaling.serve(session) })
         }

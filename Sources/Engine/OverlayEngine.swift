@@ -516,8 +516,8 @@ public final class OverlayEngine: Sendable {
     func addPluginEndpoint(_ endpoint: PluginWebSocketEndpoint, plugin: String, to router: Router<EngineRequestContext>) {
         let names = RouteTable.parameterNames(endpoint.path)
         socketRoute(router, RouterPath(RouteTable.hummingbirdPath(endpoint.path)), decide: { request, context in
-            let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: nil, request: request,
-                                                        context: context, upgrade: true)
+            let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: endpoint.rateLimit,
+                                                        request: request, context: context, upgrade: true)
             let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
                                                      remoteAddress: client, bodyLimit: nil)
             switch try await endpoint.shouldUpgrade(pluginRequest) {

@@ -75,6 +75,8 @@ public struct PluginWebSocketEndpoint: Sendable {
     public let access: AccessLevel
     /// Largest inbound frame in bytes.
     public let maxFrameSize: Int
+    /// Optional per-client limit on opening sockets (refused with 4429 past it).
+    public let rateLimit: RateLimit?
     /// Decides whether to upgrade (verify tokens here).
     public let shouldUpgrade: @Sendable (PluginRequest) async throws -> WebSocketUpgradeDecision
     /// Runs the socket until it closes.
@@ -137,13 +139,14 @@ public final class PluginRegistrar: Sendable {
     ///   - access: Engine-checked access level.
     ///   - maxFrameSize: Largest inbound message (fragmented or not); a bigger one closes the socket with 1009
     ///     and ends ``WebSocketSession/inbound``.
+    ///   - rateLimit: Optional per-client limit on opening sockets (overridable as `limits.rate.<name>`).
     ///   - shouldUpgrade: Accepts or rejects the upgrade request.
     ///   - handler: Runs the socket.
-    public func webSocket(_ path: String, access: AccessLevel = .public, maxFrameSize: Int = 64 << 10,
+    public func webSocket(_ path: String, access: AccessLevel = .public, maxFrameSize: Int = 64 << 10, rateLimit: RateLimit? = nil,
                           shouldUpgrade: @escaping @Sendable (PluginRequest) async throws -> WebSocketUpgradeDecision,
                           handler: @escaping @Sendable (any WebSocketSession) async throws -> Void) {
         state.withLock {
-            $0.endpoints.append(PluginWebSocketEndpoint(path: path, access: access, maxFrameSize: maxFrameSize,
+            $0.endpoints.append(PluginWebSocketEndpoint(path: path, access: access, maxFrameSize: maxFrameSize, rateLimit: rateLimit,
                                                         shouldUpgrade: shouldUpgrade, handler: handler))
         }
     }

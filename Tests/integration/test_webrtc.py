@@ -316,6 +316,16 @@ def test_token_route_is_rate_limited(engines):
     assert int(limited.headers["retry-after"]) >= 1
 
 
+def test_opening_sockets_is_rate_limited(engines):
+    engine = webrtc_engine(engines, limits=LOOSE_LIMITS + "    webrtc.connect: {burst: 2, per_minute: 1}\n")
+    viewer = token(engine, "cam", "viewer")
+    for _ in range(2):
+        with connect(engine.ws_url + ws_path("cam", "viewer", viewer)) as ws:
+            recv_type(ws, "room.state")
+    code, reason = close_code(engine, ws_path("cam", "viewer", viewer))
+    assert code == 4429 and "retry after" in reason
+
+
 def test_room_names_are_validated(engines):
     engine = webrtc_engine(engines)
     for room in ("", "a b", "x" * 65, "caméra", "a.b", "../etc", "a/b", "room!", "a%20b"):
