@@ -148,6 +148,8 @@ enum Timestamp {
 /// an orphan file, adopted at the next start), and a deletion removes the file before the record is
 /// saved (a crash between leaves a record without a file, dropped at the next start).
 final class MediaLibrary: Sendable {
+    /// SHA-256 of files found on disk without a record (through the engine's OpenSSL).
+    let crypto: any CryptoProvider
     /// Hex digits of the SHA-256 that make a media id (128 bits).
     static let idLength = 32
     /// Prefix of temporary upload files in the media folder: `.upload-<pid>-<random>.part`.
@@ -204,7 +206,8 @@ final class MediaLibrary: Sendable {
     /// It writes nothing but a copy of a damaged metadata file: `overlay-engine check-config` creates
     /// plugins too, possibly while an engine serves the same folders. Corrections are saved with the
     /// next change (and redone identically at each start until then).
-    init(directory: URL, metadataFile: URL, quotaBytes: Int, logger: any PluginLogger) throws {
+    init(directory: URL, metadataFile: URL, quotaBytes: Int, crypto: any CryptoProvider, logger: any PluginLogger) throws {
+        self.crypto = crypto
         self.directory = directory.path
         self.metadataPath = metadataFile.path
         self.quotaBytes = quotaBytes
@@ -407,7 +410,7 @@ final class MediaLibrary: Sendable {
             let file = try FileDescriptor.openForReading(path)
             let size = try file.size()
             guard size > 0 else { return nil }
-            var hasher = SHA256Hasher()
+            let hasher = crypto.makeSHA256()
             var offset = 0
             var head: [UInt8] = []
             while offset < size {

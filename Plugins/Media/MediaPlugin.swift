@@ -59,7 +59,7 @@ final class MediaPlugin: OverlayPlugin {
         self.context = context
         self.library = try MediaLibrary(directory: context.uploadsDirectory.appendingPathComponent("media"),
                                         metadataFile: context.dataDirectory.appendingPathComponent("library.json"),
-                                        quotaBytes: configuration.quotaBytes, logger: context.logger)
+                                        quotaBytes: configuration.quotaBytes, crypto: context.crypto, logger: context.logger)
         self.metrics = Metrics(context.metrics)
         updateGauges()
         let usage = library.usage

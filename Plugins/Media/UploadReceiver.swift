@@ -108,7 +108,7 @@ final class UploadReceiver {
     private var file: FileDescriptor?
     private var written = 0
     private var reserved = 0
-    private var hasher = SHA256Hasher()
+    private let hasher: any IncrementalHash
     private var head: [UInt8] = []
     private var format: MediaFormat?
 
@@ -121,6 +121,7 @@ final class UploadReceiver {
         self.configuration = configuration
         self.library = library
         self.temporaryPath = temporaryPath
+        self.hasher = library.crypto.makeSHA256()
     }
 
     /// Reads the whole body and returns the received file, still holding its quota reservation

@@ -200,6 +200,16 @@ public protocol CryptoProvider: Sendable {
     func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8]
     /// HMAC-SHA1 of `message` under `key` (TURN REST credentials need it).
     func hmacSHA1(key: [UInt8], message: [UInt8]) -> [UInt8]
+    /// A SHA-256 fed piece by piece, for content too large to hold (uploads, files on disk).
+    func makeSHA256() -> any IncrementalHash
+}
+
+/// A hash computed over data given in pieces. Use one from a single task at a time.
+public protocol IncrementalHash: AnyObject {
+    /// Adds the next piece.
+    func update(_ bytes: [UInt8])
+    /// The digest of everything added; the hash cannot be used afterwards.
+    func finish() -> [UInt8]
 }
 
 extension CryptoProvider {

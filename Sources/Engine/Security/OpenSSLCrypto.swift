@@ -29,6 +29,8 @@ public struct OpenSSLCrypto: CryptoProvider {
 
     public func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] { hmac(EVP_sha256(), key: key, message: message) }
 
+    public func makeSHA256() -> any IncrementalHash { OpenSSLSHA256() }
+
     public func hmacSHA1(key: [UInt8], message: [UInt8]) -> [UInt8] { hmac(EVP_sha1(), key: key, message: message) }
 
     private func hmac(_ md: OpaquePointer?, key: [UInt8], message: [UInt8]) -> [UInt8] {
@@ -42,5 +44,33 @@ public struct OpenSSLCrypto: CryptoProvider {
             }
         }
         return Array(out.prefix(Int(length)))
+    }
+}
+
+/// An incremental SHA-256 on an OpenSSL digest context.
+final class OpenSSLSHA256: IncrementalHash {
+    private let context: OpaquePointer?
+    private var finished = false
+
+    init() {
+        context = EVP_MD_CTX_new()
+        // Fails only when OpenSSL cannot allocate; finish() then reports an empty digest.
+        _ = EVP_DigestInit_ex(context, EVP_sha256(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    func update(_ bytes: [UInt8]) {
+        guard !finished else { return }
+        bytes.withUnsafeBytes { raw in _ = EVP_DigestUpdate(context, raw.baseAddress, raw.count) }
+    }
+
+    func finish() -> [UInt8] {
+        guard !finished else { return [] }
+        finished = true
+        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        var length: UInt32 = 0
+        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
+        return ok == 1 ? Array(digest.prefix(Int(length))) : []
     }
 }
