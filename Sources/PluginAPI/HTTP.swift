@@ -181,7 +181,10 @@ public struct PluginRequest: Sendable {
 
     /// The media type of the body without parameters, lower-cased (e.g. `application/json`).
     public var contentType: String? {
-        headers["content-type"].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let raw = headers["content-type"] else { return nil }
+        // `split` omits empty pieces, so `;` or `` yield no first piece: take the text before any `;` instead.
+        let media = raw.prefix(while: { $0 != ";" }).trimmingCharacters(in: .whitespaces).lowercased()
+        return media.isEmpty ? nil : media
     }
 
     /// Decodes a JSON body.
@@ -372,8 +375,8 @@ public struct PluginError: Error, Sendable, CustomStringConvertible {
         PluginError(status: 429, code: "rate_limited", message: "too many requests; retry after \(retryAfterSeconds) s",
                     details: ["retry_after": .number(Double(retryAfterSeconds))], headers: ["retry-after": String(retryAfterSeconds)])
     }
-    /// 503 `store_unavailable`.
+    /// 503 `store_unavailable` with `Retry-After: 2`.
     public static func storeUnavailable(_ message: String = "the state store is unavailable") -> PluginError {
-        PluginError(status: 503, code: "store_unavailable", message: message)
+        PluginError(status: 503, code: "store_unavailable", message: message, headers: ["retry-after": "2"])
     }
 }
