@@ -67,7 +67,7 @@ final class SceneStoreTests: XCTestCase {
         let v3 = try await patch(store, editing, #"{"base_version":2,"ops":[{"op":"update","id":"a","fields":{"x":50}}]}"#)
         XCTAssertEqual([v2.version, v3.version], [2, 3])
         XCTAssertEqual(v3.elements.first?.x, 50)
-        try await store.flush()
+        await store.flush()
         XCTAssertEqual(changes.versions, [2, 3], "each durable change reaches the broadcaster once, in order")
     }
 

@@ -265,7 +265,10 @@ struct SceneValidator {
         return Int(number)
     }
 
+    /// 1-40 letters, digits, '-', '_' or '.', starting with a letter or digit: never `.`, `..`, a hidden
+    /// name or one of the engine's own `_` files in the scenes folder.
     static func isSceneName(_ name: String) -> Bool {
-        name.count <= 40 && isIdentifier(name)
+        guard let first = name.first, first.isASCII, first.isLetter || first.isNumber else { return false }
+        return name.count <= 40 && isIdentifier(name)
     }
 }

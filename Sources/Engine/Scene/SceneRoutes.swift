@@ -21,7 +21,7 @@ struct SceneRoutes {
     func sceneName(_ request: PluginRequest) throws -> String {
         let name = try request.parameter("name")
         guard SceneValidator.isSceneName(name) else {
-            throw PluginError.invalidField("name", "a scene name is 1-40 letters, digits, '-', '_' or '.'")
+            throw PluginError.invalidField("name", "a scene name is 1-40 letters, digits, '-', '_' or '.', starting with a letter or digit")
         }
         return name
     }

@@ -66,7 +66,11 @@ public final class SceneStore: SceneAccess, Sendable {
         var state = State()
         let fm = FileManager.default
         let decoder = JSONDecoder()
-        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where !name.hasPrefix("_") && !name.hasPrefix(".") {
+        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where !name.hasPrefix("_") {
+            guard SceneValidator.isSceneName(name) else {
+                logger.warning("ignoring \(directory.appendingPathComponent(name).path): not a scene name")
+                continue
+            }
             let folder = directory.appendingPathComponent(name)
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
@@ -88,6 +92,10 @@ public final class SceneStore: SceneAccess, Sendable {
             state.scenes[name] = latest.scene
             state.history[name] = Array(records.suffix(historySize))
             state.revision = max(state.revision, latest.scene.version)
+        }
+        if let data = fm.contents(atPath: directory.appendingPathComponent("_revision.json").path),
+           let recorded = try? decoder.decode([String: Int64].self, from: data)["revision"] {
+            state.revision = max(state.revision, recorded)
         }
         let activeFile = directory.appendingPathComponent("_active.json")
         if let data = fm.contents(atPath: activeFile.path),
@@ -166,6 +174,10 @@ public final class SceneStore: SceneAccess, Sendable {
     }
 
     /// Applies `change` to scene `name` if `baseVersion` allows it, gives it the next version and makes it durable.
+    ///
+    /// Saves are serialized on the persistence queue: each one computes its edit from the current scene,
+    /// writes it (write, fsync, rename) and only then installs it in memory and hands it to the broadcaster.
+    /// A failed write answers its own request with 503 and leaves memory (scenes, history, revision) as it was.
     /// - Parameters:
     ///   - name: The scene; created when absent and `baseVersion` is 0 and `create` is true.
     ///   - baseVersion: The version the client edited.
@@ -175,111 +187,127 @@ public final class SceneStore: SceneAccess, Sendable {
     ///     longer known), returns the new elements and what changed, or throws (409 / 400).
     /// - Returns: The new scene.
     func commit(name: String, baseVersion: Int64, action: String, by: String, create: Bool = false,
-                compute: (Scene, [SceneVersionRecord]?) throws -> Edit) async throws -> Scene {
-        let scene: Scene = try state.withLock { state in
-            var current: Scene
-            if let existing = state.scenes[name] {
-                current = existing
-            } else {
-                guard create else { throw PluginError.notFound("no scene named '\(name)'") }
-                guard baseVersion == 0 else {
-                    throw PluginError(status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
+                compute: @escaping @Sendable (Scene, [SceneVersionRecord]?) throws -> Edit) async throws -> Scene {
+        try await serialized {
+            let (current, since, revision) = try self.state.withLock { state -> (Scene, [SceneVersionRecord]?, Int64) in
+                var current: Scene
+                if let existing = state.scenes[name] {
+                    current = existing
+                } else {
+                    guard create else { throw PluginError.notFound("no scene named '\(name)'") }
+                    guard baseVersion == 0 else {
+                        throw PluginError(status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
+                    }
+                    guard state.scenes.count < 100 else {
+                        throw PluginError(status: 400, code: "too_many_scenes", message: "at most 100 scenes")
+                    }
+                    current = Scene(name: name)
                 }
-                guard state.scenes.count < 100 else {
-                    throw PluginError(status: 400, code: "too_many_scenes", message: "at most 100 scenes")
+                var since: [SceneVersionRecord]? = nil
+                if baseVersion != current.version {
+                    let kept = state.history[name] ?? []
+                    if baseVersion < current.version, let index = kept.firstIndex(where: { $0.scene.version == baseVersion }) {
+                        since = Array(kept[(index + 1)...])
+                    }
+                } else {
+                    since = []
                 }
-                current = Scene(name: name)
-            }
-            var since: [SceneVersionRecord]? = nil
-            if baseVersion != current.version {
-                let kept = state.history[name] ?? []
-                if baseVersion > current.version {
-                    since = nil
-                } else if let index = kept.firstIndex(where: { $0.scene.version == baseVersion }) {
-                    since = Array(kept[(index + 1)...])
-                }
-            } else {
-                since = []
+                return (current, since, state.revision)
             }
             let edit = try compute(current, since)
-            let (elements, width, height, changed) = (edit.elements, edit.width, edit.height, edit.changed)
-            try SceneValidator(limits: limits).check(elements: elements)
-            state.revision += 1
-            current.elements = elements
-            if let width { current.width = width }
-            if let height { current.height = height }
-            current.version = state.revision
-            current.updatedAt = Self.now()
-            state.scenes[name] = current
-            let record = SceneVersionRecord(scene: current, action: action, changed: changed, by: by)
-            var kept = state.history[name] ?? []
-            kept.append(record)
-            let pruned = kept.count > limits.historySize ? kept.prefix(kept.count - limits.historySize).map(\.scene.version) : []
-            state.history[name] = Array(kept.suffix(limits.historySize))
-            let isActive = state.active == name
-            schedule(record, prune: pruned, active: isActive)
-            return current
+            try SceneValidator(limits: self.limits).check(elements: edit.elements)
+            var scene = current
+            scene.elements = edit.elements
+            if let width = edit.width { scene.width = width }
+            if let height = edit.height { scene.height = height }
+            scene.version = revision + 1
+            scene.updatedAt = Self.now()
+            let record = SceneVersionRecord(scene: scene, action: action, changed: edit.changed, by: by)
+            try self.install(record, activate: false)
+            return scene
         }
-        try await flush()
-        return scene
     }
 
     /// Makes `name` the active scene; it gets a new version so overlays always see versions grow.
     func activate(_ name: String, by: String) async throws -> Scene {
-        let scene: Scene = try state.withLock { state in
-            guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
-            state.revision += 1
-            scene.version = state.revision
-            scene.updatedAt = Self.now()
-            state.scenes[name] = scene
-            state.active = name
-            let record = SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by)
+        try await serialized {
+            let scene: Scene = try self.state.withLock { state in
+                guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
+                scene.version = state.revision + 1
+                scene.updatedAt = Self.now()
+                return scene
+            }
+            try self.install(SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by), activate: true)
+            return scene
+        }
+    }
+
+    /// Writes `record` durably, then installs it in memory and hands it to the broadcaster.
+    /// Runs on the persistence queue; nothing in memory changes when a write fails.
+    private func install(_ record: SceneVersionRecord, activate: Bool) throws {
+        let name = record.scene.name
+        do {
+            try persist(record)
+            if activate { try writeActive(name) }
+        } catch {
+            logger.critical("scene '\(name)' version \(record.scene.version) could not be saved: \(error)")
+            throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be saved: \(error)",
+                              headers: ["retry-after": "1"])
+        }
+        let (pruned, isActive) = state.withLock { state -> ([Int64], Bool) in
+            state.revision = record.scene.version
+            state.scenes[name] = record.scene
+            if activate { state.active = name }
             var kept = state.history[name] ?? []
             kept.append(record)
             let pruned = kept.count > limits.historySize ? kept.prefix(kept.count - limits.historySize).map(\.scene.version) : []
             state.history[name] = Array(kept.suffix(limits.historySize))
-            schedule(record, prune: pruned, active: true, writeActive: true)
-            return scene
+            return (pruned, state.active == name)
         }
-        try await flush()
-        return scene
+        let folder = directory.appendingPathComponent(name)
+        for version in pruned { unlink(folder.appendingPathComponent("\(version).json").path) }
+        onChange(SceneChange(scene: record.scene, active: isActive, action: record.action))
     }
 
-    /// Deletes a scene that is not active.
+    /// Deletes a scene that is not active. The highest version given is recorded first, so a restart
+    /// never hands out a version number again even when the deleted scene held it.
     func delete(_ name: String) async throws {
-        try state.withLock { state in
-            guard state.scenes[name] != nil else { throw PluginError.notFound("no scene named '\(name)'") }
-            guard state.active != name else {
-                throw PluginError(status: 409, code: "scene_active", message: "scene '\(name)' is active; activate another one first")
+        try await serialized {
+            let revision: Int64 = try self.state.withLock { state in
+                guard state.scenes[name] != nil else { throw PluginError.notFound("no scene named '\(name)'") }
+                guard state.active != name else {
+                    throw PluginError(status: 409, code: "scene_active", message: "scene '\(name)' is active; activate another one first")
+                }
+                return state.revision
             }
-            state.scenes[name] = nil
-            state.history[name] = nil
-            let folder = directory.appendingPathComponent(name)
-            queue.async { [logger] in
-                do { try FileManager.default.removeItem(at: folder) } catch { logger.error("cannot delete scene folder \(folder.path): \(error)") }
-                AtomicFile.syncDirectory(folder.deletingLastPathComponent())
+            let folder = self.directory.appendingPathComponent(name)
+            // The folder must be a direct child of the scenes folder: names are validated, this is the last guard.
+            guard folder.deletingLastPathComponent().standardizedFileURL.path == self.directory.standardizedFileURL.path,
+                  folder.lastPathComponent == name else {
+                throw PluginError.invalidField("name", "not a scene folder name")
+            }
+            do {
+                try self.writeRevision(revision)
+                try FileManager.default.removeItem(at: folder)
+                AtomicFile.syncDirectory(self.directory)
+            } catch {
+                self.logger.error("cannot delete scene folder \(folder.path): \(error)")
+                throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be deleted: \(error)",
+                                  headers: ["retry-after": "1"])
+            }
+            self.state.withLock { state in
+                state.scenes[name] = nil
+                state.history[name] = nil
             }
         }
-        try await flush()
     }
 
     // MARK: persistence
 
-    private let failure = Mutex<String?>(nil)
-
-    /// Queues the write of a version (called under the state lock, so writes keep version order).
-    private func schedule(_ record: SceneVersionRecord, prune: [Int64], active: Bool, writeActive: Bool = false) {
-        queue.async {
-            do {
-                try self.persist(record)
-                if writeActive { try self.writeActive(record.scene.name) }
-                let folder = self.directory.appendingPathComponent(record.scene.name)
-                for version in prune { unlink(folder.appendingPathComponent("\(version).json").path) }
-                self.onChange(SceneChange(scene: record.scene, active: active, action: record.action))
-            } catch {
-                self.logger.critical("scene version \(record.scene.version) could not be saved: \(error)")
-                self.failure.withLock { $0 = "\(error)" }
-            }
+    /// Runs `work` on the persistence queue (one save at a time, in version order) without blocking a task thread.
+    private func serialized<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
         }
     }
 
@@ -298,14 +326,15 @@ public final class SceneStore: SceneAccess, Sendable {
         try AtomicFile.write(Array(try JSONEncoder().encode(["active": name])), to: directory.appendingPathComponent("_active.json"))
     }
 
-    /// Waits until every queued write is on disk.
-    /// - Throws: 503 `storage_failed` when a write failed (the change is not acknowledged).
-    func flush() async throws {
+    /// Records the highest version given (read back by ``load(directory:historySize:logger:)``).
+    private func writeRevision(_ revision: Int64) throws {
+        try AtomicFile.write(Array(try JSONEncoder().encode(["revision": revision])), to: directory.appendingPathComponent("_revision.json"))
+    }
+
+    /// Waits until every queued save has finished (tests and shutdown).
+    func flush() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async { continuation.resume() }
-        }
-        if let failure = failure.withLock({ value -> String? in defer { value = nil }; return value }) {
-            throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be saved: \(failure)")
         }
     }
 }
