@@ -106,6 +106,8 @@ final class RedisConnection: @unchecked Sendable {
             redisFree(pointer)
             throw RedisIOError(description: "connect to \(endpoint): \(message)")
         }
+        // From here on `deinit` owns the context: a throw below must not free it (a throwing class
+        // init that has set every property still runs deinit, so freeing here would free it twice).
         context = pointer
         tv = Self.timeval(commandTimeout)
         redisSetTimeout(context, tv)
@@ -113,12 +115,10 @@ final class RedisConnection: @unchecked Sendable {
             let auth: [[UInt8]] = endpoint.username.map { [Array("AUTH".utf8), Array($0.utf8), Array(password.utf8)] }
                 ?? [Array("AUTH".utf8), Array(password.utf8)]
             if case .error(let message) = try command(auth) {
-                redisFree(context)
                 throw StoreConfigError("Redis refused the password: \(message)")
             }
         }
         if endpoint.database != 0, case .error(let message) = try command([Array("SELECT".utf8), Array(String(endpoint.database).utf8)]) {
-            redisFree(context)
             throw StoreConfigError("Redis refused database \(endpoint.database): \(message)")
         }
     }
