@@ -315,16 +315,14 @@ struct NodeDecoder: Decoder {
             case "false", "False", "FALSE", "no", "off": return try typed(false)
             default: throw error("expected true or false, found '\(text)'")
             }
-        case is Int.Type: return try typed(try integer(Int.self))
-        case is Int64.Type: return try typed(try integer(Int64.self))
-        case is Int32.Type: return try typed(try integer(Int32.self))
-        case is UInt16.Type: return try typed(try integer(UInt16.self))
-        case is UInt32.Type: return try typed(try integer(UInt32.self))
-        case is UInt64.Type: return try typed(try integer(UInt64.self))
-        case is UInt.Type: return try typed(try integer(UInt.self))
         case is Double.Type: return try typed(try double())
         case is Float.Type: return try typed(Float(try double()))
         default:
+            // Every integer width, signed or not (Int8...UInt64): the standard library's own
+            // `init(from:)` of these asks this decoder again, which would recurse without end.
+            if let integerType = type as? any FixedWidthInteger.Type {
+                return try typed(try integer(integerType))
+            }
             return try T(from: self)
         }
     }

@@ -164,4 +164,41 @@ final class ConfigTests: XCTestCase {
             XCTAssertEqual((error as? ConfigError)?.line, 4)
         }
     }
+
+    /// Regression (hardening #5): small integer widths, optional or in lists, decode instead of recursing
+    /// until the stack overflows, and out-of-range values are refused with their line.
+    func testEveryIntegerWidthDecodes() throws {
+        struct Section: Decodable {
+            var a: UInt8
+            var b: Int8?
+            var c: [Int16]
+            var d: [UInt16]?
+            var e: UInt32
+            var f: Int64?
+        }
+        let config = try ConfigLoader.parse(yaml: """
+        plugins:
+          - name: widths
+            config:
+              a: 255
+              b: -128
+              c: [1, -2, 32767]
+              d: [65535]
+              e: 7
+              f: -9
+        """, file: "t.yaml", environment: [:])
+        let section = try ConfigDecoder.decode(Section.self, from: XCTUnwrap(config.plugins.first?.config))
+        XCTAssertEqual(section.a, 255)
+        XCTAssertEqual(section.b, -128)
+        XCTAssertEqual(section.c, [1, -2, 32767])
+        XCTAssertEqual(section.d, [65535])
+        XCTAssertEqual(section.e, 7)
+        XCTAssertEqual(section.f, -9)
+        let wrong = try ConfigLoader.parse(yaml: "plugins:\n  - name: w\n    config:\n      a: 1\n      c: [40000]\n      e: 1\n",
+                                           file: "t", environment: [:])
+        XCTAssertThrowsError(try ConfigDecoder.decode(Section.self, from: XCTUnwrap(wrong.plugins.first?.config))) { error in
+            XCTAssertEqual((error as? ConfigError)?.line, 5)
+            XCTAssertTrue("\(error)".contains("out of range"), "\(error)")
+        }
+    }
 }
