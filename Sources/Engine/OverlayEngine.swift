@@ -46,6 +46,11 @@ public final class OverlayEngine: Sendable {
     let pluginsDir: String
     let publicURL: String
     let startedAt = Date()
+    /// The connection cap and timeouts (`server.max_connections`, `server.*_timeout_seconds`).
+    let connectionLimits: ConnectionLimits
+    /// Rate-limit buckets used while the shared store is unreachable, so a store outage never turns
+    /// into refused saves: each engine then limits on its own (fail open to a local bucket).
+    let localRateLimits = EmbeddedStore()
 
     /// What the plugins registered, for the table and `GET /api/plugins`.
     public var pluginDescriptions: [PluginDescription] { plugins.map(PluginDescription.init) }
@@ -70,6 +75,7 @@ public final class OverlayEngine: Sendable {
         self.webDir = webDir
         self.pluginsDir = pluginsDir
         self.publicURL = publicURL
+        self.connectionLimits = ConnectionLimits(server: config.server, logger: logger)
     }
 
     /// The folder the plugins are looked for in: `server.plugins_dir`, or the executable's folder.
@@ -148,7 +154,7 @@ public final class OverlayEngine: Sendable {
             ? "http://\(config.server.host == "0.0.0.0" ? "localhost" : config.server.host):\(config.server.port)"
             : String(config.server.publicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")))
         let access = AccessPolicy(security: config.security, streamerToken: streamerToken,
-                                  publicURL: config.server.publicURL, crypto: crypto, sessions: sessions)
+                                  publicURL: config.server.publicURL, port: config.server.port, crypto: crypto, sessions: sessions)
         let settings = EngineSettings(
             moderatorKeyTTL: .seconds(config.sessions.moderatorKeyTTLSeconds),
             moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
@@ -288,9 +294,9 @@ public final class OverlayEngine: Sendable {
         router.add(middleware: FileMiddleware(
             webDir.path, cacheControl: CacheControl([(MediaType(type: .any), [.noCache])]), searchForIndexHtml: true, logger: logger))
         addEngineRoutes(router)
-        for route in engineRegistrar.routes { addPluginRoute(route, to: router) }
+        for route in engineRegistrar.routes { addPluginRoute(route, owner: "engine", to: router) }
         for plugin in plugins {
-            for route in plugin.registrar.routes { addPluginRoute(route, to: router) }
+            for route in plugin.registrar.routes { addPluginRoute(route, owner: plugin.name, to: router) }
             for endpoint in plugin.registrar.webSocketEndpoints { addPluginEndpoint(endpoint, plugin: plugin.name, to: router) }
         }
         let wsConfig = WebSocketServerConfiguration(
@@ -298,10 +304,18 @@ public final class OverlayEngine: Sendable {
             autoPing: .enabled(timePeriod: .seconds(config.limits.wsPingSeconds)),
             closeTimeout: .seconds(5))
         let logger = self.logger
+        let webSocketResponder = router.buildResponder()
+        let limits = connectionLimits
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(
-                http1: .init(additionalChannelHandlers: [ExpectContinueHandler()]), ws: wsConfig)),
+            server: HTTPServerBuilder { responder in
+                GuardedChildChannel(
+                    inner: HTTP1WebSocketUpgradeChannel(
+                        responder: responder, webSocketResponder: webSocketResponder,
+                        configuration: .init(http1: .init(additionalChannelHandlers: [ExpectContinueHandler(), RequestPhaseHandler()]),
+                                             ws: wsConfig)),
+                    limits: limits)
+            },
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -314,14 +328,37 @@ public final class OverlayEngine: Sendable {
 
     /// Serves until SIGINT or SIGTERM, then closes sockets, drains requests, and shuts plugins down.
     public func run() async throws {
+        let files = ConnectionLimits.raiseFileLimit(logger: logger)
+        if connectionLimits.maxConnections > files - 256 {
+            logger.warning("server.max_connections (\(connectionLimits.maxConnections)) is close to the open-file limit (\(files)); past the limit new connections fail before the cap can answer them")
+        }
         let app = makeApplication()
         let shutdown = SocketShutdownService(engine: self)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app), .init(service: shutdown)],
+        let ttl = config.sessions.moderatorSessionTTLSeconds
+        let sweep = SessionSweepService(hub: hub, sessions: sessions, interval: .milliseconds(min(10_000, max(500, ttl * 250))),
+                                        logger: logger)
+        var groupConfig = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: shutdown), .init(service: sweep)],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
-        await stopPlugins()
+            logger: logger)
+        // server.shutdown_grace_seconds bounds the drain of requests in flight; past it they are cancelled
+        // (and given 2 s more to notice), then plugins get the same grace to stop.
+        let grace = Duration.seconds(config.server.shutdownGraceSeconds)
+        groupConfig.maximumGracefulShutdownDuration = grace
+        groupConfig.maximumCancellationDuration = .seconds(2)
+        try await ServiceGroup(configuration: groupConfig).run()
+        // Not a task group: that would wait for a plugin that never returns.
+        let stopped = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let resumed = ResumeOnce()
+            let finish: @Sendable (Bool) -> Void = { value in
+                if resumed.claim() { continuation.resume(returning: value) }
+            }
+            Task { await self.stopPlugins(); finish(true) }
+            Task { try? await Task.sleep(for: grace); finish(false) }
+        }
+        if !stopped {
+            logger.error("plugins did not stop within server.shutdown_grace_seconds (\(config.server.shutdownGraceSeconds) s); exiting anyway")
+        }
     }
 
     /// Runs every plugin's shutdown, in reverse load order, then closes the store.
@@ -366,14 +403,21 @@ public final class OverlayEngine: Sendable {
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render())))
         }
-        router.get("/api/plugins") { _, _ in
+        router.get("/api/plugins") { request, _ in
             struct Listing: Encodable {
                 let engine_version: String
                 let api_version: String
                 let plugins: [PluginDescription]
             }
+            // Public: what the pages need. The library paths on the server only with the streamer token.
+            let streamer = self.access.isStreamerToken(request.headers[.streamerToken])
+            let plugins = self.pluginDescriptions.map { description -> PluginDescription in
+                var copy = description
+                if !streamer { copy.file = nil }
+                return copy
+            }
             return try self.json(Listing(engine_version: Self.version, api_version: PluginAPIVersion.current.description,
-                                         plugins: self.pluginDescriptions))
+                                         plugins: plugins))
         }
         socketRoute(router, "/ws/overlay", decide: { request, context in
             let (caller, client) = try await self.admit(method: .get, access: .overlay, rateLimit: nil, request: request,
@@ -418,6 +462,9 @@ public final class OverlayEngine: Sendable {
         router.ws(path, shouldUpgrade: { request, context in
             let outcome: Result<Admission, PluginError>
             do {
+                if self.connectionLimits.isOverCap {
+                    throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
+                }
                 outcome = .success(try await decide(request, context))
             } catch let error as PluginError {
                 outcome = .failure(error)
@@ -435,17 +482,19 @@ public final class OverlayEngine: Sendable {
             }
             return .upgrade([:])
         }, onUpgrade: { inbound, outbound, context in
+            ConnectionGuard.upgraded(context.requestContext.channel)
             let key = context.requestContext.id
             let outcome = self.upgradeInfo.withLock { $0.removeValue(forKey: key) }?.outcome
             switch outcome {
             case .success(let admission)?:
                 await serve(inbound, outbound, context, admission)
             case .failure(let error)?:
-                var reason = error.message
-                while reason.utf8.count > 120 { reason.removeLast() }
+                let reason = PluginBridge.closeReason(error.message)
                 self.logger.info("socket refused", metadata: ["path": "\(context.request.uri.path)", "status": "\(error.status)",
                                                              "reason": "\(error.message)"])
-                try? await outbound.close(WebSocketErrorCode(codeNumber: 4000 + error.status), reason: reason)
+                // 4400-4599; a plugin's refusal with a status outside 400...599 becomes 4500.
+                let code = 4000 + ((400...599).contains(error.status) ? error.status : 500)
+                try? await outbound.close(WebSocketErrorCode(codeNumber: code), reason: reason)
             case nil:
                 try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
             }
@@ -475,21 +524,25 @@ public final class OverlayEngine: Sendable {
     /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.
     func admit(method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
                context: EngineRequestContext, upgrade: Bool) async throws -> (Caller, String?) {
-        try access.checkOrigin(method: method, origin: request.headers[.origin], host: request.head.authority,
-                               upgrade: upgrade)
+        try access.checkOrigin(method: method, origin: request.headers[.origin], upgrade: upgrade)
         let client = access.clientAddress(peer: context.peerIP, forwardedFor: request.headers[.forwardedFor])
         if let rateLimit {
             let numbers = config.limits.rate[rateLimit.name] ?? RateLimitConfig(burst: rateLimit.burst, perMinute: rateLimit.perMinute)
-            let decision = try await store.takeToken("engine:rate:\(rateLimit.name):\(client ?? "unknown")",
-                                                     burst: numbers.burst, perMinute: numbers.perMinute)
+            let key = "engine:rate:\(rateLimit.name):\(client ?? "unknown")"
+            let decision: RateDecision
+            do {
+                decision = try await store.takeToken(key, burst: numbers.burst, perMinute: numbers.perMinute)
+            } catch is StoreError {
+                decision = try await localRateLimits.takeToken(key, burst: numbers.burst, perMinute: numbers.perMinute)
+            }
             if !decision.allowed { throw PluginError.rateLimited(retryAfterSeconds: decision.retryAfterSeconds) }
         }
         let caller = try await access.authorize(access: level, headers: PluginBridge.headers(request.headers),
-                                                query: PluginBridge.query(request.uri))
+                                                query: PluginBridge.query(request.uri), upgrade: upgrade)
         return (caller, client)
     }
 
-    func addPluginRoute(_ route: PluginRoute, to router: Router<EngineRequestContext>) {
+    func addPluginRoute(_ route: PluginRoute, owner: String, to router: Router<EngineRequestContext>) {
         let names = RouteTable.parameterNames(route.path)
         let bodyLimit = route.bodyLimit ?? config.limits.maxBodyBytes
         let path = RouterPath(RouteTable.hummingbirdPath(route.path))
@@ -503,10 +556,20 @@ public final class OverlayEngine: Sendable {
             let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
                                                      remoteAddress: client, bodyLimit: bodyLimit)
             do {
-                return PluginBridge.response(try await route.handler(pluginRequest))
+                var response = try await route.handler(pluginRequest)
+                if !(200...599).contains(response.status) {
+                    self.logger.error("plugin answered an invalid HTTP status; sent 500 instead",
+                                      metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(response.status)"])
+                    response = .error(PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' answered an invalid status"))
+                }
+                return PluginBridge.response(response)
             } catch let error as StoreError {
                 self.logger.error("store failure in plugin route", metadata: ["path": "\(route.path)", "error": "\(error)"])
                 throw PluginError.storeUnavailable()
+            } catch let error as PluginError where !(400...599).contains(error.status) {
+                self.logger.error("plugin threw an error with an invalid HTTP status; sent 500 instead",
+                                  metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(error.status)", "code": "\(error.code)"])
+                throw PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' failed: \(error.message)")
             }
         }
         router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue) ?? .get, use: handler)
@@ -578,4 +641,10 @@ struct PageAliasMiddleware: RouterMiddleware {
         head.path = file + (request.uri.query.map { "?" + $0 } ?? "")
         return try await next(Request(head: head, body: request.body), context)
     }
+}
+
+/// True for the first caller of ``claim()`` only (a continuation resumed by whichever side finishes first).
+final class ResumeOnce: Sendable {
+    private let taken = Atomic<Bool>(false)
+    func claim() -> Bool { !taken.exchange(true, ordering: .acquiringAndReleasing) }
 }

@@ -132,7 +132,7 @@ struct Plugins: AsyncParsableCommand {
             return
         }
         var rows: [[String]] = [["NAME", "VERSION", "API", "FILE"]]
-        for plugin in descriptions { rows.append([plugin.name, plugin.version, plugin.apiVersion, plugin.file]) }
+        for plugin in descriptions { rows.append([plugin.name, plugin.version, plugin.apiVersion, plugin.file ?? ""]) }
         let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
             print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }

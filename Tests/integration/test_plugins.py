@@ -23,8 +23,12 @@ def test_example_and_in_repo_plugin_load_and_serve(engines, hello_so):
     listing = requests.get(engine.url + "/api/plugins").json()
     assert [p["name"] for p in listing["plugins"]] == ["moderator-keys", "hello"]
     hello = listing["plugins"][1]
-    assert hello["api_version"] == listing["api_version"] == "1.0"
-    assert hello["file"] == str(hello_so)
+    assert hello["api_version"] == listing["api_version"] == "1.1"
+    # Where the libraries are on the server is the streamer's business only (hardening #20).
+    assert "file" not in hello
+    as_streamer = requests.get(engine.url + "/api/plugins", headers=engine.streamer()).json()
+    assert as_streamer["plugins"][1]["file"] == str(hello_so)
+    assert requests.get(engine.url + "/api/plugins", headers={"x-streamer-token": "wrong"}).json()["plugins"][1].get("file") is None
     assert {"method": "GET", "path": "/api/hello", "access": "public", "summary": "a greeting"} in hello["routes"]
     assert hello["events"] == ["hello.ping (overlay)"]
 

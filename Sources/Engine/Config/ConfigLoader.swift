@@ -176,6 +176,12 @@ public enum ConfigLoader {
         check(config.server.publicURL.isEmpty || config.server.publicURL.hasPrefix("http://") || config.server.publicURL.hasPrefix("https://"),
               ["server", "public_url"], "must start with http:// or https://")
         check(config.server.shutdownGraceSeconds >= 0, ["server", "shutdown_grace_seconds"], "must not be negative")
+        check(config.server.maxConnections >= 16, ["server", "max_connections"], "must be at least 16")
+        for (key, value) in [("header_timeout_seconds", config.server.headerTimeoutSeconds),
+                             ("idle_timeout_seconds", config.server.idleTimeoutSeconds),
+                             ("body_timeout_seconds", config.server.bodyTimeoutSeconds)] {
+            check((1...86_400).contains(value), ["server", key], "must be 1...86400 seconds")
+        }
         check(config.sessions.moderatorKeyTTLSeconds > 0, ["sessions", "moderator_key_ttl_seconds"], "must be positive, got \(config.sessions.moderatorKeyTTLSeconds)")
         check(config.sessions.moderatorSessionTTLSeconds > 0, ["sessions", "moderator_session_ttl_seconds"], "must be positive, got \(config.sessions.moderatorSessionTTLSeconds)")
         check(config.limits.maxBodyBytes > 0, ["limits", "max_body_bytes"], "must be positive")
@@ -194,8 +200,9 @@ public enum ConfigLoader {
             check(origin.hasPrefix("http://") || origin.hasPrefix("https://"), ["security", "allowed_origins"],
                   "'\(origin)' is not an origin (scheme://host[:port])")
         }
-        if config.security.strictOrigin && config.security.allowedOrigins.isEmpty {
-            check(false, ["security", "strict_origin"], "strict origin is on but allowed_origins is empty: every browser request would be refused")
+        if config.security.strictOrigin && config.security.allowedOrigins.isEmpty && config.server.publicURL.isEmpty {
+            check(false, ["security", "strict_origin"],
+                  "strict origin is on but neither server.public_url nor allowed_origins is set: only pages opened on a loopback address would work")
         }
         if config.storage.backend == .redis && config.storage.redisURL.isEmpty {
             check(false, ["storage", "redis_url"], "backend is redis but redis_url (or REDIS_URL) is empty")

@@ -36,6 +36,14 @@ public struct ServerConfig: Decodable, Sendable {
     public var webDir = "web"
     /// Seconds to wait for requests in flight on shutdown.
     public var shutdownGraceSeconds = 10
+    /// Most client connections at once; past it only `/healthz`, `/readyz` and `/metrics` are answered.
+    public var maxConnections = 10_000
+    /// Seconds a new connection has to send its first complete request head.
+    public var headerTimeoutSeconds = 10
+    /// Seconds a keep-alive connection may wait for (and send) its next request head.
+    public var idleTimeoutSeconds = 60
+    /// Seconds a request body may stall (the engine waiting to read, nothing arriving).
+    public var bodyTimeoutSeconds = 30
 
     public init() {}
 
@@ -47,6 +55,10 @@ public struct ServerConfig: Decodable, Sendable {
         case pluginsDir = "plugins_dir"
         case webDir = "web_dir"
         case shutdownGraceSeconds = "shutdown_grace_seconds"
+        case maxConnections = "max_connections"
+        case headerTimeoutSeconds = "header_timeout_seconds"
+        case idleTimeoutSeconds = "idle_timeout_seconds"
+        case bodyTimeoutSeconds = "body_timeout_seconds"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -59,6 +71,10 @@ public struct ServerConfig: Decodable, Sendable {
         pluginsDir = try c.decodeIfPresent(String.self, forKey: .pluginsDir) ?? pluginsDir
         webDir = try c.decodeIfPresent(String.self, forKey: .webDir) ?? webDir
         shutdownGraceSeconds = try c.decodeIfPresent(Int.self, forKey: .shutdownGraceSeconds) ?? shutdownGraceSeconds
+        maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
+        headerTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .headerTimeoutSeconds) ?? headerTimeoutSeconds
+        idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
+        bodyTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .bodyTimeoutSeconds) ?? bodyTimeoutSeconds
     }
 }
 

@@ -16,7 +16,8 @@ extension PluginError {
             if let field = HTTPField.Name(name) { fields[field] = value }
         }
         if let requestID, let name = HTTPField.Name("x-request-id") { fields[name] = requestID }
-        return Response(status: HTTPResponse.Status(code: status), headers: fields,
+        // swift-http-types traps on a status outside 100...999; an error is 4xx or 5xx or it is our bug: 500.
+        return Response(status: HTTPResponse.Status(code: (400...599).contains(status) ? status : 500), headers: fields,
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: jsonBody)))
     }
 }
@@ -51,6 +52,8 @@ struct ErrorAndLogMiddleware: RouterMiddleware {
             response = PluginError(status: 500, code: "internal_error", message: "internal error (request \(requestID))").response(requestID: requestID)
         }
         if let name = HTTPField.Name("x-request-id"), response.headers[name] == nil { response.headers[name] = requestID }
+        // Every 503 tells the client when to come back, whoever produced it.
+        if response.status.code == 503, response.headers[.retryAfter] == nil { response.headers[.retryAfter] = "2" }
         let elapsed = ContinuousClock.now - start
         let level: Logger.Level = response.status.code >= 500 ? .error : .info
         context.logger.log(level: level, "\(request.method.rawValue) \(request.uri.path) \(response.status.code)", metadata: [

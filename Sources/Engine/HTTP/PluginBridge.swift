@@ -72,6 +72,13 @@ enum PluginBridge {
             query: query(request.uri), headers: headers(request.headers), remoteAddress: remoteAddress, caller: caller, body: body)
     }
 
+    /// A close reason cut to what a close frame can carry (123 bytes), on a character boundary.
+    static func closeReason(_ text: String) -> String {
+        var reason = text
+        while reason.utf8.count > 120 { reason.removeLast() }
+        return reason
+    }
+
     /// Converts a PluginAPI response.
     static func response(_ response: PluginResponse) -> Response {
         var fields = HTTPFields()
@@ -131,7 +138,7 @@ final class PluginSocketSession: WebSocketSession, @unchecked Sendable {
     func send(_ text: String) async throws { try await outbound.write(.text(text)) }
     func send(binary: [UInt8]) async throws { try await outbound.write(.binary(ByteBuffer(bytes: binary))) }
     func close(code: UInt16, reason: String) async {
-        try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
+        try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: PluginBridge.closeReason(reason))
     }
 }
 

@@ -15,7 +15,8 @@ public struct PluginDescription: Codable, Sendable {
     public let name: String
     public let version: String
     public let summary: String
-    public let file: String
+    /// The library's path on the server; listed to the streamer only.
+    public var file: String?
     public let apiVersion: String
     public let routes: [RouteDescription]
     public let websockets: [RouteDescription]

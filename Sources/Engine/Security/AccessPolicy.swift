@@ -10,19 +10,23 @@ public struct AccessPolicy: Sendable {
     let strictOrigin: Bool
     let allowedOrigins: Set<String>
     let trustedProxies: Set<String>
-    /// Origin of the configured public URL (`scheme://host[:port]`), always allowed.
-    let ownOrigin: String?
+    /// Origins of the engine itself, always allowed: the configured public URL's (`scheme://host[:port]`)
+    /// and the loopback addresses on the listening port (`http://127.0.0.1:8080`, `http://localhost:8080`).
+    let ownOrigins: Set<String>
     let crypto: any CryptoProvider
     let sessions: any ModeratorSessions
 
     /// Creates the policy.
-    public init(security: SecurityConfig, streamerToken: String, publicURL: String = "", crypto: any CryptoProvider,
+    public init(security: SecurityConfig, streamerToken: String, publicURL: String = "", port: Int = 0, crypto: any CryptoProvider,
                 sessions: any ModeratorSessions) {
+        var own: Set<String> = []
         if let url = URLComponents(string: publicURL), let scheme = url.scheme, let host = url.host {
-            self.ownOrigin = "\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")".lowercased()
-        } else {
-            self.ownOrigin = nil
+            own.insert("\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")".lowercased())
         }
+        if port > 0 {
+            for host in ["127.0.0.1", "localhost", "[::1]"] { own.insert("http://\(host):\(port)") }
+        }
+        self.ownOrigins = own
         self.streamerToken = Array(streamerToken.utf8)
         self.overlayToken = Array(security.overlayToken.utf8)
         self.strictOrigin = security.strictOrigin
@@ -41,8 +45,12 @@ public struct AccessPolicy: Sendable {
     /// Establishes the caller for a route of `access`, or throws 401/403.
     ///
     /// Credentials: `x-streamer-token`; a moderator session in `x-moderator-session`,
-    /// `Authorization: Bearer`, or `?session=`; the overlay token in `x-overlay-token`, `?overlay_token=` or `?token=`.
-    public func authorize(access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)]) async throws -> Caller {
+    /// `Authorization: Bearer`, or `?session=` on WebSocket upgrades only (browsers cannot set headers there;
+    /// elsewhere a secret in the URL would end up in proxy logs); the overlay token in `x-overlay-token`,
+    /// `?overlay_token=` or `?token=`.
+    public func authorize(access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)],
+                          upgrade: Bool = false) async throws -> Caller {
+        let query = upgrade ? query : query.filter { $0.name != "session" }
         if access == .public { return .anonymous }
         if let token = headers["x-streamer-token"] {
             if isStreamerToken(token) { return .streamer }
@@ -82,14 +90,13 @@ public struct AccessPolicy: Sendable {
 
     /// Refuses a request from another origin when strict origin checking is on.
     ///
-    /// The engine's own pages are always allowed: an `Origin` equal to `scheme://<Host header>` is
-    /// same-origin, as is the public URL's origin.
+    /// Same-origin means the configured `public_url` (and the loopback addresses on the listening port),
+    /// never the `Host` header: a DNS-rebinding page sends its own name as both `Host` and `Origin`.
     /// - Parameters:
     ///   - method: The request method (safe methods pass unless `upgrade`).
     ///   - origin: The `Origin` header.
-    ///   - host: The `Host` header.
     ///   - upgrade: True for WebSocket upgrades (always checked).
-    public func checkOrigin(method: HTTPMethod, origin: String?, host: String?, upgrade: Bool) throws {
+    public func checkOrigin(method: HTTPMethod, origin: String?, upgrade: Bool) throws {
         guard strictOrigin else { return }
         if !upgrade, method == .get || method == .head || method == .options { return }
         guard let origin else {
@@ -97,11 +104,9 @@ public struct AccessPolicy: Sendable {
             return
         }
         let lower = origin.lowercased()
-        if let host = host?.lowercased(), lower == "http://" + host || lower == "https://" + host { return }
-        if let ownOrigin, lower == ownOrigin { return }
-        if !allowedOrigins.contains(lower) {
-            throw PluginError(status: 403, code: "origin_forbidden", message: "origin '\(origin)' is not in ALLOWED_ORIGINS")
-        }
+        if ownOrigins.contains(lower) || allowedOrigins.contains(lower) { return }
+        throw PluginError(status: 403, code: "origin_forbidden",
+                          message: "origin '\(origin.prefix(200))' is neither the public URL (server.public_url) nor in ALLOWED_ORIGINS")
     }
 
     /// The client's address: the left-most `X-Forwarded-For` entry when the peer is a trusted proxy.

@@ -53,14 +53,17 @@ public final class ModeratorSessionStore: ModeratorSessions {
         let id = publicID(forSecret: secret)
         guard let bytes = try await store.get(Self.prefix + id),
               var record = try? JSON.decode(Record.self, from: bytes) else { return nil }
-        let now = Date()
-        // Slide the TTL; skip the write when it was refreshed a moment ago (at most 5 s, a quarter of the TTL).
-        let slack = min(5, ttl.seconds / 4)
-        if record.expiresAt.timeIntervalSince(now) < ttl.seconds - slack {
-            record.expiresAt = now.addingTimeInterval(ttl.seconds)
-            try await store.set(Self.prefix + id, try JSON.encode(record), ttl: ttl)
-        }
+        // Slide the TTL with EXPIRE, which fails when the key is gone: a revoke between the read above
+        // and here stays a revoke (writing the record back would have brought the session back).
+        // The stored record keeps its first expiry; the store's TTL is the truth.
+        guard try await store.expire(Self.prefix + id, ttl: ttl) else { return nil }
+        record.expiresAt = Date().addingTimeInterval(ttl.seconds)
         return info(record)
+    }
+
+    /// True while the session with public id `id` exists (neither expired nor revoked).
+    public func isAlive(id: String) async throws -> Bool {
+        try await store.get(Self.prefix + id) != nil
     }
 
     public func list() async throws -> [ModeratorSessionInfo] {

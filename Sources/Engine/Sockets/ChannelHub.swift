@@ -161,12 +161,15 @@ public final class ChannelHub: SocketHub {
         for connection in all { connection.close(code: code, reason: reason) }
     }
 
-    /// Closes the sockets of a revoked moderator session.
-    public func closeSession(_ sessionID: String) {
+    /// Closes the sockets of a moderator session that was revoked or expired (4401).
+    public func closeSession(_ sessionID: String, reason: String = "session revoked") {
         for connection in all where connection.sessionID == sessionID {
-            connection.close(code: 4401, reason: "session revoked")
+            connection.close(code: 4401, reason: reason)
         }
     }
+
+    /// The moderator sessions that have a socket open now.
+    var openSessionIDs: Set<String> { Set(all.compactMap(\.sessionID)) }
 
     // MARK: serving a connection
 
@@ -205,7 +208,7 @@ public final class ChannelHub: SocketHub {
 
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.writeLoop(connection, outbound: outbound) }
-            group.addTask { await self.readLoop(connection, inbound: inbound) }
+            group.addTask { await self.readLoop(connection, inbound: inbound, outbound: outbound) }
             _ = await group.next()
             connection.close(code: 1000, reason: "closed")
             group.cancelAll()
@@ -239,9 +242,16 @@ public final class ChannelHub: SocketHub {
         }
     }
 
-    private func readLoop(_ connection: ChannelConnection, inbound: WebSocketInboundStream) async {
+    private func readLoop(_ connection: ChannelConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         do {
             for try await message in inbound.messages(maxSize: maxMessageBytes) {
+                // `maxSize` bounds messages built from fragments; a single frame up to the server's frame
+                // limit arrives whole, so its size is checked here (limits.ws_max_message_bytes, 1009).
+                if message.byteCount > maxMessageBytes {
+                    connection.close(code: 1009, reason: "message larger than \(maxMessageBytes) bytes")
+                    try? await outbound.close(.messageTooLarge, reason: "message larger than \(maxMessageBytes) bytes")
+                    return
+                }
                 guard case .text(let text) = message else {
                     connection.send(errorFrame(code: "binary_not_supported", message: "send JSON text frames", event: nil))
                     continue
@@ -310,5 +320,15 @@ public final class ChannelHub: SocketHub {
             Dictionary(grouping: all.values, by: \.channel).mapValues(\.count)
         }
         for channel in SocketChannel.allCases { gauges[channel]?.record(counts[channel] ?? 0) }
+    }
+}
+
+extension WebSocketInboundMessageStream.Element {
+    /// The size of the message's payload in bytes.
+    var byteCount: Int {
+        switch self {
+        case .text(let text): return text.utf8.count
+        case .binary(let buffer): return buffer.readableBytes
+        }
     }
 }

@@ -1,0 +1,416 @@
+// HTTP: per-connection limits: a connection cap, header / idle / body timeouts, and a status line for
+// requests the HTTP parser refuses (instead of a silent close).
+
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import PluginAPI
+import Synchronization
+
+/// The limits every connection is held to, shared by all of them.
+final class ConnectionLimits: Sendable {
+    let maxConnections: Int
+    let headerTimeout: TimeAmount
+    let idleTimeout: TimeAmount
+    let bodyTimeout: TimeAmount
+    /// Connections open now.
+    let open = Atomic<Int>(0)
+    /// Connections accepted past the cap (answered only on the health paths).
+    let overCapTotal = Atomic<Int>(0)
+    /// Connections closed by a timeout.
+    let timedOutTotal = Atomic<Int>(0)
+    private let lastCapWarning = Mutex<ContinuousClock.Instant?>(nil)
+    let logger: Logger
+
+    /// Paths still answered on a connection past the cap, so monitoring sees the engine alive.
+    static let healthPaths: Set<String> = ["/healthz", "/readyz", "/metrics"]
+
+    init(server: ServerConfig, logger: Logger) {
+        self.maxConnections = server.maxConnections
+        self.headerTimeout = .seconds(Int64(server.headerTimeoutSeconds))
+        self.idleTimeout = .seconds(Int64(server.idleTimeoutSeconds))
+        self.bodyTimeout = .seconds(Int64(server.bodyTimeoutSeconds))
+        self.logger = logger
+    }
+
+    /// True while more connections are open than the cap allows.
+    var isOverCap: Bool { open.load(ordering: .relaxed) > maxConnections }
+
+    func warnCapReached() {
+        let now = ContinuousClock.now
+        let warn = lastCapWarning.withLock { last -> Bool in
+            if let last, now - last < .seconds(60) { return false }
+            last = now
+            return true
+        }
+        if warn {
+            logger.warning("connection cap reached: \(open.load(ordering: .relaxed)) open, server.max_connections is \(maxConnections); new connections get 503 (the health paths still answer)")
+        }
+    }
+
+    /// Raises the soft limit of open files to the hard limit, and keeps the cap below it with room for
+    /// files, the store and plugins. Returns the limit in force.
+    static func raiseFileLimit(logger: Logger) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            let before = limit.rlim_cur
+            limit.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+                logger.info("raised the open-file limit from \(before) to \(limit.rlim_max)")
+            } else {
+                limit.rlim_cur = before
+            }
+        }
+        return Int(clamping: limit.rlim_cur)
+    }
+}
+
+/// Wraps Hummingbird's HTTP/1 + WebSocket child channel with a ``ConnectionGuard`` in front and a
+/// ``ParseErrorResponder`` right after the HTTP decoder.
+struct GuardedChildChannel: ServerChildChannel {
+    typealias Value = HTTP1WebSocketUpgradeChannel.Value
+    let inner: HTTP1WebSocketUpgradeChannel
+    let limits: ConnectionLimits
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        do {
+            try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: limits), position: .first)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        let future = inner.setup(channel: channel, logger: logger)
+        // The HTTP pipeline is in place once setup returns (it is configured synchronously).
+        if let decoder = try? channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+            try? channel.pipeline.syncOperations.addHandler(ParseErrorResponder(), position: .after(decoder))
+        }
+        return future
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+/// First in every connection's pipeline (raw bytes): counts connections against the cap and closes
+/// connections that are too slow to send a request head, idle too long between requests, or stall
+/// a request body the engine is waiting for. Sockets are left to their own ping/pong once upgraded.
+final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = NIOAny
+
+    enum Phase {
+        /// Waiting for a request head: the first one (header timeout) or the next one (idle timeout).
+        case awaitingHead(first: Bool)
+        /// Reading a request body.
+        case body
+        /// The request is read; the engine is answering.
+        case responding
+        /// Upgraded to a WebSocket.
+        case webSocket
+        case closed
+    }
+
+    let limits: ConnectionLimits
+    private(set) var overCap = false
+    private var phase = Phase.awaitingHead(first: true)
+    private var phaseStarted = NIODeadline.now()
+    private var bytesInPhase = 0
+    private var readPendingSince: NIODeadline?
+    private var timer: Scheduled<Void>?
+    private var counted = false
+    private var responseStarted = false
+
+    init(limits: ConnectionLimits) { self.limits = limits }
+
+    // MARK: counting
+
+    func channelActive(context: ChannelHandlerContext) {
+        count(context)
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { count(context) }
+    }
+
+    private func count(_ context: ChannelHandlerContext) {
+        guard !counted else { return }
+        counted = true
+        if limits.open.add(1, ordering: .relaxed).newValue > limits.maxConnections {
+            overCap = true
+            _ = limits.overCapTotal.add(1, ordering: .relaxed)
+            limits.warnCapReached()
+        }
+        enter(.awaitingHead(first: true), context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        release()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        release()
+    }
+
+    private func release() {
+        timer?.cancel()
+        timer = nil
+        phase = .closed
+        if counted {
+            counted = false
+            limits.open.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    // MARK: phases (told by RequestPhaseHandler and the socket routes)
+
+    func enter(_ next: Phase, context: ChannelHandlerContext) {
+        if case .closed = phase { return }
+        phase = next
+        phaseStarted = .now()
+        bytesInPhase = 0
+        if case .awaitingHead = next { responseStarted = false }
+        schedule(context: context)
+    }
+
+    func noteResponseStarted() { responseStarted = true }
+
+    private var currentDeadline: NIODeadline? {
+        switch phase {
+        case .awaitingHead(let first):
+            let allowed = first ? limits.headerTimeout : limits.idleTimeout
+            // Past the cap a connection gets a short window: enough for a health check.
+            return phaseStarted + (overCap ? min(allowed, .seconds(2)) : allowed)
+        case .body:
+            // Only the client's stall counts: time since the engine asked for more and got nothing.
+            return readPendingSince.map { $0 + limits.bodyTimeout }
+        case .responding, .webSocket, .closed:
+            return nil
+        }
+    }
+
+    private func schedule(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        if phase.isIdleFree { return }
+        // In the body phase with no read pending there is nothing to time; look again later.
+        let deadline = currentDeadline ?? (NIODeadline.now() + limits.bodyTimeout)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            self.timer = nil
+            self.check(context: context)
+        }
+    }
+
+    private func check(context: ChannelHandlerContext) {
+        guard let deadline = currentDeadline else {
+            schedule(context: context)
+            return
+        }
+        guard NIODeadline.now() >= deadline else {
+            schedule(context: context)
+            return
+        }
+        _ = limits.timedOutTotal.add(1, ordering: .relaxed)
+        let partial: Bool
+        switch phase {
+        case .awaitingHead: partial = bytesInPhase > 0
+        case .body: partial = true
+        default: partial = false
+        }
+        phase = .closed
+        if partial && !responseStarted {
+            // 408: the client started a request and did not finish it in time.
+            let body = PluginError(status: 408, code: "request_timeout", message: "the request was not received in time").jsonBody
+            var buffer = context.channel.allocator.buffer(capacity: 160 + body.count)
+            buffer.writeString("HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: \(body.count)\r\n\r\n")
+            buffer.writeBytes(body)
+            context.writeAndFlush(NIOAny(IOData.byteBuffer(buffer))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: traffic
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        bytesInPhase += buffer.readableBytes
+        if readPendingSince != nil {
+            readPendingSince = nil
+            if case .body = phase { schedule(context: context) }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readPendingSince == nil {
+            readPendingSince = .now()
+            if case .body = phase { schedule(context: context) }
+        }
+        context.read()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+    }
+}
+
+extension ConnectionGuard.Phase {
+    /// Phases without a timer of this guard.
+    var isIdleFree: Bool {
+        switch self {
+        case .responding, .webSocket, .closed: return true
+        case .awaitingHead, .body: return false
+        }
+    }
+}
+
+extension ConnectionGuard {
+    /// Tells the guard of `channel` that it now carries a WebSocket (from the socket route, any thread).
+    static func upgraded(_ channel: any Channel) {
+        channel.eventLoop.execute {
+            guard let handler = try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self),
+                  let context = try? channel.pipeline.syncOperations.context(handler: handler) else { return }
+            handler.enter(.webSocket, context: context)
+        }
+    }
+}
+
+/// After Hummingbird's HTTP codec: tells the guard where each request is, refuses transfer codings
+/// the engine cannot read (501), and answers connections past the cap with 503 except on the health paths.
+final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private var guardHandler: ConnectionGuard?
+    private var guardContext: ChannelHandlerContext?
+    private var refusing = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if let handler = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self) {
+            guardHandler = handler
+            guardContext = try? context.pipeline.syncOperations.context(handler: handler)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        guardHandler = nil
+        guardContext = nil
+    }
+
+    private func tell(_ phase: ConnectionGuard.Phase) {
+        if let guardHandler, let guardContext { guardHandler.enter(phase, context: guardContext) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if refusing { return }
+        let part = unwrapInboundIn(data)
+        switch part {
+        case .head(let head):
+            tell(.body)
+            if guardHandler?.overCap == true, !ConnectionLimits.healthPaths.contains(head.path.map { String($0.prefix { $0 != "?" }) } ?? "") {
+                refuse(context, PluginError(status: 503, code: "too_many_connections",
+                                            message: "the server has too many connections; retry shortly", headers: ["retry-after": "5"]))
+                return
+            }
+            if let coding = head.headerFields[.transferEncoding], coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
+                refuse(context, PluginError(status: 501, code: "not_implemented",
+                                            message: "Transfer-Encoding '\(coding.prefix(40))' is not supported (only chunked)"))
+                return
+            }
+        case .end:
+            tell(.responding)
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, _ error: PluginError) {
+        refusing = true
+        var fields = HTTPFields()
+        fields[.contentType] = "application/json; charset=utf-8"
+        fields[.connection] = "close"
+        let body = error.jsonBody
+        fields[.contentLength] = String(body.count)
+        for (name, value) in error.headers {
+            if let field = HTTPField.Name(name) { fields[field] = value }
+        }
+        guardHandler?.noteResponseStarted()
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: .init(code: error.status), headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(bytes: body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status.code >= 200:
+            guardHandler?.noteResponseStarted()
+        case .end:
+            tell(.awaitingHead(first: false))
+        default:
+            break
+        }
+        context.write(data, promise: promise)
+    }
+}
+
+/// Right after the HTTP decoder: a request the parser refuses gets a status line and a JSON error
+/// (400, or 431 for headers that are too large) before the connection closes, instead of a bare close.
+final class ParseErrorResponder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias InboundOut = NIOAny
+
+    private var answered = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parseError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        guard !answered else { return }
+        answered = true
+        let status: Int
+        let reason: String
+        let message: String
+        switch parseError {
+        case .headerOverflow:
+            (status, reason, message) = (431, "Request Header Fields Too Large", "the request headers are too large")
+        case .invalidContentLength, .unexpectedContentLength:
+            (status, reason, message) = (400, "Bad Request", "the request has an invalid Content-Length")
+        case .invalidChunkSize:
+            (status, reason, message) = (400, "Bad Request", "the chunked body is malformed")
+        default:
+            (status, reason, message) = (400, "Bad Request", "the request is not valid HTTP/1.1 (\(parseError))")
+        }
+        // Written from the guard's place at the front of the pipeline: the HTTP encoder sits between
+        // here and the socket and takes only response parts.
+        guard let guardHandler = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self),
+              let front = try? context.pipeline.syncOperations.context(handler: guardHandler) else {
+            context.close(promise: nil)
+            return
+        }
+        guardHandler.noteResponseStarted()
+        let body = PluginError(status: status, code: status == 431 ? "headers_too_large" : "bad_request", message: message).jsonBody
+        var buffer = context.channel.allocator.buffer(capacity: 160 + body.count)
+        buffer.writeString("HTTP/1.1 \(status) \(reason)\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: \(body.count)\r\n\r\n")
+        buffer.writeBytes(body)
+        front.writeAndFlush(NIOAny(IOData.byteBuffer(buffer))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+    }
+}
