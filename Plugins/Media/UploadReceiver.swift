@@ -204,7 +204,21 @@ final class UploadReceiver {
         } catch {
             throw Self.failure(from: error)
         }
-        return ReceivedUpload(temporaryPath: temporaryPath, file: file, size: written, sha256: Hex.encode(hasher.finish()),
+        if decided.kind == .image {
+            // The first bytes said "image"; the whole structure must agree (a PNG signature before HTML is no PNG).
+            let size = written
+            do {
+                try await BlockingIO.run { try ImageValidator.validate(decided, size: size) { try file.read(count: $1, at: $0) } }
+            } catch let error as ImageStructureError {
+                throw UploadFailure(.unsupportedType, PluginError(
+                    status: 415, code: "invalid_image",
+                    message: "the file starts like a \(decided.name) image but is not a valid one: \(error.description)",
+                    details: ["detected": .string(decided.mime)]))
+            } catch {
+                throw Self.failure(from: error)
+            }
+        }
+        return ReceivedUpload(temporaryPath: temporaryPath, file: file, size: written, sha256: Hex.encode(try hasher.finish()),
                               format: decided, head: head, clientFileName: clientFileName)
     }
 

@@ -85,6 +85,9 @@ def wav(data_bytes, seed=1):
 def webp_vp8x(width, height):
     payload = bytes([0x10, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     chunk = b"VP8X" + struct.pack("<I", len(payload)) + payload
+    # An image chunk after the header: a VP8X alone is no image (the structure check refuses it).
+    lossless = bytes([0x2F]) + (((height - 1) << 14) | (width - 1)).to_bytes(4, "little")
+    chunk += b"VP8L" + struct.pack("<I", len(lossless)) + lossless + b"\0"
     return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
 
 
@@ -398,7 +401,8 @@ def test_delimiter_lookalikes_in_the_file_are_content_wherever_chunks_split(engi
                    b"\r\n--" + boundary.encode().upper(), b"\n--" + boundary.encode(), b"\r\r\r\n\r\n"]
     filler = random.Random(11).randbytes(300)
     for phase in (1, 7, 19):
-        content = png_header() + bytes([phase]) + b"".join(l + filler[: 13 * i % 97] for i, l in enumerate(lookalikes * 3))
+        # A WAV: its bytes after the header are not checked, so any look-alike can be inside.
+        content = wav(0) + bytes([phase]) + b"".join(l + filler[: 13 * i % 97] for i, l in enumerate(lookalikes * 3))
         content += delimiter[:-1]  # a look-alike right before the real delimiter
         body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="tricky.png"\r\n\r\n'.encode()
                 + content + delimiter + b"--\r\n")
@@ -408,7 +412,7 @@ def test_delimiter_lookalikes_in_the_file_are_content_wherever_chunks_split(engi
         assert answer["media"]["size"] == len(content)
         assert requests.get(engine.url + answer["media"]["url"]).content == content
     # The same file in one piece, after a field, with a preamble and an epilogue.
-    content = png_header() + b"".join(lookalikes) * 50
+    content = wav(0) + b"".join(lookalikes) * 50
     body = (b"preamble\r\n--" + boundary.encode() + b'\r\nContent-Disposition: form-data; name="note"\r\n\r\n\r\n--'
             + boundary.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="t.png"\r\n\r\n'
             + content + delimiter + b"--\r\nepilogue")
