@@ -420,7 +420,7 @@ final class MediaLibrary: Sendable {
                 hasher.update(chunk)
                 offset += chunk.count
             }
-            guard Hex.encode(hasher.finish()) == digest,
+            guard Hex.encode(try hasher.finish()) == digest,
                   case .supported(let format) = MediaSniffer.detect(head, isWholeFile: size <= head.count),
                   String(parts[1]) == format.fileExtension else {
                 logger.warning("a file in the media folder does not match its name; left alone", ["file": path])

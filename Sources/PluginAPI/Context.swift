@@ -209,7 +209,9 @@ public protocol IncrementalHash: AnyObject {
     /// Adds the next piece.
     func update(_ bytes: [UInt8])
     /// The digest of everything added; the hash cannot be used afterwards.
-    func finish() -> [UInt8]
+    /// - Throws: ``PluginError`` 500 `hash_failed` when the digest cannot be computed (or was already taken):
+    ///   never an empty digest, which would become an empty content id.
+    func finish() throws -> [UInt8]
 }
 
 extension CryptoProvider {

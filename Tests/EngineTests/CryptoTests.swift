@@ -4,7 +4,7 @@ import XCTest
 
 /// OpenSSL-backed crypto: known digests, incremental hashing equal to one-shot, random tokens.
 final class CryptoTests: XCTestCase {
-    func testSHA256IncrementalMatchesOneShotAndKnownDigest() {
+    func testSHA256IncrementalMatchesOneShotAndKnownDigest() throws {
         let crypto = OpenSSLCrypto()
         XCTAssertEqual(crypto.sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let data = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
@@ -15,7 +15,11 @@ final class CryptoTests: XCTestCase {
             offset += size
         }
         hasher.update(Array(data[offset...]))
-        XCTAssertEqual(hasher.finish(), crypto.sha256(data))
+        XCTAssertEqual(try hasher.finish(), crypto.sha256(data))
+        // Regression (hardening #19): a second finish is an error, never an empty digest (an empty media id).
+        XCTAssertThrowsError(try hasher.finish()) { error in
+            XCTAssertEqual((error as? PluginError)?.code, "hash_failed")
+        }
     }
 
     func testHMACAndRandom() {

@@ -142,7 +142,7 @@ def mismatched_hello_so(tmp_path_factory):
     shutil.copytree(ROOT / "Sources" / "PluginAPI", api, ignore=shutil.ignore_patterns(".build"))
     plugin_swift = api / "Plugin.swift"
     text = plugin_swift.read_text()
-    marker = "PluginAPIVersion(major: 1, minor: 0) }"
+    marker = "PluginAPIVersion(major: 1, minor: 1) }"
     assert marker in text, "the PluginAPI version literal moved; update this fixture"
     plugin_swift.write_text(text.replace(marker, "PluginAPIVersion(major: 99, minor: 0) }"))
     hello = base / "hello"

@@ -65,12 +65,17 @@ final class OpenSSLSHA256: IncrementalHash {
         bytes.withUnsafeBytes { raw in _ = EVP_DigestUpdate(context, raw.baseAddress, raw.count) }
     }
 
-    func finish() -> [UInt8] {
-        guard !finished else { return [] }
+    func finish() throws -> [UInt8] {
+        guard !finished else {
+            throw PluginError(status: 500, code: "hash_failed", message: "the SHA-256 digest was already taken")
+        }
         finished = true
         var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
         var length: UInt32 = 0
         let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
-        return ok == 1 ? Array(digest.prefix(Int(length))) : []
+        guard ok == 1, length == UInt32(SHA256_DIGEST_LENGTH) else {
+            throw PluginError(status: 500, code: "hash_failed", message: "OpenSSL could not compute a SHA-256 digest")
+        }
+        return digest
     }
 }
