@@ -180,9 +180,9 @@ final class SceneStoreTests: XCTestCase {
     func testActivationGivesNewVersionAndPersists() async throws {
         do {
             let (store, editing) = try open()
+            let brb = try editing.put(body(#"{"base_version":0,"elements":[{"id":"t","type":"text","text":"brb"}]}"#))
             _ = try await store.commit(name: "brb", baseVersion: 0, action: "put", by: "t", create: true) { current, since in
-                try editing.replace(try editing.put(self.body(#"{"base_version":0,"elements":[{"id":"t","type":"text","text":"brb"}]}"#)),
-                                    current: current, since: since)
+                try editing.replace(brb, current: current, since: since)
             }
             let activated = try await store.activate("brb", by: "t")
             XCTAssertEqual(activated.version, 3)

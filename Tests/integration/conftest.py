@@ -1,6 +1,7 @@
 """Fixtures that run the real engine binary on a loopback port with a config written per test."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("ONIONRP_BUILD_DIR", ROOT / ".build" / "debug"))
 ENGINE = BUILD / "overlay-engine"
 HELLO_SO = ROOT / "examples" / "hello-plugin" / ".build" / "debug" / "libhello.so"
+# The PluginAPI version the sources declare ("major.minor"), read from the one place it is written.
+API_VERSION = ".".join(re.search(r"PluginAPIVersion\(major: (\d+), minor: (\d+)\) }",
+                                 (ROOT / "Sources" / "PluginAPI" / "Plugin.swift").read_text()).groups())
 
 
 def free_port():
@@ -142,7 +146,7 @@ def mismatched_hello_so(tmp_path_factory):
     shutil.copytree(ROOT / "Sources" / "PluginAPI", api, ignore=shutil.ignore_patterns(".build"))
     plugin_swift = api / "Plugin.swift"
     text = plugin_swift.read_text()
-    marker = "PluginAPIVersion(major: 1, minor: 1) }"
+    marker = f"PluginAPIVersion(major: {API_VERSION.replace('.', ', minor: ')}) }}"
     assert marker in text, "the PluginAPI version literal moved; update this fixture"
     plugin_swift.write_text(text.replace(marker, "PluginAPIVersion(major: 99, minor: 0) }"))
     hello = base / "hello"

@@ -4,7 +4,7 @@ import json
 import requests
 from websockets.sync.client import connect
 
-from conftest import BUILD, plugin_config, run_cli
+from conftest import API_VERSION, BUILD, plugin_config, run_cli
 
 
 def recv_type(ws, wanted, limit=10):
@@ -23,7 +23,7 @@ def test_example_and_in_repo_plugin_load_and_serve(engines, hello_so):
     listing = requests.get(engine.url + "/api/plugins").json()
     assert [p["name"] for p in listing["plugins"]] == ["moderator-keys", "hello"]
     hello = listing["plugins"][1]
-    assert hello["api_version"] == listing["api_version"] == "1.1"
+    assert hello["api_version"] == listing["api_version"] == API_VERSION
     # Where the libraries are on the server is the streamer's business only (hardening #20).
     assert "file" not in hello
     as_streamer = requests.get(engine.url + "/api/plugins", headers=engine.streamer()).json()
@@ -47,8 +47,8 @@ def test_example_and_in_repo_plugin_load_and_serve(engines, hello_so):
 
     # One line per loaded plugin and the URL it listens on.
     logs = engine.logs()
-    assert "loaded plugin moderator-keys 1.0.0 (PluginAPI 1.0)" in logs
-    assert f"loaded plugin hello 1.0.0 (PluginAPI 1.0) from {hello_so}" in logs
+    assert f"loaded plugin moderator-keys 1.0.0 (PluginAPI {API_VERSION})" in logs
+    assert f"loaded plugin hello 1.0.0 (PluginAPI {API_VERSION}) from {hello_so}" in logs
     assert f"listening on http://127.0.0.1:{engine.port}" in logs
 
     # Plugin metrics reach /metrics.
@@ -82,9 +82,9 @@ def test_plugins_command_prints_table(workdir, hello_so):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "VERSION", "API", "FILE"]
-    assert lines[1].split() == ["moderator-keys", "1.0.0", "1.0", str(BUILD.resolve() / "libmoderator-keys.so")] or \
-        lines[1].split()[:3] == ["moderator-keys", "1.0.0", "1.0"]
-    assert lines[2].split() == ["hello", "1.0.0", "1.0", str(hello_so)]
+    assert lines[1].split() == ["moderator-keys", "1.0.0", API_VERSION, str(BUILD.resolve() / "libmoderator-keys.so")] or \
+        lines[1].split()[:3] == ["moderator-keys", "1.0.0", API_VERSION]
+    assert lines[2].split() == ["hello", "1.0.0", API_VERSION, str(hello_so)]
     assert any("POST   /api/moderator-keys/consume  [public]" in line for line in lines)
     assert any("EVENT  hello.ping (overlay)" in line for line in lines)
 
@@ -122,7 +122,7 @@ def start_failure(workdir, config):
 
 def test_version_mismatch_is_refused_with_both_versions(workdir, mismatched_hello_so):
     out = start_failure(workdir, plugin_config({"name": "hello", "path": str(mismatched_hello_so)}))
-    assert f"plugin 'hello' ({mismatched_hello_so}): version mismatch: built against PluginAPI 99.0, the engine runs PluginAPI 1.0" in out
+    assert f"plugin 'hello' ({mismatched_hello_so}): version mismatch: built against PluginAPI 99.0, the engine runs PluginAPI {API_VERSION}" in out
     assert "listening on" not in out
 
 

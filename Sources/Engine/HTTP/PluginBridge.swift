@@ -24,7 +24,16 @@ final class BodyPump: @unchecked Sendable {
     }
 
     func next() async throws -> [UInt8]? {
-        guard let buffer = try await iterator.next() else { return nil }
+        let chunk: ByteBuffer?
+        do {
+            chunk = try await iterator.next()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // The client hung up or sent a broken body: its fault, a 400, never a 500 in the logs.
+            throw PluginError(status: 400, code: "body_incomplete", message: "the request body ended early or was malformed")
+        }
+        guard let buffer = chunk else { return nil }
         received += buffer.readableBytes
         if received > limit { throw PluginError.payloadTooLarge(limit: limit) }
         return Array(buffer: buffer)
