@@ -518,6 +518,8 @@ public final class OverlayEngine: Sendable {
     func sendScene(_ connection: ChannelConnection) {
         let scene = scenes.active
         let frame = SceneBroadcast.frame(SceneChange(scene: scene, active: true, action: "sync"))
+        // A late join: its acknowledgement is timed from now, not from the version's first broadcast.
+        if connection.channel == .overlay { acks.sentOnConnect(overlay: connection.clientLabel ?? connection.id, version: scene.version) }
         connection.enqueue(frame, key: connection.channel == .overlay ? "scene.full" : "scene.full:" + scene.name)
     }
 

@@ -1,15 +1,29 @@
-// Metrics: what overlays have applied, broadcast-to-ack latency over a recent window, save rates.
+// Metrics: what overlays have applied, send-to-ack latency over a recent window (live broadcasts and
+// late joins apart), save rates.
 
 import CoreMetrics
 import Foundation
 import Synchronization
 
 /// Tracks broadcasts of scene versions and the acknowledgements overlays send back.
+///
+/// Each acknowledgement is timed from when that version was sent *to that overlay*: a live change
+/// from its broadcast; the scene an overlay receives when it connects (a late join) from that moment,
+/// counted apart. An overlay acknowledging a version broadcast before it connected, for which no frame
+/// was timed, gives no sample at all.
 public final class OverlayAcks: Sendable {
     struct Overlay {
         var applied: Int64
         var appliedAt: Date
         var latencyMS: Double?
+        /// Whether the last timed acknowledgement was of the scene sent on connect.
+        var lateJoin: Bool
+    }
+
+    /// The scene sent to an overlay when it connected, and when.
+    struct Join {
+        var version: Int64
+        var at: ContinuousClock.Instant
     }
 
     struct State {
@@ -18,6 +32,9 @@ public final class OverlayAcks: Sendable {
         var latest: Int64 = 0
         var overlays: [String: Overlay] = [:]
         var samples: [(at: ContinuousClock.Instant, ms: Double)] = []
+        var joins: [String: Join] = [:]
+        var lateSamples: [(at: ContinuousClock.Instant, ms: Double)] = []
+        var lateJoins = 0
         var saves: [ContinuousClock.Instant] = []
         var savesTotal = 0
     }
@@ -53,6 +70,21 @@ public final class OverlayAcks: Sendable {
         }
     }
 
+    /// The active scene at `version` was sent to overlay `id` as it connected (a late join).
+    func sentOnConnect(overlay id: String, version: Int64) {
+        let now = clock.now
+        state.withLock { state in
+            state.joins[id] = Join(version: version, at: now)
+            if state.joins.count > 1000, let oldest = state.joins.min(by: { $0.value.at < $1.value.at })?.key {
+                state.joins[oldest] = nil
+            }
+        }
+    }
+
+    static func milliseconds(_ elapsed: Duration) -> Double {
+        Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    }
+
     /// A save was accepted.
     func saved() {
         let now = clock.now
@@ -63,22 +95,34 @@ public final class OverlayAcks: Sendable {
         }
     }
 
-    /// An overlay applied `version`. Returns the broadcast-to-ack latency when the broadcast is known.
+    /// An overlay applied `version`. Returns the send-to-ack latency when the engine timed that frame to it.
     @discardableResult
     func applied(overlay id: String, version: Int64) -> Double? {
         let now = clock.now
         let latency: Double? = state.withLock { state in
             var ms: Double?
-            if let sent = state.broadcastAt[version] {
-                let elapsed = now - sent
-                ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            var late = false
+            let join = state.joins[id]
+            if let join, join.version == version {
+                // The scene sent on connect: timed from then, reported apart from live changes.
+                ms = Self.milliseconds(now - join.at)
+                late = true
+                state.joins[id] = nil
+                state.lateJoins += 1
+                if let ms { state.lateSamples.append((now, ms)) }
+                state.lateSamples.removeAll { now - $0.at > window }
+                if state.lateSamples.count > 10_000 { state.lateSamples.removeFirst(state.lateSamples.count - 10_000) }
+            } else if let sent = state.broadcastAt[version], join.map({ sent >= $0.at }) ?? true {
+                ms = Self.milliseconds(now - sent)
                 if let ms { state.samples.append((now, ms)) }
                 state.samples.removeAll { now - $0.at > window }
                 if state.samples.count > 10_000 { state.samples.removeFirst(state.samples.count - 10_000) }
             }
+            if let join, version > join.version { state.joins[id] = nil }
             let previous = state.overlays[id]
             if previous == nil || version >= previous?.applied ?? 0 {
-                state.overlays[id] = Overlay(applied: version, appliedAt: Date(), latencyMS: ms)
+                state.overlays[id] = Overlay(applied: version, appliedAt: Date(), latencyMS: ms ?? (version == previous?.applied ? previous?.latencyMS : nil),
+                                             lateJoin: ms == nil ? (previous?.lateJoin ?? false) : late)
             }
             if state.overlays.count > 500, let oldest = state.overlays.min(by: { $0.value.appliedAt < $1.value.appliedAt })?.key {
                 state.overlays[oldest] = nil
@@ -102,10 +146,11 @@ public final class OverlayAcks: Sendable {
         let window_seconds: Int
     }
 
-    func percentiles() -> Percentiles {
+    /// Percentiles of live changes (broadcast to acknowledgement); `lateJoins` for the scene sent on connect.
+    func percentiles(lateJoins: Bool = false) -> Percentiles {
         let now = clock.now
         let values = state.withLock { state in
-            state.samples.filter { now - $0.at <= window }.map(\.ms)
+            (lateJoins ? state.lateSamples : state.samples).filter { now - $0.at <= window }.map(\.ms)
         }.sorted()
         func pick(_ q: Double) -> Double? {
             guard !values.isEmpty else { return nil }
@@ -115,10 +160,13 @@ public final class OverlayAcks: Sendable {
         return Percentiles(p50: pick(0.5), p95: pick(0.95), p99: pick(0.99), samples: values.count, window_seconds: Int(window.components.seconds))
     }
 
-    /// Applied version and time per overlay id.
-    func overlays() -> [String: (applied: Int64, at: Date, latencyMS: Double?)] {
-        state.withLock { $0.overlays.mapValues { ($0.applied, $0.appliedAt, $0.latencyMS) } }
+    /// Applied version and time per overlay id, with the last latency and whether it was a late join.
+    func overlays() -> [String: (applied: Int64, at: Date, latencyMS: Double?, lateJoin: Bool)] {
+        state.withLock { $0.overlays.mapValues { ($0.applied, $0.appliedAt, $0.latencyMS, $0.lateJoin) } }
     }
+
+    /// Late joins acknowledged since start.
+    var lateJoinCount: Int { state.withLock { $0.lateJoins } }
 
     /// The newest version sent to overlays.
     var latestBroadcast: Int64 { state.withLock { $0.latest } }

@@ -14,6 +14,8 @@ extension OverlayEngine {
             let lag_versions: Int64?
             let last_ack_ms_ago: Int64?
             let last_latency_ms: Double?
+            /// `late_join` when the last timed acknowledgement was of the scene sent on connect, else `live`.
+            let last_latency_kind: String?
         }
         struct Snapshot: Encodable {
             let server_ts: Int64
@@ -24,7 +26,11 @@ extension OverlayEngine {
             let overlays_connected: Int
             let moderators_connected: Int
             let overlays: [OverlayRow]
+            /// Live changes: from the broadcast to the overlay's acknowledgement.
             let ack_latency_ms: OverlayAcks.Percentiles
+            /// The scene sent to an overlay as it connects: from that send to its acknowledgement.
+            let late_join_latency_ms: OverlayAcks.Percentiles
+            let late_joins_total: Int
             let frames: HubStats
             let saves_last_minute: Int
             let saves_total: Int
@@ -42,7 +48,8 @@ extension OverlayEngine {
             rows[id] = OverlayRow(
                 overlay_id: id, connected: counts[id] != nil, connections: counts[id] ?? 0, applied_version: ack?.applied,
                 lag_versions: ack.map { max(0, latest - $0.applied) },
-                last_ack_ms_ago: ack.map { Int64(now.timeIntervalSince($0.at) * 1000) }, last_latency_ms: ack?.latencyMS)
+                last_ack_ms_ago: ack.map { Int64(now.timeIntervalSince($0.at) * 1000) }, last_latency_ms: ack?.latencyMS,
+                last_latency_kind: ack?.latencyMS == nil ? nil : (ack?.lateJoin == true ? "late_join" : "live"))
         }
         let rates = acks.saveRates()
         let snapshot = Snapshot(
@@ -50,7 +57,8 @@ extension OverlayEngine {
             latest_version: latest, scene_versions: Dictionary(uniqueKeysWithValues: scenes.all.map { ($0.name, $0.version) }),
             overlays_connected: overlayConnections.count, moderators_connected: connections.count - overlayConnections.count,
             overlays: rows.values.sorted { ($0.connected ? 0 : 1, $0.overlay_id) < ($1.connected ? 0 : 1, $1.overlay_id) },
-            ack_latency_ms: acks.percentiles(), frames: hub.currentStats, saves_last_minute: rates.lastMinute, saves_total: rates.total)
+            ack_latency_ms: acks.percentiles(), late_join_latency_ms: acks.percentiles(lateJoins: true),
+            late_joins_total: acks.lateJoinCount, frames: hub.currentStats, saves_last_minute: rates.lastMinute, saves_total: rates.total)
         guard let bytes = try? JSON.encode(snapshot), let value = try? JSON.decode(JSONValue.self, from: bytes) else { return .null }
         return value
     }

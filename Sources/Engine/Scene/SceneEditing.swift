@@ -70,9 +70,22 @@ struct SceneEditing {
     }
 
     func patch(_ bytes: [UInt8]) throws -> (Int64, [Operation]) {
+        let (base, operations, _) = try patchWithGroup(bytes)
+        return (base, operations)
+    }
+
+    /// Parses a PATCH body: `base_version`, `ops` and the optional gesture token `group` (1-80 characters)
+    /// that lets history show a drag, a burst of nudges or typing in one field as one entry.
+    func patchWithGroup(_ bytes: [UInt8]) throws -> (Int64, [Operation], String?) {
         let object = try object(bytes)
-        for key in object.keys where !["base_version", "ops"].contains(key) {
-            throw PluginError.invalidField(key, "is not a known field (expected base_version and ops)")
+        for key in object.keys where !["base_version", "ops", "group"].contains(key) {
+            throw PluginError.invalidField(key, "is not a known field (expected base_version, ops and group)")
+        }
+        var group: String? = nil
+        switch object["group"] {
+        case nil, .null?: break
+        case .string(let token)? where (1...80).contains(token.count): group = token
+        default: throw PluginError.invalidField("group", "must be a string of 1-80 characters (the gesture token)")
         }
         guard case .array(let items)? = object["ops"], !items.isEmpty else {
             throw PluginError.invalidField("ops", "is required (a non-empty list of operations)")
@@ -117,7 +130,7 @@ struct SceneEditing {
                 throw PluginError.invalidField("\(field).op", "'\(kind)' is not an operation (add, update, remove, reorder, move)")
             }
         }
-        return (try baseVersion(object), operations)
+        return (try baseVersion(object), operations, group)
     }
 
     /// A 409 with the current scene, so the client can take it and redo its edit.
@@ -131,7 +144,7 @@ struct SceneEditing {
     }
 
     /// PUT: applies only on the current version.
-    func replace(_ body: PutBody, current: Scene, since: [SceneVersionRecord]?) throws -> SceneStore.Edit {
+    func replace(_ body: PutBody, current: Scene, since: [SceneLogEntry]?) throws -> SceneStore.Edit {
         guard since?.isEmpty == true else {
             throw Self.conflict(current, "scene '\(current.name)' is at version \(current.version), the save was based on \(body.baseVersion); reload and redo the change")
         }
@@ -139,7 +152,7 @@ struct SceneEditing {
     }
 
     /// PATCH: applies operations in order, rebasing over versions that touched other elements.
-    func apply(_ operations: [Operation], baseVersion: Int64, current: Scene, since: [SceneVersionRecord]?) throws -> SceneStore.Edit {
+    func apply(_ operations: [Operation], baseVersion: Int64, current: Scene, since: [SceneLogEntry]?) throws -> SceneStore.Edit {
         guard let since else {
             throw Self.conflict(current, "version \(baseVersion) of scene '\(current.name)' is no longer known (current \(current.version)); reload")
         }

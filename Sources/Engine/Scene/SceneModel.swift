@@ -35,6 +35,18 @@ public struct SceneElement: Codable, Sendable, Equatable {
     public var color: String?
     public var align: String?
     public var background: String?
+    /// Outline colour and width (px) drawn around the glyphs, for text that reads over gameplay.
+    public var stroke: String?
+    public var strokeWidth: Double?
+    /// Drop shadow colour, blur and offset (px).
+    public var shadow: String?
+    public var shadowBlur: Double?
+    public var shadowX: Double?
+    public var shadowY: Double?
+    /// Vertical alignment in the box: top, middle (default) or bottom.
+    public var valign: String?
+    /// Shrink the font size (never grow it) until the text fits the box.
+    public var autofit: Bool?
     // webrtc
     public var room: String?
     // plugin-defined types
@@ -45,12 +57,30 @@ public struct SceneElement: Codable, Sendable, Equatable {
         self.type = type
     }
 
+    enum CodingKeys: String, CodingKey {
+        case id, type, x, y, width, height, rotation, z, opacity, visible, locked, name
+        case media, src, loop, muted, volume, playing, fit, text, font, size, color, align, background
+        case stroke, strokeWidth = "stroke_width", shadow, shadowBlur = "shadow_blur", shadowX = "shadow_x", shadowY = "shadow_y"
+        case valign, autofit, room, props
+    }
+
     /// Every key an element object may have.
     static let knownKeys: Set<String> = [
         "id", "type", "x", "y", "width", "height", "rotation", "z", "opacity", "visible", "locked", "name",
         "media", "src", "loop", "muted", "volume", "playing", "fit", "text", "font", "size", "color", "align", "background",
+        "stroke", "stroke_width", "shadow", "shadow_blur", "shadow_x", "shadow_y", "valign", "autofit",
         "room", "props",
     ]
+
+    /// How history rows name the element: its name, else the start of its text, else its id.
+    var displayName: String {
+        if let name, !name.trimmingCharacters(in: .whitespaces).isEmpty { return String(name.prefix(60)) }
+        if let text {
+            let line = text.split(whereSeparator: \.isNewline).first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+            if !line.isEmpty { return line.count > 40 ? String(line.prefix(39)) + "…" : line }
+        }
+        return id
+    }
 
     /// The ids of media this element uses.
     var mediaReference: String? { media }
@@ -81,7 +111,10 @@ public struct SceneLimits: Sendable {
     public var maxElements = 500
     public var maxTextLength = 2000
     public var maxIDLength = 64
+    /// History retention: the newest `historySize` entries (a gesture is one entry) ...
     public var historySize = 50
+    /// ... none older than this (the newest entry is always kept).
+    public var historyMaxAgeSeconds = 7 * 24 * 3600
     public var maxCanvas = 7680
     public var elementTypes: Set<String> = ["image", "video", "audio", "text", "webrtc"]
 
@@ -209,6 +242,20 @@ struct SceneValidator {
             element.align = try string(object["align"], id, "align", max: 8)
             if let align = element.align, !["left", "center", "right"].contains(align) { throw fail(id, "align", "must be left, center or right") }
         }
+        for key in ["stroke", "shadow"] where object.keys.contains(key) {
+            let value = try string(object[key], id, key, max: 32)
+            if let value, !Self.isColor(value) { throw fail(id, key, "must be #rgb, #rrggbb, #rrggbbaa or a basic colour name") }
+            if key == "stroke" { element.stroke = value } else { element.shadow = value }
+        }
+        if object.keys.contains("stroke_width") { element.strokeWidth = try number(object["stroke_width"], id, "stroke_width", range: 0...50) }
+        if object.keys.contains("shadow_blur") { element.shadowBlur = try number(object["shadow_blur"], id, "shadow_blur", range: 0...200) }
+        if object.keys.contains("shadow_x") { element.shadowX = try number(object["shadow_x"], id, "shadow_x", range: -200...200) }
+        if object.keys.contains("shadow_y") { element.shadowY = try number(object["shadow_y"], id, "shadow_y", range: -200...200) }
+        if object.keys.contains("valign") {
+            element.valign = try string(object["valign"], id, "valign", max: 8)
+            if let valign = element.valign, !["top", "middle", "bottom"].contains(valign) { throw fail(id, "valign", "must be top, middle or bottom") }
+        }
+        if object.keys.contains("autofit") { element.autofit = try bool(object["autofit"], id, "autofit") }
         if object.keys.contains("room") {
             element.room = try string(object["room"], id, "room", max: 64)
             // The signaling plugin's room names: 1-64 of A-Z a-z 0-9 _ -.

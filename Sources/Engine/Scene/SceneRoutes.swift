@@ -18,6 +18,15 @@ struct SceneRoutes {
         return caller.role
     }
 
+    /// Who, for people: the label the streamer gave the moderator's key, else "a moderator"; `streamer`.
+    func byName(_ caller: Caller) -> String {
+        if case .moderator(let info) = caller {
+            let label = (info.label ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            return label.isEmpty ? "a moderator" : String(label.prefix(60))
+        }
+        return caller.role
+    }
+
     func sceneName(_ request: PluginRequest) throws -> String {
         let name = try request.parameter("name")
         guard SceneValidator.isSceneName(name) else {
@@ -62,7 +71,7 @@ struct SceneRoutes {
                 let name = named ? try sceneName(request) : store.activeName
                 let body = try editing.put(try await request.body.collect(upTo: bodyLimit))
                 let scene = try await store.commit(name: name, baseVersion: body.baseVersion, action: "put", by: by(request.caller),
-                                                   create: named) { current, since in
+                                                   byName: byName(request.caller), create: named) { current, since in
                     try editing.replace(body, current: current, since: since)
                 }
                 acks.saved()
@@ -71,8 +80,9 @@ struct SceneRoutes {
             r.route(.patch, path, access: .moderator, bodyLimit: bodyLimit, rateLimit: Self.saveLimit,
                     summary: named ? "apply operations to a scene" : "apply operations (add, update, remove, reorder, move) to the active scene") { request in
                 let name = named ? try sceneName(request) : store.activeName
-                let (base, operations) = try editing.patch(try await request.body.collect(upTo: bodyLimit))
-                let scene = try await store.commit(name: name, baseVersion: base, action: "patch", by: by(request.caller)) { current, since in
+                let (base, operations, group) = try editing.patchWithGroup(try await request.body.collect(upTo: bodyLimit))
+                let scene = try await store.commit(name: name, baseVersion: base, action: "patch", by: by(request.caller),
+                                                   byName: byName(request.caller), group: group) { current, since in
                     try editing.apply(operations, baseVersion: base, current: current, since: since)
                 }
                 acks.saved()
@@ -86,7 +96,7 @@ struct SceneRoutes {
         }
         r.route(.post, "/api/scenes/{name}/activate", access: .moderator, rateLimit: Self.saveLimit,
                 summary: "make a scene the active one (broadcast to overlays)") { request in
-            let scene = try await store.activate(try sceneName(request), by: by(request.caller))
+            let scene = try await store.activate(try sceneName(request), by: by(request.caller), byName: byName(request.caller))
             acks.saved()
             return try .json(scene)
         }
@@ -100,12 +110,37 @@ struct SceneRoutes {
                 let at: Int64
                 let elements: Int
                 let changed: [String]?
+                /// The row as people read it: "Alice moved 'Logo'".
+                let summary: String
+                let by_name: String
+                let changes: [SceneElementChange]
+                /// Saves merged into this entry (one gesture), its first version and start.
+                let saves: Int
+                let first_version: Int64
+                let started_at: Int64
+                let restored_from: Int64?
             }
-            let entries = store.history(name).reversed().map {
+            struct Retention: Encodable {
+                let max_versions: Int
+                let max_age_seconds: Int
+                let kept: Int
+                let oldest_at: Int64?
+            }
+            struct Listing: Encodable {
+                let scene: String
+                let versions: [Entry]
+                let retention: Retention
+            }
+            let kept = store.history(name)
+            let entries = kept.reversed().map {
                 Entry(version: $0.scene.version, action: $0.action, by: $0.by, at: $0.scene.updatedAt, elements: $0.scene.elements.count,
-                      changed: $0.changed)
+                      changed: $0.changed, summary: SceneHistory.summary($0), by_name: SceneHistory.actor($0), changes: $0.changes ?? [],
+                      saves: $0.saves ?? 1, first_version: $0.firstVersion ?? $0.scene.version,
+                      started_at: $0.startedAt ?? $0.scene.updatedAt, restored_from: $0.restoredFrom)
             }
-            return try .json(["scene": JSONValue.string(name), "versions": try JSON.decode(JSONValue.self, from: try JSON.encode(entries))])
+            let rule = store.retention
+            return try .json(Listing(scene: name, versions: entries, retention: Retention(
+                max_versions: rule.count, max_age_seconds: rule.maxAgeSeconds, kept: kept.count, oldest_at: kept.first?.scene.updatedAt)))
         }
         r.route(.post, "/api/scene/restore", access: .moderator, rateLimit: Self.saveLimit,
                 summary: "bring back a kept version as a new version (JSON version, scene?, base_version?)") { request in
@@ -121,7 +156,8 @@ struct SceneRoutes {
             }
             let current = store.scene(name)?.version ?? 0
             let scene = try await store.commit(name: name, baseVersion: body.base_version ?? current, action: "restore",
-                                               by: by(request.caller)) { current, since in
+                                               by: by(request.caller), byName: byName(request.caller),
+                                               restoredFrom: body.version) { current, since in
                 guard since?.isEmpty == true else {
                     throw SceneEditing.conflict(current, "scene '\(name)' changed since version \(body.base_version ?? 0); reload")
                 }

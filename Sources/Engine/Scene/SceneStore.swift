@@ -14,6 +14,37 @@ struct SceneVersionRecord: Codable, Sendable {
     var changed: [String]?
     /// Who saved it (`streamer`, `moderator:<session id>`).
     var by: String?
+    /// Who saved it, for people: the moderator's label, `streamer`, `engine`.
+    var byName: String?
+    /// The client's gesture token: saves of one gesture become one entry.
+    var group: String?
+    /// What it did to each element (merged over the gesture's saves).
+    var changes: [SceneElementChange]?
+    /// Whether the stacking order changed.
+    var reordered: Bool?
+    /// How many saves this entry stands for (a drag saves ~10 times a second).
+    var saves: Int?
+    /// When the gesture began (ms since the epoch) and its first version.
+    var startedAt: Int64?
+    var firstVersion: Int64?
+    /// For `restore`: the version brought back.
+    var restoredFrom: Int64?
+
+    init(scene: Scene, action: String, changed: [String]?, by: String?, byName: String? = nil) {
+        self.scene = scene
+        self.action = action
+        self.changed = changed
+        self.by = by
+        self.byName = byName
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case scene, action, changed, by, group, changes, reordered, saves
+        case byName = "by_name", startedAt = "started_at", firstVersion = "first_version", restoredFrom = "restored_from"
+    }
+
+    /// The log entry of this version.
+    var logEntry: SceneLogEntry { SceneLogEntry(version: scene.version, action: action, changed: changed) }
 }
 
 /// A change that was made durable, handed to the broadcaster in version order.
@@ -30,6 +61,8 @@ public final class SceneStore: SceneAccess, Sendable {
     struct State {
         var scenes: [String: Scene] = [:]
         var history: [String: [SceneVersionRecord]] = [:]
+        /// Every recent version per scene (also those merged in history), for rebasing.
+        var log: [String: [SceneLogEntry]] = [:]
         var active = "main"
         var revision: Int64 = 0
     }
@@ -52,7 +85,7 @@ public final class SceneStore: SceneAccess, Sendable {
         self.logger = logger
         self.onChange = onChange
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let loaded = try Self.load(directory: directory, historySize: limits.historySize, logger: logger)
+        let loaded = try Self.load(directory: directory, limits: limits, logger: logger)
         state.withLock { $0 = loaded }
         if loaded.scenes.isEmpty {
             // First run: an empty `main` scene, made durable like any other change.
@@ -62,7 +95,7 @@ public final class SceneStore: SceneAccess, Sendable {
 
     // MARK: loading
 
-    static func load(directory: URL, historySize: Int, logger: Logger) throws -> State {
+    static func load(directory: URL, limits: SceneLimits, logger: Logger) throws -> State {
         var state = State()
         let fm = FileManager.default
         let decoder = JSONDecoder()
@@ -90,7 +123,9 @@ public final class SceneStore: SceneAccess, Sendable {
             }
             guard let latest = records.last else { continue }
             state.scenes[name] = latest.scene
-            state.history[name] = Array(records.suffix(historySize))
+            let kept = retained(records, limits: limits, now: now())
+            state.history[name] = kept
+            state.log[name] = kept.map(\.logEntry)
             state.revision = max(state.revision, latest.scene.version)
         }
         if let data = fm.contents(atPath: directory.appendingPathComponent("_revision.json").path),
@@ -115,17 +150,28 @@ public final class SceneStore: SceneAccess, Sendable {
             scene.updatedAt = Self.now()
             state.scenes["main"] = scene
             state.active = "main"
-            state.history["main"] = [SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine")]
+            state.history["main"] = [SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine", byName: "engine")]
+            state.log["main"] = [SceneLogEntry(version: scene.version, action: "create", changed: nil)]
             return scene
         }
         try queue.sync {
-            try persist(SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine"))
+            try persist(SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine", byName: "engine"))
             try writeActive("main")
         }
         return scene
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// History retention: the newest `historySize` entries, none older than `historyMaxAgeSeconds`;
+    /// the newest entry is always kept.
+    static func retained(_ records: [SceneVersionRecord], limits: SceneLimits, now: Int64) -> [SceneVersionRecord] {
+        let oldest = now - Int64(limits.historyMaxAgeSeconds) * 1000
+        var kept = Array(records.suffix(limits.historySize))
+        let last = kept.last
+        kept.removeAll { $0.scene.updatedAt < oldest && $0.scene.version != last?.scene.version }
+        return kept
+    }
 
     // MARK: reading
 
@@ -148,6 +194,9 @@ public final class SceneStore: SceneAccess, Sendable {
 
     /// The kept versions of a scene, oldest first.
     func history(_ name: String) -> [SceneVersionRecord] { state.withLock { $0.history[name] ?? [] } }
+
+    /// The retention rule in force.
+    var retention: (count: Int, maxAgeSeconds: Int) { (limits.historySize, limits.historyMaxAgeSeconds) }
 
     public func activeScene() async throws -> SceneSnapshot {
         let scene = active
@@ -183,13 +232,17 @@ public final class SceneStore: SceneAccess, Sendable {
     ///   - baseVersion: The version the client edited.
     ///   - action: History label.
     ///   - by: Who made it.
+    ///   - byName: Who made it, for people (a moderator's label).
+    ///   - group: The client's gesture token; a save continuing the newest entry's gesture is merged into it.
+    ///   - restoredFrom: For a restore, the version brought back.
     ///   - compute: Given the current scene and the versions since `baseVersion` (nil when they are no
     ///     longer known), returns the new elements and what changed, or throws (409 / 400).
     /// - Returns: The new scene.
-    func commit(name: String, baseVersion: Int64, action: String, by: String, create: Bool = false,
-                compute: @escaping @Sendable (Scene, [SceneVersionRecord]?) throws -> Edit) async throws -> Scene {
+    func commit(name: String, baseVersion: Int64, action: String, by: String, byName: String? = nil, group: String? = nil,
+                restoredFrom: Int64? = nil, create: Bool = false,
+                compute: @escaping @Sendable (Scene, [SceneLogEntry]?) throws -> Edit) async throws -> Scene {
         try await serialized {
-            let (current, since, revision) = try self.state.withLock { state -> (Scene, [SceneVersionRecord]?, Int64) in
+            let (current, since, revision, latest) = try self.state.withLock { state -> (Scene, [SceneLogEntry]?, Int64, SceneVersionRecord?) in
                 var current: Scene
                 if let existing = state.scenes[name] {
                     current = existing
@@ -203,16 +256,16 @@ public final class SceneStore: SceneAccess, Sendable {
                     }
                     current = Scene(name: name)
                 }
-                var since: [SceneVersionRecord]? = nil
+                var since: [SceneLogEntry]? = nil
                 if baseVersion != current.version {
-                    let kept = state.history[name] ?? []
-                    if baseVersion < current.version, let index = kept.firstIndex(where: { $0.scene.version == baseVersion }) {
+                    let kept = state.log[name] ?? []
+                    if baseVersion < current.version, let index = kept.firstIndex(where: { $0.version == baseVersion }) {
                         since = Array(kept[(index + 1)...])
                     }
                 } else {
                     since = []
                 }
-                return (current, since, state.revision)
+                return (current, since, state.revision, state.history[name]?.last)
             }
             let edit = try compute(current, since)
             try SceneValidator(limits: self.limits).check(elements: edit.elements)
@@ -222,14 +275,31 @@ public final class SceneStore: SceneAccess, Sendable {
             if let height = edit.height { scene.height = height }
             scene.version = revision + 1
             scene.updatedAt = Self.now()
-            let record = SceneVersionRecord(scene: scene, action: action, changed: edit.changed, by: by)
-            try self.install(record, activate: false)
+            var record = SceneVersionRecord(scene: scene, action: action, changed: edit.changed, by: by, byName: byName)
+            let diff = SceneHistory.changes(from: current, to: scene, ids: edit.changed)
+            record.changes = diff.changes
+            record.reordered = diff.reordered ? true : nil
+            record.group = group.map { String($0.prefix(80)) }
+            record.restoredFrom = restoredFrom
+            record.saves = 1
+            record.startedAt = scene.updatedAt
+            record.firstVersion = scene.version
+            var replacing: Int64? = nil
+            if let latest, SceneHistory.continues(latest, with: record) {
+                record.changes = SceneHistory.merge(latest.changes ?? [], diff.changes)
+                record.saves = (latest.saves ?? 1) + 1
+                record.startedAt = latest.startedAt ?? latest.scene.updatedAt
+                record.firstVersion = latest.firstVersion ?? latest.scene.version
+                record.reordered = (latest.reordered == true || diff.reordered) ? true : nil
+                replacing = latest.scene.version
+            }
+            try self.install(record, activate: false, replacing: replacing)
             return scene
         }
     }
 
     /// Makes `name` the active scene; it gets a new version so overlays always see versions grow.
-    func activate(_ name: String, by: String) async throws -> Scene {
+    func activate(_ name: String, by: String, byName: String? = nil) async throws -> Scene {
         try await serialized {
             let scene: Scene = try self.state.withLock { state in
                 guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
@@ -237,14 +307,16 @@ public final class SceneStore: SceneAccess, Sendable {
                 scene.updatedAt = Self.now()
                 return scene
             }
-            try self.install(SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by), activate: true)
+            try self.install(SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by, byName: byName), activate: true)
             return scene
         }
     }
 
     /// Writes `record` durably, then installs it in memory and hands it to the broadcaster.
     /// Runs on the persistence queue; nothing in memory changes when a write fails.
-    private func install(_ record: SceneVersionRecord, activate: Bool) throws {
+    /// - Parameter replacing: The newest history entry's version when `record` continues its gesture:
+    ///   the record takes its place (its file is removed once the new one is durable).
+    private func install(_ record: SceneVersionRecord, activate: Bool, replacing: Int64? = nil) throws {
         let name = record.scene.name
         do {
             try persist(record)
@@ -259,9 +331,20 @@ public final class SceneStore: SceneAccess, Sendable {
             state.scenes[name] = record.scene
             if activate { state.active = name }
             var kept = state.history[name] ?? []
+            var pruned: [Int64] = []
+            if let replacing, kept.last?.scene.version == replacing {
+                kept.removeLast()
+                pruned.append(replacing)
+            }
             kept.append(record)
-            let pruned = kept.count > limits.historySize ? kept.prefix(kept.count - limits.historySize).map(\.scene.version) : []
-            state.history[name] = Array(kept.suffix(limits.historySize))
+            let retained = Self.retained(kept, limits: limits, now: record.scene.updatedAt)
+            let still = Set(retained.map(\.scene.version))
+            pruned += kept.map(\.scene.version).filter { !still.contains($0) }
+            state.history[name] = retained
+            var log = state.log[name] ?? []
+            log.append(record.logEntry)
+            if log.count > SceneHistory.logLimit { log.removeFirst(log.count - SceneHistory.logLimit) }
+            state.log[name] = log
             return (pruned, state.active == name)
         }
         let folder = directory.appendingPathComponent(name)
@@ -298,6 +381,7 @@ public final class SceneStore: SceneAccess, Sendable {
             self.state.withLock { state in
                 state.scenes[name] = nil
                 state.history[name] = nil
+                state.log[name] = nil
             }
         }
     }
