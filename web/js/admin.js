@@ -284,6 +284,8 @@ async function refreshRealtime() {
   }
   $("#rt-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   const lat = m.ack_latency_ms || {};
+  // Overlays that connect late are timed from the scene sent to them on connect, reported apart.
+  const late = m.late_join_latency_ms || {};
   const tile = (value, label) => h("div.tile", h("div.value", value ?? "–"), h("div.label", label));
   const overlays = Array.isArray(m.overlays) ? m.overlays : [];
   root.textContent = "";
@@ -293,10 +295,10 @@ async function refreshRealtime() {
       tile(m.moderators_connected, "moderators online"),
       tile(m.active_scene, "live scene"),
       tile(m.latest_version != null ? `v${m.latest_version}` : "–", "latest version"),
-      tile(lat.p50 != null ? `${Math.round(lat.p50)} ms` : "–", "apply p50"),
-      tile(lat.p95 != null ? `${Math.round(lat.p95)} ms` : "–", "apply p95"),
-      tile(m.saves_last_minute, "saves last minute"),
-      tile(m.saves_total, "saves total")),
+      tile(lat.p50 != null ? `${Math.round(lat.p50)} ms` : "–", "apply p50 (live edits)"),
+      tile(lat.p95 != null ? `${Math.round(lat.p95)} ms` : "–", "apply p95 (live edits)"),
+      tile(late.p95 != null ? `${Math.round(late.p95)} ms` : "–", `first draw p95 (${m.late_joins_total ?? 0} joins)`),
+      tile(m.saves_last_minute, `saves last minute (${m.saves_total ?? 0} total)`)),
     h("div.table-scroll", h("table.data#overlays-table",
       h("thead", h("tr", ["Overlay", "State", "Shows", "Lag", "Last ack", "Apply time"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", overlays.length ? overlays.map((o) => h("tr",
@@ -305,7 +307,7 @@ async function refreshRealtime() {
         h("td", o.applied_version != null ? `v${o.applied_version}` : "–"),
         h("td", { class: o.lag_versions > 0 ? "bad" : "" }, o.lag_versions ?? "–"),
         h("td", o.last_ack_ms_ago != null ? `${formatDuration(o.last_ack_ms_ago / 1000)} ago` : "–"),
-        h("td", o.last_latency_ms != null ? `${Math.round(o.last_latency_ms)} ms` : "–")))
+        h("td", o.last_latency_ms != null ? `${Math.round(o.last_latency_ms)} ms${o.last_latency_kind === "late_join" ? " (on connect)" : ""}` : "–")))
         : h("tr", h("td.muted", { colspan: 6 }, "No overlay has connected yet. Add the overlay URL to OBS."))))));
   const summary = $("#overlay-summary");
   summary.textContent = "";

@@ -3,11 +3,13 @@
 //
 // Extension points (for the /preview WebRTC mode, TTS and plugin element types):
 //   on(type, handler)                 handle a socket event type ("tts.speak", ...); returns an unsubscribe function
-//   registerElementType(type, r)      draw a scene element type; r = {create(el, ctx), update(rec, el, prev, ctx), destroy?(rec)}
+//   registerElementType(type, r)      draw a scene element type; r = {create(el, ctx), update(rec, el, prev, ctx), placed?(rec, el, ctx), destroy?(rec)}
 //   send(message)                     send a JSON message to the engine over the socket
 //   handleMessage(message)            feed one decoded message through the handlers (what the socket does)
 //   applyScene(scene, version)        draw a scene (what `scene.full` does)
 //   state / config                    read-only views for hooks
+
+import { createTextNode, updateText } from "./text-style.js";
 
 /** Settings, filled by start() from the page URL. */
 export const config = {
@@ -325,21 +327,11 @@ elementTypes.set("image", {
 
 elementTypes.set("text", {
   create() {
-    const node = document.createElement("div");
-    node.className = "ov-text";
-    return { node, text: null };
+    return { node: createTextNode(), text: null };
   },
-  update(rec, el) {
-    const text = typeof el.text === "string" ? el.text : "";
-    if (rec.text !== text) {
-      rec.text = text;
-      rec.node.textContent = text;
-    }
-    setStyle(rec, "fontFamily", typeof el.font === "string" && el.font ? el.font : "");
-    setStyle(rec, "fontSize", `${finite(el.size, 48)}px`);
-    setStyle(rec, "color", typeof el.color === "string" ? el.color : "");
-    setStyle(rec, "textAlign", ["left", "center", "right"].includes(el.align) ? el.align : "left");
-    setStyle(rec, "background", typeof el.background === "string" ? el.background : "");
+  // After the box is placed, so auto-fit measures the new size.
+  placed(rec, el) {
+    updateText(rec, el, setStyle);
   },
 });
 
@@ -467,6 +459,7 @@ function renderScene(scene, version, acknowledge) {
       }
       if (typeof renderer.update === "function") renderer.update(rec, el, previous, api);
       placeCommon(rec, el, position + 1);
+      if (typeof renderer.placed === "function") renderer.placed(rec, el, api);
     } catch (err) {
       reportProblem(`drawing ${el.id}`, err);
     }

@@ -65,6 +65,17 @@ function parseToken(text) {
   return { role: parts[1], room: parts[2], expiresAt: Number(parts[3]) };
 }
 
+/** Why this page's link cannot publish, in words, or "" when it can. */
+function linkProblem(parsed) {
+  if (!room || !token) return "This link is incomplete: it needs both room and token. Ask the streamer for the publisher link again (Camera in /admin).";
+  if (!ROOM_RE.test(room)) return `“${room}” is not a room name. Ask the streamer for the publisher link again.`;
+  if (!parsed || !Number.isFinite(parsed.expiresAt)) return "This link's token is damaged (cut off or changed). Copy the whole publisher link again from /admin.";
+  if (parsed.role !== "publisher") return "This token is for watching, not for sending a camera. Ask the streamer for a publisher link.";
+  if (parsed.room !== room) return `This token is for room “${parsed.room}”, not “${room}”. Copy the whole publisher link again.`;
+  if (parsed.expiresAt * 1000 < Date.now()) return `This link expired on ${new Date(parsed.expiresAt * 1000).toLocaleString()}. Ask the streamer for a new one.`;
+  return "";
+}
+
 function send(message) {
   if (!ws || ws.readyState !== WebSocket.OPEN) return false;
   ws.send(JSON.stringify(message));
@@ -501,9 +512,14 @@ function resume() {
 async function main() {
   $("room-name").textContent = room;
   const parsed = parseToken(token);
-  if (!ROOM_RE.test(room) || !parsed || parsed.room !== room || parsed.role !== "publisher") {
-    setStatus("This link is incomplete: open the publisher URL from POST /api/webrtc/token (room and token).", "bad");
+  const problem = linkProblem(parsed);
+  if (problem) {
+    setStatus(problem, "bad");
     state.stopReason = "bad link";
+    // Nothing here can work with this link: no camera buttons, no viewers table, no "valid until ?".
+    $("controls").hidden = true;
+    $("viewers-card").hidden = true;
+    $("local").closest("section").hidden = true;
     return;
   }
   $("token-expiry").textContent = new Date(parsed.expiresAt * 1000).toLocaleString();

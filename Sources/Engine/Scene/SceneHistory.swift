@@ -134,12 +134,13 @@ enum SceneHistory {
     ///
     /// Same actor, both plain edits (`patch`) of the same elements with no add or remove, and either the
     /// same client group token (a drag, a burst of nudges, typing in one field) within a generous window,
-    /// or, for clients that send no token, the same fields within a short one.
+    /// or, for clients that send no token, the same fields within a short one. A save that changed
+    /// nothing (the confirming last save of a drag) continues it too.
     static func continues(_ previous: SceneVersionRecord, with record: SceneVersionRecord) -> Bool {
         guard previous.action == "patch", record.action == "patch", previous.by == record.by,
               previous.scene.name == record.scene.name,
               let before = previous.changed, let now = record.changed, !now.isEmpty, before == now,
-              let changes = record.changes, !changes.isEmpty, changes.allSatisfy({ $0.kind == "changed" }),
+              let changes = record.changes, changes.allSatisfy({ $0.kind == "changed" }),
               (previous.changes ?? []).allSatisfy({ $0.kind == "changed" }) else { return false }
         let gap = record.scene.updatedAt - previous.scene.updatedAt
         let span = record.scene.updatedAt - (previous.startedAt ?? previous.scene.updatedAt)
@@ -148,7 +149,8 @@ enum SceneHistory {
             return a == b && gap <= groupGapMS && span <= groupSpanMS
         case (nil, nil):
             func fields(_ list: [SceneElementChange]?) -> Set<String> { Set((list ?? []).flatMap(\.fields)) }
-            return fields(previous.changes) == fields(record.changes) && gap <= untaggedGapMS && span <= untaggedSpanMS
+            // A save that changed nothing (a gesture's confirming last save) joins whatever came just before.
+            return (changes.isEmpty || fields(previous.changes) == fields(record.changes)) && gap <= untaggedGapMS && span <= untaggedSpanMS
         default:
             return false
         }

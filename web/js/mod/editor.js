@@ -3,6 +3,7 @@
 
 import { icon } from "./icons.js";
 import { clamp, finite, h, round } from "./util.js";
+import { createTextNode, updateText } from "../text-style.js";
 
 const SNAP_PX = 7; // screen pixels
 const DRAG_THRESHOLD_PX = 3;
@@ -61,7 +62,7 @@ export class StageEditor {
 
   fit() {
     const rect = this.wrap.getBoundingClientRect();
-    const pad = 16;
+    const pad = rect.width < 500 ? 6 : 16;
     const w = Math.max(50, rect.width - pad * 2);
     const hgt = Math.max(50, rect.height - pad * 2);
     const scale = Math.min(w / this.width, hgt / this.height);
@@ -144,7 +145,7 @@ export class StageEditor {
         node = h("div.ed-audio", icon("audio", 28), h("span.ed-audio-name"));
         break;
       case "text":
-        node = h("div.ov-text");
+        node = createTextNode();
         break;
       case "webrtc":
         node = h("div.ov-webrtc", h("span"));
@@ -203,17 +204,6 @@ export class StageEditor {
         rec.text = label;
         node.querySelector(".ed-audio-name").textContent = label;
       }
-    } else if (el.type === "text") {
-      const text = typeof el.text === "string" ? el.text : "";
-      if (rec.text !== text) {
-        rec.text = text;
-        node.textContent = text;
-      }
-      this.setStyle(rec, "fontFamily", typeof el.font === "string" && el.font ? el.font : "");
-      this.setStyle(rec, "fontSize", `${finite(el.size, 48)}px`);
-      this.setStyle(rec, "color", typeof el.color === "string" ? el.color : "");
-      this.setStyle(rec, "textAlign", ["left", "center", "right"].includes(el.align) ? el.align : "left");
-      this.setStyle(rec, "background", typeof el.background === "string" ? el.background : "");
     } else if (el.type === "webrtc") {
       const room = el.room || "";
       if (rec.text !== room) {
@@ -230,6 +220,8 @@ export class StageEditor {
     this.setStyle(rec, "opacity", String(clamp(finite(el.opacity, 1), 0, 1)));
     this.setStyle(rec, "zIndex", String(rank));
     this.setStyle(rec, "visibility", el.visible === false ? "hidden" : "visible");
+    // Text after its box, so auto-fit measures the new size (drawn like the overlay: text-style.js).
+    if (el.type === "text") updateText(rec, el, (r, key, value) => this.setStyle(r, key, value));
     node.classList.toggle("ed-locked", el.locked === true);
     node.classList.toggle("ed-selected", this.app.selection.id === el.id);
   }
@@ -268,6 +260,10 @@ export class StageEditor {
   // Pointer gestures
 
   onPointerDown(event) {
+    if (this.gesture && event.pointerId !== this.gesture.pointerId) {
+      this.beginPinch(event);
+      return;
+    }
     if (event.button !== 0) return;
     this.frame.focus({ preventScroll: true });
     const handle = event.target.closest(".ed-handle");
@@ -303,6 +299,8 @@ export class StageEditor {
       pointerId: event.pointerId,
       startX: event.clientX,
       startY: event.clientY,
+      lastX: event.clientX,
+      lastY: event.clientY,
       box: { x: finite(el.x, 0), y: finite(el.y, 0), width: finite(el.width, 0), height: finite(el.height, 0) },
       rotation: finite(el.rotation, 0),
       active: false,
@@ -345,9 +343,70 @@ export class StageEditor {
     return best;
   }
 
+  /**
+   * A second finger on the stage while one drags the selected element turns the drag into a pinch:
+   * the element scales about its centre with the distance between the fingers (one gesture, one
+   * history entry).
+   */
+  beginPinch(event) {
+    const g = this.gesture;
+    if (!g || g.kind !== "move" || event.pointerType !== "touch" || g.pinch) return false;
+    const el = this.sync.element(g.id);
+    if (!el || el.locked) return false;
+    const shown = { ...el, ...(g.current || {}) };
+    g.pinch = {
+      pointerId: event.pointerId,
+      x: event.clientX,
+      y: event.clientY,
+      distance: Math.max(10, Math.hypot(event.clientX - g.lastX, event.clientY - g.lastY)),
+      box: { x: finite(shown.x, 0), y: finite(shown.y, 0), width: finite(shown.width, 1), height: finite(shown.height, 1) },
+    };
+    if (!g.active) {
+      g.active = true;
+      this.sync.hold(g.id);
+      this.frame.classList.add("dragging");
+    }
+    try {
+      this.frame.setPointerCapture(event.pointerId);
+    } catch {
+      /* synthetic pointer */
+    }
+    event.preventDefault();
+    return true;
+  }
+
+  pinchMove(event) {
+    const g = this.gesture;
+    const p = g.pinch;
+    if (event.pointerId === p.pointerId) {
+      p.x = event.clientX;
+      p.y = event.clientY;
+    } else {
+      g.lastX = event.clientX;
+      g.lastY = event.clientY;
+    }
+    const factor = Math.max(0.05, Math.min(20, Math.hypot(p.x - g.lastX, p.y - g.lastY) / p.distance));
+    const width = Math.max(1, Math.round(p.box.width * factor));
+    const height = Math.max(1, Math.round(p.box.height * factor));
+    const next = {
+      x: Math.round(p.box.x + (p.box.width - width) / 2),
+      y: Math.round(p.box.y + (p.box.height - height) / 2),
+      width,
+      height,
+    };
+    g.current = next;
+    this.sync.update(g.id, next, { group: g.group });
+  }
+
   onPointerMove(event) {
     const g = this.gesture;
+    if (g && g.pinch && (event.pointerId === g.pinch.pointerId || event.pointerId === g.pointerId)) {
+      this.pinchMove(event);
+      return;
+    }
     if (!g || event.pointerId !== g.pointerId) return;
+    g.lastX = event.clientX;
+    g.lastY = event.clientY;
     const sdx = event.clientX - g.startX;
     const sdy = event.clientY - g.startY;
     if (!g.active) {
@@ -465,7 +524,14 @@ export class StageEditor {
 
   onPointerUp(event, cancelled) {
     const g = this.gesture;
-    if (!g || event.pointerId !== g.pointerId) return;
+    if (!g || (event.pointerId !== g.pointerId && !(g.pinch && event.pointerId === g.pinch.pointerId))) return;
+    if (g.pinch) {
+      try {
+        if (this.frame.hasPointerCapture(g.pinch.pointerId)) this.frame.releasePointerCapture(g.pinch.pointerId);
+      } catch {
+        /* released */
+      }
+    }
     this.gesture = null;
     try {
       if (this.frame.hasPointerCapture(event.pointerId)) this.frame.releasePointerCapture(event.pointerId);
@@ -481,7 +547,7 @@ export class StageEditor {
     this.sync.release(g.id);
     this.sync.flushSoon();
     this.drawSelection();
-    if (final) this.announce(g.kind === "move" ? `Moved to ${final.x}, ${final.y}` : `Resized to ${final.width} × ${final.height}`);
+    if (final) this.announce(g.kind === "move" && !g.pinch ? `Moved to ${final.x}, ${final.y}` : `Resized to ${final.width} × ${final.height}`);
   }
 
   /** Ends a gesture without saving more (a conflict replaced the scene, or the element vanished). */

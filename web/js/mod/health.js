@@ -104,6 +104,8 @@ export class HealthStrip {
     if (!connected.length) this.chips.append(h("span.small.muted", "no overlay open — add /overlay to OBS"));
     const p95 = m.ack_latency_ms && m.ack_latency_ms.p95;
     this.latency.textContent = p95 != null ? `apply p95 ${Math.round(p95)} ms` : "";
+    this.latency.title = "Time from a live edit's broadcast to each overlay's acknowledgement (last 5 minutes); overlays that connect later are timed from the scene sent to them and counted apart"
+      + (m.late_join_latency_ms && m.late_join_latency_ms.p95 != null ? ` (first draw p95 ${Math.round(m.late_join_latency_ms.p95)} ms)` : "");
     this.mods.textContent = m.moderators_connected != null ? `${m.moderators_connected} mod${m.moderators_connected === 1 ? "" : "s"} online` : "";
     this.saves.textContent = m.saves_last_minute != null ? `${m.saves_last_minute} saves/min · latest v${latest ?? "–"}` : "";
     if (this.error) this.overlays.append(h("span.small.bad", ` (stale: ${this.error})`));

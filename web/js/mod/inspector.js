@@ -2,9 +2,7 @@
 // Every control saves through the scene sync (typing is debounced; Enter or leaving the field saves at once).
 
 import { elementLabel, h } from "./util.js";
-
-const FONTS = ["system-ui", "Inter", "Arial", "Helvetica", "Verdana", "Georgia", "Times New Roman", "Courier New",
-  "Impact", "Comic Sans MS", "Trebuchet MS", "monospace", "serif", "sans-serif"];
+import { FONTS } from "../text-style.js";
 
 /** "#rgb", "#rgba", "#rrggbb", "#rrggbbaa" or a basic name, as the engine accepts. */
 export function isColor(text) {
@@ -201,17 +199,23 @@ export class Inspector {
         h("legend", "Text"),
         this.control(el, "text", { label: "Text", type: "textarea", parse: (v) => v, wide: true }),
         h("div.grid2",
-          this.control(el, "font", { label: "Font", type: "text", parse: (v) => v.trim() || null }),
+          this.control(el, "font", { label: "Font", type: "select", options: FONTS.map((f) => [f.value, f.label]), parse: (v) => v || null }),
           this.control(el, "size", { label: "Size", step: 1, min: 1, parse: this.number(1, 2000), unit: "px" }),
+          this.control(el, "align", { label: "Align", type: "select", options: [["left", "Left"], ["center", "Centre"], ["right", "Right"]] }),
+          this.control(el, "valign", { label: "Vertical", type: "select", options: [["top", "Top"], ["middle", "Middle"], ["bottom", "Bottom"]] }),
         ),
-        h("datalist#font-list", FONTS.map((f) => h("option", { value: f }))),
-        this.control(el, "align", { label: "Align", type: "select", options: [["left", "Left"], ["center", "Centre"], ["right", "Right"]] }),
+        this.control(el, "autofit", { label: "Shrink to fit the box", type: "checkbox" }),
         h("div.grid2",
           this.colorControl("color", "Colour"),
           this.colorControl("background", "Background", { allowNone: true }),
+          this.colorControl("stroke", "Outline", { allowNone: true }),
+          this.control(el, "stroke_width", { label: "Outline width", step: 1, min: 0, parse: this.number(0, 50), unit: "px" }),
+          this.colorControl("shadow", "Shadow", { allowNone: true }),
+          this.control(el, "shadow_blur", { label: "Shadow blur", step: 1, min: 0, parse: this.number(0, 200), unit: "px" }),
+          this.control(el, "shadow_x", { label: "Shadow X", step: 1, parse: this.number(-200, 200), unit: "px" }),
+          this.control(el, "shadow_y", { label: "Shadow Y", step: 1, parse: this.number(-200, 200), unit: "px" }),
         ),
       ));
-      this.fields.get("font").input.setAttribute("list", "font-list");
     }
     if (el.type === "image" || el.type === "video" || el.type === "audio") {
       const media = [];
@@ -275,6 +279,15 @@ export class Inspector {
         if (field === "volume") shown = value ?? 1;
         if (field === "fit") shown = value || "contain";
         if (field === "align") shown = value || "left";
+        if (field === "valign") shown = value || "top";
+        if (field === "font") {
+          shown = value || "";
+          // A family typed elsewhere (API, older scenes) is kept as an option of its own.
+          if (shown && ![...input.options].some((o) => o.value === shown)) input.append(h("option", { value: shown }, shown));
+        }
+        if (field === "stroke_width") shown = value ?? 0;
+        if (field === "shadow_blur") shown = value ?? 6;
+        if (field === "shadow_x" || field === "shadow_y") shown = value ?? 3;
         if (field === "size") shown = value ?? 48;
         if (typeof shown === "number" && !Number.isInteger(shown)) shown = Math.round(shown * 100) / 100;
         input.value = shown ?? "";

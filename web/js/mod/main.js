@@ -52,13 +52,23 @@ function showLogin() {
     message.textContent = note.message;
     message.dataset.kind = note.kind || "warn";
   }
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("key");
-  if (fromLink) {
+  // A login link fills the key in: on load, and when it is opened in this tab while it shows the
+  // login (only the fragment changes: no reload, a `hashchange`). The link's key replaces whatever
+  // the field held, so a stale text is never sent (and never counts as a failed try).
+  const fillFromLink = () => {
+    const fromLink = keyFromLink();
+    if (!fromLink) return false;
     input.value = fromLink;
     history.replaceState(null, "", "/mod");
     message.textContent = "Key filled in from your link. Press Log in.";
     message.dataset.kind = "info";
-  }
+    button.focus();
+    return true;
+  };
+  fillFromLink();
+  loginLinkHandler = () => {
+    if (!view.hidden) fillFromLink();
+  };
   const api = createApi();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -69,6 +79,7 @@ function showLogin() {
       input.focus();
       return;
     }
+    if (button.disabled) return; // one try at a time
     button.disabled = true;
     button.textContent = "Logging in…";
     message.textContent = "";
@@ -157,6 +168,20 @@ async function startApp(saved, { fresh = false } = {}) {
   // -- helpers used by the modules -------------------------------------------------------------
   const rightTabs = tabs($("#right-tabs"));
   const leftTabs = tabs($("#left-tabs"));
+  // On phones the right side is a bottom sheet: a tab (or the toggle) opens it; on wider screens
+  // the class does nothing.
+  const sheet = $("#sheet");
+  const sheetToggle = $("#sheet-toggle");
+  app.openSheet = (open) => {
+    // Open, it fills the screen below the stage, so the element being edited stays in sight.
+    const stageBottom = document.querySelector("main.workspace > .center").getBoundingClientRect().bottom;
+    sheet.style.setProperty("--sheet-h", `${Math.round(Math.max(220, window.innerHeight - Math.max(0, stageBottom)))}px`);
+    sheet.classList.toggle("open", open);
+    sheetToggle.setAttribute("aria-expanded", String(open));
+    sheetToggle.setAttribute("aria-label", open ? "Close the panel" : "Open the panel");
+  };
+  sheetToggle.addEventListener("click", () => app.openSheet(!sheet.classList.contains("open")));
+  for (const tab of $("#right-tabs").querySelectorAll('[role="tab"]')) tab.addEventListener("click", () => app.openSheet(true));
 
   app.select = (id, { reveal = false } = {}) => {
     const changed = app.selection.id !== id;
@@ -184,7 +209,8 @@ async function startApp(saved, { fresh = false } = {}) {
     const target = Math.max(0, Math.min(order.length - 1, at + delta));
     if (target !== at) app.restack(id, target);
   };
-  const topZ = () => Math.max(0, ...sync.local.elements.map((el) => finite(el.z, 0)));
+  // New elements go on top of the stack: above the highest z (and last in the list among equals).
+  const topZ = () => (sync.local.elements.length ? Math.max(...sync.local.elements.map((el) => finite(el.z, 0))) + 1 : 0);
   app.addElement = (element, { select = true } = {}) => {
     const full = { z: topZ(), x: 0, y: 0, width: 320, height: 180, ...element };
     sync.queue([{ op: "add", element: full }], { group: `add:${full.id}` });
@@ -194,6 +220,7 @@ async function startApp(saved, { fresh = false } = {}) {
   app.editText = (id) => {
     app.select(id, { reveal: true });
     rightTabs.show("tab-props");
+    app.openSheet(true);
     setTimeout(() => {
       const field = $("#insp-text");
       if (field) {
@@ -204,8 +231,11 @@ async function startApp(saved, { fresh = false } = {}) {
   };
   app.addText = () => {
     const c = editor.center();
-    const el = app.addElement({ id: randomId("text"), type: "text", text: "New text", x: Math.round(c.x - 300), y: Math.round(c.y - 50),
-      width: 600, height: 100, size: 64, color: "#ffffff", align: "center" });
+    // Readable over gameplay from the start: a box wide enough for a sentence, a bundled bold font,
+    // a dark outline and shadow, and auto-fit so a longer text shrinks instead of overflowing.
+    const el = app.addElement({ id: randomId("text"), type: "text", text: "New text", x: Math.round(c.x - 450), y: Math.round(c.y - 80),
+      width: 900, height: 160, size: 72, font: "Inter", color: "#ffffff", align: "center", valign: "middle", autofit: true,
+      stroke: "#000000", stroke_width: 3, shadow: "#000000b3", shadow_blur: 8, shadow_x: 0, shadow_y: 4 });
     app.editText(el.id);
   };
   const fitted = (w, h2) => {
@@ -641,6 +671,26 @@ function showShortcuts() {
 
 // ---------------------------------------------------------------------------------------------
 
+function keyFromLink() {
+  const key = new URLSearchParams(location.hash.slice(1)).get("key");
+  return key ? key.trim() : "";
+}
+
+/** What a login link opened in this tab does: set by the login view; the app's own below. */
+let loginLinkHandler = null;
+window.addEventListener("hashchange", () => {
+  if (!keyFromLink()) return;
+  if (loginLinkHandler && !$("#login-view").hidden) {
+    loginLinkHandler();
+    return;
+  }
+  if (!$("#app").hidden) {
+    // Already logged in: the key is left unused (it still works once, elsewhere).
+    history.replaceState(null, "", "/mod");
+    notify("You are already logged in here, so the key from that link was not used: it still works once, in another browser.", { kind: "info", timeout: 8000, key: "login-link" });
+  }
+});
+
 const saved = storedSession();
-if (saved && !location.hash.includes("key=")) startApp(saved);
+if (saved && !keyFromLink()) startApp(saved);
 else showLogin();

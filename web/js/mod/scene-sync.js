@@ -16,6 +16,9 @@
 // for conflicts as above, and the rest is sent on top of it.
 // Undo/redo: POST /api/scene/restore of the version before / after one of our edit groups (a drag,
 // a burst of nudges, typing in one field).
+// Gesture tokens: every edit group gets a short token sent with its saves (`group` in the PATCH), so
+// the engine keeps one history entry per gesture, the same one every client sees, and undo's
+// "before" version is never merged away.
 
 import { ApiError, describeError } from "./api.js";
 import { clone, deepEqual } from "./util.js";
@@ -23,6 +26,8 @@ import { clone, deepEqual } from "./util.js";
 export const SAVE_SPACING_MS = 100;
 const GROUP_WINDOW_MS = 1500;
 const UNDO_LIMIT = 50;
+const TOKEN_PREFIX = Math.random().toString(36).slice(2, 8);
+let tokenCount = 0;
 
 /** Applies operations to a scene copy, tolerating ones that no longer fit (they were made on an older version). */
 export function applyOps(scene, ops) {
@@ -330,12 +335,30 @@ export class SceneSync extends EventTarget {
       }
       coalesce(this.pending, clone(op));
     }
-    this.pendingGroup = group;
+    this.pendingGroup = this.tokenFor(group);
     this.lastError = "";
     if (debounce > 0) this.debounceUntil = performance.now() + debounce;
     else this.debounceUntil = 0;
     this.recompute("local");
     this.schedule();
+  }
+
+  /**
+   * The gesture token of an edit group: the same while the group goes on (a pointer gesture until it
+   * ends, other groups while their edits come within GROUP_WINDOW_MS of each other), a new one after.
+   */
+  tokenFor(group) {
+    if (!group) return null;
+    const now = performance.now();
+    const open = this.openGroup;
+    // Pointer gestures are unique per gesture; typing in one field pauses longer than a burst of nudges.
+    const window = /^(move|resize|rotate|pinch):/.test(group) ? Infinity : group.startsWith("field:") ? 10000 : GROUP_WINDOW_MS;
+    if (open && open.key === group && now - open.at < window) {
+      open.at = now;
+      return open.token;
+    }
+    this.openGroup = { key: group, token: `${TOKEN_PREFIX}-${++tokenCount}`, at: now };
+    return this.openGroup.token;
   }
 
   update(id, fields, options) {
@@ -393,7 +416,9 @@ export class SceneSync extends EventTarget {
     let answer = null;
     let failure = null;
     try {
-      answer = await this.api.patch(`/api/scenes/${encodeURIComponent(name)}`, { json: { base_version: base, ops } });
+      const body = { base_version: base, ops };
+      if (this.inflight.group) body.group = this.inflight.group;
+      answer = await this.api.patch(`/api/scenes/${encodeURIComponent(name)}`, { json: body });
     } catch (err) {
       failure = err;
     }
@@ -565,7 +590,8 @@ export class SceneSync extends EventTarget {
     const stacks = this.stacks;
     const top = stacks.undo[stacks.undo.length - 1];
     const now = Date.now();
-    if (top && group && top.group === group && now - top.at < GROUP_WINDOW_MS) {
+    // The token already says whether the group goes on (see tokenFor): same token, same undo step.
+    if (top && group && top.group === group) {
       top.after = after;
       top.at = now;
     } else {

@@ -58,8 +58,9 @@ export class SceneSwitcher {
     this.liveBtn.hidden = !!live;
     this.liveBtn.classList.add("primary");
     this.liveBtn.title = `Show “${editing}” on the overlays`;
-    this.deleteBtn.disabled = !!live;
-    this.deleteBtn.title = live ? "The live scene cannot be deleted" : `Delete scene “${editing}”`;
+    // The live scene cannot be deleted: no icon for it at all.
+    this.deleteBtn.hidden = !!live;
+    this.deleteBtn.title = `Delete scene “${editing}”`;
     this.liveBadge.textContent = live ? "Live" : `Live: ${this.active}`;
     this.liveBadge.title = live ? "This scene is on the overlays" : `The overlays show “${this.active}”; you are editing “${editing}”`;
     this.liveBadge.classList.toggle("on", !!live);
@@ -151,24 +152,31 @@ export class SceneSwitcher {
     }
     const versions = Array.isArray(answer.versions) ? answer.versions : [];
     const current = this.app.sync.version;
-    const who = (by) => {
-      if (!by) return "–";
-      if (by === this.app.me?.byTag) return "you";
-      return by.startsWith("moderator:") ? `mod ${by.slice(10, 16)}` : by;
+    const mine = (v) => !!v.by && v.by === this.app.me?.byTag;
+    // The engine writes the row ("Alice moved 'Logo'"), the same for everyone; ours say "You".
+    const row = (v) => {
+      const summary = typeof v.summary === "string" && v.summary ? v.summary : `${v.by || "someone"} ${v.action}`;
+      if (mine(v) && typeof v.by_name === "string" && summary.startsWith(v.by_name)) return `You${summary.slice(v.by_name.length)}`;
+      return summary;
     };
+    const retention = answer.retention || {};
+    const days = Number(retention.max_age_seconds) / 86400;
+    const age = !Number.isFinite(days) ? "" : days >= 1 ? ` from the last ${Math.round(days)} day${Math.round(days) === 1 ? "" : "s"}` : ` from the last ${Math.max(1, Math.round(days * 24))} h`;
+    const rule = retention.max_versions
+      ? `The engine keeps the latest ${retention.max_versions} changes${age}; a drag, a burst of nudges or typing in one field counts once. Older versions are deleted and cannot be restored.`
+      : "Only the versions listed here can be restored.";
     const dialog = h("dialog.dialog.wide", { "aria-labelledby": "dialog-title" },
       h("form", { method: "dialog" },
         h("h2#dialog-title", `History of “${name}”`),
-        h("p.small.muted", "Restoring makes a new version with the old content; nothing is lost."),
+        h("p.small.muted#history-retention", `${rule} Restoring adds a new version with the old content; the versions after it stay listed.`),
         h("div.table-scroll.history-scroll",
           h("table.history",
-            h("thead", h("tr", ["Version", "Change", "By", "When", "Elements", ""].map((t) => h("th", { scope: "col" }, t)))),
-            h("tbody", versions.map((v) => h("tr", { class: v.version === current ? "current" : "" },
-              h("td", `v${v.version}`),
-              h("td", v.action + (Array.isArray(v.changed) && v.changed.length ? ` (${v.changed.slice(0, 3).join(", ")}${v.changed.length > 3 ? "…" : ""})` : "")),
-              h("td", who(v.by)),
-              h("td", formatAgo(v.at)),
-              h("td", String(v.elements)),
+            h("thead", h("tr", ["Change", "When", "Version", ""].map((t) => h("th", { scope: "col" }, t)))),
+            h("tbody", versions.map((v) => h("tr", { class: v.version === current ? "current" : "", dataset: { version: String(v.version) }, title: `v${v.version} · ${v.elements} element${v.elements === 1 ? "" : "s"}` },
+              h("td.history-what", h("span.history-summary", row(v)),
+                v.saves > 1 ? h("span.small.muted", ` · ${v.saves} saves`) : null),
+              h("td", { title: new Date(v.at).toLocaleString() }, formatAgo(v.at)),
+              h("td", { title: `${v.elements} element${v.elements === 1 ? "" : "s"}` }, `v${v.version}`),
               h("td", v.version === current ? h("span.small.muted", "current")
                 : h("button.btn.small", { type: "button", onclick: () => { dialog.close(); this.app.restoreVersion(v.version); } }, "Restore"))))))),
         h("div.dialog-actions", h("button.btn", { type: "submit", value: "close" }, "Close"))));
