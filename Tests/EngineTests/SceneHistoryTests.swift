@@ -123,7 +123,7 @@ final class SceneHistoryTests: XCTestCase {
         XCTAssertEqual(resized, "Alice resized 'Logo'")
         let added = try await row(#"{"base_version":BASE,"ops":[{"op":"add","element":{"id":"t2","type":"text","text":"Welcome to the stream!"}}]}"#)
         XCTAssertEqual(added, "Alice added text 'Welcome to the stream!'")
-        let styled = try await row(#"{"base_version":BASE,"ops":[{"op":"update","id":"t2","fields":{"stroke":"#000","stroke_width":4,"valign":"middle"}}]}"#)
+        let styled = try await row(##"{"base_version":BASE,"ops":[{"op":"update","id":"t2","fields":{"stroke":"#000","stroke_width":4,"valign":"middle"}}]}"##)
         XCTAssertEqual(styled, "Alice changed stroke, stroke width, valign of 'Welcome to the stream!'")
         let restacked = try await row(#"{"base_version":BASE,"ops":[{"op":"move","id":"t2","index":0}]}"#)
         XCTAssertEqual(restacked, "Alice restacked 'Welcome to the stream!'")

@@ -176,6 +176,7 @@ struct SceneEditing {
         var elements = current.elements
         var changed = Set<String>()
         var wholeOrder = false
+        var moved: [String] = []
         func index(of id: String) throws -> Int {
             guard let index = elements.firstIndex(where: { $0.id == id }) else {
                 throw PluginError(status: 400, code: "invalid_operation", message: "no element '\(id)' in scene '\(current.name)'")
@@ -211,8 +212,10 @@ struct SceneEditing {
                 let element = elements.remove(at: try index(of: id))
                 elements.insert(element, at: min(position, elements.count))
                 wholeOrder = true
+                if !moved.contains(id) { moved.append(id) }
             }
         }
-        return SceneStore.Edit(elements: elements, width: nil, height: nil, changed: wholeOrder ? nil : changed.sorted())
+        return SceneStore.Edit(elements: elements, width: nil, height: nil, changed: wholeOrder ? nil : changed.sorted(),
+                               moved: moved.isEmpty ? nil : moved)
     }
 }

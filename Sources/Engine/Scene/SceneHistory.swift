@@ -49,8 +49,9 @@ enum SceneHistory {
     ///   - old: The scene before.
     ///   - new: The scene after.
     ///   - ids: The elements the edit touched, or nil to compare all.
+    ///   - moved: The elements the edit moved in the list, when known.
     /// - Returns: The changes (at most 200) and whether the stacking order changed.
-    static func changes(from old: Scene, to new: Scene, ids: [String]?) -> (changes: [SceneElementChange], reordered: Bool) {
+    static func changes(from old: Scene, to new: Scene, ids: [String]?, moved: [String]? = nil) -> (changes: [SceneElementChange], reordered: Bool) {
         let before = Dictionary(old.elements.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let after = Dictionary(new.elements.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var result: [SceneElementChange] = []
@@ -79,7 +80,8 @@ enum SceneHistory {
         let reordered = oldOrder != newOrder
         if reordered, result.count < 200 {
             // One element moved in the list (the usual restack): name it; otherwise the row says "the layers".
-            if let moved = oldOrder.first(where: { id in oldOrder.filter { $0 != id } == newOrder.filter { $0 != id } }),
+            let hinted = (moved ?? []).count == 1 ? moved?.first : nil
+            if let moved = hinted ?? oldOrder.first(where: { id in oldOrder.filter { $0 != id } == newOrder.filter { $0 != id } }),
                let element = after[moved] {
                 if let at = result.firstIndex(where: { $0.id == moved }) {
                     if !result[at].fields.contains("order") { result[at].fields.append("order") }

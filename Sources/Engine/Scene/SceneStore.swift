@@ -220,6 +220,8 @@ public final class SceneStore: SceneAccess, Sendable {
         var height: Int?
         /// Ids touched; nil when the whole scene changed.
         var changed: [String]?
+        /// Elements a `move` operation restacked (history names them rather than guessing).
+        var moved: [String]? = nil
     }
 
     /// Applies `change` to scene `name` if `baseVersion` allows it, gives it the next version and makes it durable.
@@ -276,7 +278,7 @@ public final class SceneStore: SceneAccess, Sendable {
             scene.version = revision + 1
             scene.updatedAt = Self.now()
             var record = SceneVersionRecord(scene: scene, action: action, changed: edit.changed, by: by, byName: byName)
-            let diff = SceneHistory.changes(from: current, to: scene, ids: edit.changed)
+            let diff = SceneHistory.changes(from: current, to: scene, ids: edit.changed, moved: edit.moved)
             record.changes = diff.changes
             record.reordered = diff.reordered ? true : nil
             record.group = group.map { String($0.prefix(80)) }
