@@ -352,3 +352,35 @@ def test_publish_with_a_damaged_token_says_so_and_hides_the_controls(engines, dr
     assert not driver.find_element(By.ID, "viewers-card").is_displayed()
     assert "?" not in driver.find_element(By.TAG_NAME, "main").text.split("Token valid until")[-1][:3]
     screenshot(driver, "publish-bad-token.png")
+
+
+def test_a_burst_of_nudges_and_typing_in_one_field_are_one_entry_each(engines, driver):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    engine = engines(panel_config())
+    put_scene(engine, [LOGO, TITLE])
+    login(driver, engine, generate_key(engine, label="Alice"))
+    start = history(engine)["versions"][0]["version"]
+    driver.find_element(By.CSS_SELECTOR, '#layer-list li[data-id="logo"] [data-role="select"]').click()
+    for _ in range(6):
+        ActionChains(driver).send_keys(Keys.ARROW_RIGHT).perform()
+        time.sleep(0.15)  # each nudge saves on its own (100 ms spacing)
+    wait_for(lambda: element(scene(engine), "logo")["x"] == LOGO["x"] + 6, message="the nudges saved")
+    wait_saved(driver)
+    driver.find_element(By.CSS_SELECTOR, '#layer-list li[data-id="title"] [data-role="select"]').click()
+    field = wait_for(lambda: driver.find_element(By.ID, "insp-text"), message="the text field")
+    field.send_keys(Keys.END)
+    for char in " now live":
+        field.send_keys(char)
+        time.sleep(0.5 if char == " " else 0.05)  # pauses longer than the typing debounce: several saves
+    wait_for(lambda: element(scene(engine), "title")["text"] == "Welcome to the stream! now live", message="the text saved")
+    wait_saved(driver)
+    rows = [v for v in history(engine)["versions"] if v["version"] > start]
+    assert [v["summary"] for v in rows] == ["Alice edited the text of 'Title'", "Alice moved 'Logo'"], [(v["summary"], v["saves"]) for v in rows]
+    assert rows[1]["saves"] >= 3 and rows[0]["saves"] >= 2, [(v["summary"], v["saves"]) for v in rows]
+    # Undo takes back the typing, then the nudges (their "before" versions were never merged away).
+    driver.find_element(By.ID, "undo").click()
+    wait_for(lambda: element(scene(engine), "title")["text"] == "Welcome to the stream!", message="undo of the typing")
+    wait_saved(driver)
+    driver.find_element(By.ID, "undo").click()
+    wait_for(lambda: element(scene(engine), "logo")["x"] == LOGO["x"], message="undo of the nudges")
