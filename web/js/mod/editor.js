@@ -148,7 +148,10 @@ export class StageEditor {
         node = createTextNode();
         break;
       case "webrtc":
-        node = h("div.ov-webrtc", h("span"));
+        // A live thumbnail once the room has a publisher (the overlay's viewer, muted), else its name.
+        rec.video = h("video.ed-camera", { muted: true, playsInline: true, autoplay: true, disablePictureInPicture: true });
+        rec.video.muted = true;
+        node = h("div.ov-webrtc", rec.video, h("span.ed-camera-label"));
         break;
       default:
         node = h("div.ed-unknown", h("span", el.type));
@@ -163,6 +166,7 @@ export class StageEditor {
 
   destroy(rec) {
     this.records.delete(rec.id);
+    this.stopCamera(rec);
     if (rec.node instanceof HTMLMediaElement) {
       try {
         rec.node.pause();
@@ -208,8 +212,10 @@ export class StageEditor {
       const room = el.room || "";
       if (rec.text !== room) {
         rec.text = room;
-        node.firstChild.textContent = `camera: ${room}`;
+        this.stopCamera(rec);
+        this.startCamera(rec, room);
       }
+      if (rec.video) rec.video.style.objectFit = ["contain", "cover", "fill"].includes(el.fit) ? el.fit : "cover";
     }
     this.setStyle(rec, "left", `${finite(el.x, 0)}px`);
     this.setStyle(rec, "top", `${finite(el.y, 0)}px`);
@@ -224,6 +230,42 @@ export class StageEditor {
     if (el.type === "text") updateText(rec, el, (r, key, value) => this.setStyle(r, key, value));
     node.classList.toggle("ed-locked", el.locked === true);
     node.classList.toggle("ed-selected", this.app.selection.id === el.id);
+  }
+
+  /**
+   * Shows a camera element's room live: the overlay's own viewer (`/js/overlay-webrtc.js`, loaded on
+   * first use), muted. It waits for a publisher by itself; until a picture plays the box names the room
+   * and the state. Viewer tokens come from the overlay route, so with an overlay token configured the
+   * box keeps its name only.
+   */
+  async startCamera(rec, room) {
+    const label = rec.node.querySelector(".ed-camera-label");
+    const show = (state) => {
+      const playing = state === "playing";
+      rec.node.classList.toggle("ed-camera-live", playing);
+      label.textContent = playing ? "" : `camera: ${room}${state === "waiting" ? " · no publisher yet" : state === "error" ? " · no preview" : ""}`;
+    };
+    show("idle");
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(room) || typeof RTCPeerConnection === "undefined") return;
+    const token = (rec.cameraToken = {});
+    let RoomViewer;
+    try {
+      ({ RoomViewer } = await import("/js/overlay-webrtc.js"));
+    } catch {
+      return;
+    }
+    if (rec.cameraToken !== token || !this.records.has(rec.id)) return;
+    const viewer = new RoomViewer(room, rec.video, { wantSound: false });
+    rec.viewer = viewer;
+    viewer.start();
+    rec.cameraTimer = setInterval(() => show(viewer.state), 1000);
+  }
+
+  stopCamera(rec) {
+    rec.cameraToken = null;
+    clearInterval(rec.cameraTimer);
+    if (rec.viewer) rec.viewer.stop();
+    rec.viewer = null;
   }
 
   /** The selection frame and handles, in screen pixels (constant size whatever the scale). */
