@@ -60,6 +60,10 @@ struct MediaConfiguration: Decodable, Sendable {
     var maxFormBytes = 64 << 10
     /// `max-age` of `GET /media/{id}` responses; the content of an id never changes.
     var cacheMaxAgeSeconds = 31_536_000
+    /// When set (e.g. `/_onionrp_media/`), `GET /media/{id}` answers an authorized request with
+    /// `X-Accel-Redirect: <prefix><stored file name>` and no body, and a reverse proxy (nginx) that
+    /// maps the prefix to `<uploads_dir>/media/` sends the bytes itself. Empty (default): the engine sends them.
+    var accelRedirectPrefix = ""
 
     /// The YAML key names.
     enum CodingKeys: String, CodingKey {
@@ -70,6 +74,7 @@ struct MediaConfiguration: Decodable, Sendable {
         case maxNameLength = "max_name_length"
         case maxFormBytes = "max_form_bytes"
         case cacheMaxAgeSeconds = "cache_max_age_seconds"
+        case accelRedirectPrefix = "accel_redirect_prefix"
     }
 
     /// The defaults (an empty `config:` section).
@@ -100,6 +105,14 @@ struct MediaConfiguration: Decodable, Sendable {
                 throw DecodingError.dataCorruptedError(forKey: .cacheMaxAgeSeconds, in: c, debugDescription: "must not be negative")
             }
             cacheMaxAgeSeconds = seconds
+        }
+        if let prefix = try c.decodeIfPresent(String.self, forKey: .accelRedirectPrefix), !prefix.isEmpty {
+            let allowed = prefix.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "/-_.".contains($0)) }
+            guard prefix.hasPrefix("/"), prefix.hasSuffix("/"), allowed, !prefix.contains("..") else {
+                throw DecodingError.dataCorruptedError(forKey: .accelRedirectPrefix, in: c,
+                    debugDescription: "must be a path that starts and ends with '/' (letters, digits, '-', '_', '.'), e.g. /_onionrp_media/")
+            }
+            accelRedirectPrefix = prefix
         }
     }
 

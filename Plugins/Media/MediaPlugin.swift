@@ -61,6 +61,12 @@ final class MediaPlugin: OverlayPlugin {
                                         metadataFile: context.dataDirectory.appendingPathComponent("library.json"),
                                         quotaBytes: configuration.quotaBytes, crypto: context.crypto, logger: context.logger)
         self.metrics = Metrics(context.metrics)
+        if !configuration.accelRedirectPrefix.isEmpty {
+            // Files stored before the option was turned on: let the proxy's user read them too.
+            for record in library.list() {
+                if let path = library.path(of: record) { _ = chmod(path, 0o644) }
+            }
+        }
         updateGauges()
         let usage = library.usage
         context.logger.info("media library opened", ["files": "\(usage.files)", "stored_bytes": "\(usage.stored)",
@@ -168,7 +174,12 @@ final class MediaPlugin: OverlayPlugin {
             createdAt: Timestamp.now(), width: dimensions?.width, height: dimensions?.height, uploadedBy: uploadedBy)
         let reserved = receiver.handOverReservation()
         let library = self.library
-        let outcome = try await BlockingIO.run { try library.commit(record, from: received.temporaryPath, reserved: reserved) }
+        let readableByProxy = !configuration.accelRedirectPrefix.isEmpty
+        let outcome = try await BlockingIO.run {
+            // Files are stored 0600; a proxy sending them (accel_redirect_prefix) runs as another user.
+            if readableByProxy { _ = chmod(received.temporaryPath, 0o644) }
+            return try library.commit(record, from: received.temporaryPath, reserved: reserved)
+        }
         metrics.receivedBytes.increment(by: Int64(received.size))
         switch outcome {
         case .added(let stored):
@@ -290,6 +301,9 @@ final class MediaPlugin: OverlayPlugin {
 
     func serve(_ request: PluginRequest) async throws -> PluginResponse {
         let record = try lookUp(request)
+        if !configuration.accelRedirectPrefix.isEmpty {
+            return try accelRedirect(record)
+        }
         let etag = "\"\(record.sha256)\""
         let lastModified = HTTPDate.format(record.createdAt)
         var headers: HTTPHeaders = [
@@ -355,6 +369,22 @@ final class MediaPlugin: OverlayPlugin {
                 served.increment(by: Int64(bytes.count))
             }
         })
+    }
+
+    /// The answer for a reverse proxy that sends the bytes itself (`accel_redirect_prefix`): the caller
+    /// is authorized and the id known; the proxy serves `<prefix><file>` from the uploads folder with
+    /// its own Range, HEAD and conditional handling, keeping the headers given here.
+    func accelRedirect(_ record: MediaRecord) throws -> PluginResponse {
+        guard let file = record.fileName else {
+            throw PluginError(status: 500, code: "internal_error", message: "unknown stored type \(record.mime)")
+        }
+        metrics.servedBytes.increment(by: Int64(record.size))
+        return PluginResponse(status: 200, headers: [
+            "content-type": record.mime,
+            "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
+            "x-content-type-options": "nosniff",
+            "x-accel-redirect": configuration.accelRedirectPrefix + file,
+        ], body: .empty)
     }
 
     /// Opens a record's file for reading, checking it is whole; 500 with a logged reason otherwise.

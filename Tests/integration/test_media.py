@@ -781,3 +781,50 @@ def test_large_upload_keeps_engine_memory_flat(engines):
     response, body, before, peak, _ = measure_upload_rss(engine, 20 << 20, chunked=True)
     assert response.status_code == 201 and response.json()["media"]["sha256"] == body.sha256
     assert (peak - before) / 1024 < 100
+
+
+def test_accel_redirect_prefix_hands_authorized_requests_to_the_proxy(engines):
+    """accel_redirect_prefix: the engine authorizes GET /media/<id> and answers with X-Accel-Redirect
+    naming the stored file under the prefix (nginx maps it to <uploads>/media/) and no body."""
+    engine = media_engine(engines, env={"OVERLAY_TOKEN": "overlay-secret"}, accel_redirect_prefix="/_onionrp_media/")
+    data = wav(50_000, seed=11)
+    media = upload(engine, data).json()["media"]
+    url = engine.url + media["url"]
+    answer = requests.get(url, params={"token": "overlay-secret"}, headers={"range": "bytes=0-9"})
+    assert answer.status_code == 200 and answer.content == b""
+    redirect = answer.headers["x-accel-redirect"]
+    assert redirect == f"/_onionrp_media/{media['sha256']}.wav"
+    assert (engine.workdir / "uploads" / "media" / redirect.removeprefix("/_onionrp_media/")).read_bytes() == data
+    assert answer.headers["content-type"] == "audio/wav"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "immutable" in answer.headers["cache-control"]
+    assert requests.head(url, params={"token": "overlay-secret"}).headers["x-accel-redirect"] == redirect
+    # Not authorized or unknown: no redirect, the engine's own error.
+    refused = requests.get(url)
+    assert refused.status_code == 401 and "x-accel-redirect" not in refused.headers
+    missing = requests.get(engine.url + "/media/" + "0" * 64, params={"token": "overlay-secret"})
+    assert missing.status_code == 404 and "x-accel-redirect" not in missing.headers
+
+
+@pytest.mark.parametrize("prefix", ["media/", "/media", "/../x/", "/a b/"])
+def test_accel_redirect_prefix_must_be_a_slash_delimited_path(engines, prefix):
+    engine = media_engine(engines, start=False, accel_redirect_prefix=prefix)
+    engine.start(wait=False)
+    assert engine.wait_exit() != 0
+    assert "accel_redirect_prefix" in engine.logs()
+
+
+def test_accel_redirect_prefix_makes_stored_files_readable_by_the_proxy(engines):
+    """nginx's workers run as another user than the engine: with the option on, new files are stored
+    0644 and files stored before are made readable at start-up (without it they stay 0600)."""
+    engine = media_engine(engines)
+    old = upload(engine, wav(20_000, seed=12)).json()["media"]
+    media_dir = engine.workdir / "uploads" / "media"
+    assert (media_dir / f"{old['sha256']}.wav").stat().st_mode & 0o777 == 0o600
+    engine.stop()
+    engine.config_path.write_text(GENEROUS_RATE + plugin_config(
+        {"name": "moderator-keys"}, {"name": "media", "config": {"accel_redirect_prefix": "/_onionrp_media/"}}))
+    engine.start()
+    assert (media_dir / f"{old['sha256']}.wav").stat().st_mode & 0o777 == 0o644
+    new = upload(engine, wav(20_000, seed=13)).json()["media"]
+    assert (media_dir / f"{new['sha256']}.wav").stat().st_mode & 0o777 == 0o644
