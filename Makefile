@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= config/overlay.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run build deps test-deps test test-swift test-integration example bench clean
+.PHONY: run build deps test-deps test test-swift test-integration example bench clean deploy-test
 
 deps:
 	@scripts/install-deps.sh
@@ -33,6 +33,10 @@ test-integration:
 test: test-deps
 	$(MAKE) test-swift
 	$(MAKE) test-integration
+
+## Build the Dockerfile and run compose.yaml with rootful podman, then test the stack through nginx (docs/deploy.md).
+deploy-test:
+	scripts/deploy-test.sh
 
 clean:
 	rm -rf .build examples/hello-plugin/.build
