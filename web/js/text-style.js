@@ -58,6 +58,8 @@ export function updateText(rec, el, setStyle) {
   // twice the width is drawn for the width asked.
   setStyle(rec, "webkitTextStroke", el.stroke && strokeWidth > 0 ? `${strokeWidth * 2}px ${el.stroke}` : "");
   setStyle(rec, "paintOrder", el.stroke && strokeWidth > 0 ? "stroke fill" : "");
+  // Room for the outline inside the box, so auto-fit never clips the first and last glyph's stroke.
+  setStyle(rec, "padding", el.stroke && strokeWidth > 0 ? `${strokeWidth}px` : "");
   setStyle(rec, "textShadow", el.shadow
     ? `${finite(el.shadow_x, 3)}px ${finite(el.shadow_y, 3)}px ${finite(el.shadow_blur, 6)}px ${el.shadow}` : "");
   const width = finite(el.width, 320);
