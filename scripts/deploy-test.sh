@@ -84,12 +84,11 @@ fi
 
 # ------------------------------------------------------------------ stand-in base images
 if ! podman image exists docker.io/library/debian:bookworm; then
-  sources=$(grep -l '^URIs:.*debian\|^deb .*debian' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -1)
+  sources=$( (grep -l '^URIs:.*debian\|^deb .*debian' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true) | head -1)
   [[ -n "$sources" ]] || die "no Debian apt source found on this machine"
   log "mmdebstrap bookworm minbase from $sources"
   rm -f "$WORK/rootfs.tar"
-  mmdebstrap --variant=minbase --quiet --hook-dir=/usr/share/mmdebstrap/hooks/eatmydata bookworm "$WORK/rootfs.tar" "$sources" 2>/dev/null \
-    || mmdebstrap --variant=minbase --quiet bookworm "$WORK/rootfs.tar" "$sources"
+  mmdebstrap --variant=minbase --quiet bookworm "$WORK/rootfs.tar" "$sources"
   podman import --quiet --change 'CMD ["bash"]' "$WORK/rootfs.tar" docker.io/library/debian:bookworm >/dev/null
   rm -f "$WORK/rootfs.tar"
 fi
@@ -97,7 +96,7 @@ podman tag docker.io/library/debian:bookworm docker.io/library/debian:bookworm-s
 [[ "$(qualify "$RUNTIME_IMAGE")" == docker.io/library/debian:bookworm* ]] || podman tag docker.io/library/debian:bookworm "$(qualify "$RUNTIME_IMAGE")"
 
 # The folder git reads github.com addresses from (url.<folder>.insteadOf https://github.com/).
-PACKAGES=$(git config --get-regexp '^url\..*\.insteadof$' 'https://github.com/' | sed -n 's/^url\.\(.*\)\.insteadof .*/\1/p' | head -1)
+PACKAGES=$( (git config --get-regexp '^url\..*\.insteadof$' 'https://github.com/' || true) | sed -n 's/^url\.\(.*\)\.insteadof .*/\1/p' | head -1)
 PACKAGES=${PACKAGES%/}
 [[ -n "$PACKAGES" && -d "$PACKAGES" ]] || die "git has no url.<folder>.insteadOf https://github.com/ pointing at a package mirror"
 SWIFT_BIN=$(readlink -f "$(command -v swift)")
