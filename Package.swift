@@ -30,6 +30,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "overlay-engine", targets: ["overlay-engine"]),
+        // For fuzz/ (a separate package that fuzzes the engine's parsers); the engine itself does not need it.
+        .library(name: "Engine", targets: ["Engine"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(path: "Sources/PluginAPI"),
