@@ -38,5 +38,21 @@ test: test-deps
 deploy-test:
 	scripts/deploy-test.sh
 
+.PHONY: fuzz test-asan test-tsan
+FUZZ_SECONDS ?= 45
+
+## The Swift tests under AddressSanitizer / ThreadSanitizer, each in its own scratch path (README "Fuzzing and sanitizers").
+test-asan:
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	scripts/with-redis.sh $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+test-tsan:
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	scripts/with-redis.sh $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
+## Build the libFuzzer targets of fuzz/ and run each for FUZZ_SECONDS (regression inputs replayed first).
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
 clean:
 	rm -rf .build examples/hello-plugin/.build
