@@ -142,8 +142,9 @@ def main():
         print(f"rss after warm-up (500 cycles): {base / 1024:.1f} MiB")
         started = time.monotonic()
         done = 0
-        for quarter in range(4):
-            n = args.cycles // 4
+        step = 5000
+        while done < args.cycles:
+            n = min(step, args.cycles - done)
             errors = churn(port, n, args.threads)
             done += n
             print(f"  after {done} connect/close cycles: rss {rss_kib(proc.pid) / 1024:.1f} MiB, "
@@ -172,8 +173,9 @@ def main():
                   f"fds {fds(proc.pid)}, /healthz {status} in {(time.monotonic() - t0) * 1000:.0f} ms")
             for s in held:
                 s.close()
-            time.sleep(3)
-            print(f"3 s after closing them: rss {rss_kib(proc.pid) / 1024:.1f} MiB, fds {fds(proc.pid)}")
+            for wait in (3, 15):
+                time.sleep(wait if wait == 3 else wait - 3)
+                print(f"{wait} s after closing them: rss {rss_kib(proc.pid) / 1024:.1f} MiB, fds {fds(proc.pid)}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -167,6 +167,7 @@ public final class OverlayEngine: Sendable {
         sceneLimits.maxElements = config.scene.maxElements
         sceneLimits.maxTextLength = config.scene.maxTextLength
         sceneLimits.historySize = config.scene.historySize
+        sceneLimits.historyMaxAgeSeconds = config.scene.historyMaxAgeSeconds
         let versionGauge = metrics
         let scene: SceneStore
         do {
@@ -338,7 +339,8 @@ public final class OverlayEngine: Sendable {
         let sweep = SessionSweepService(hub: hub, sessions: sessions, interval: .milliseconds(min(10_000, max(500, ttl * 250))),
                                         logger: logger)
         var groupConfig = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: shutdown), .init(service: sweep)],
+            services: [.init(service: app), .init(service: shutdown), .init(service: sweep),
+                       .init(service: MemoryTrimService(limits: connectionLimits))],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         // server.shutdown_grace_seconds bounds the drain of requests in flight; past it they are cancelled
