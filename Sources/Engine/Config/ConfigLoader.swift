@@ -192,6 +192,8 @@ public enum ConfigLoader {
         check((1...10_000).contains(config.scene.maxElements), ["scene", "max_elements"], "must be between 1 and 10000")
         check((1...100_000).contains(config.scene.maxTextLength), ["scene", "max_text_length"], "must be between 1 and 100000")
         check((2...1000).contains(config.scene.historySize), ["scene", "history_size"], "must be between 2 and 1000")
+        check((60...31_536_000).contains(config.scene.historyMaxAgeSeconds), ["scene", "history_max_age_seconds"],
+              "must be between 60 and 31536000 (a year)")
         check(config.scene.maxBodyBytes >= 1024, ["scene", "max_body_bytes"], "must be at least 1024")
         for (name, rate) in config.limits.rate {
             check(rate.burst >= 1 && rate.perMinute >= 1, ["limits", "rate", name], "burst and per_minute must be at least 1")

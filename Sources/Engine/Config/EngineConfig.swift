@@ -228,6 +228,8 @@ public struct SceneConfig: Decodable, Sendable {
     public var maxTextLength = 2000
     /// Versions kept per scene for history and undo.
     public var historySize = 50
+    /// History entries older than this are dropped (besides the count limit).
+    public var historyMaxAgeSeconds = 7 * 24 * 3600
     /// Largest scene save body.
     public var maxBodyBytes = 2 << 20
 
@@ -237,6 +239,7 @@ public struct SceneConfig: Decodable, Sendable {
         case maxElements = "max_elements"
         case maxTextLength = "max_text_length"
         case historySize = "history_size"
+        case historyMaxAgeSeconds = "history_max_age_seconds"
         case maxBodyBytes = "max_body_bytes"
     }
 
@@ -245,6 +248,7 @@ public struct SceneConfig: Decodable, Sendable {
         maxElements = try c.decodeIfPresent(Int.self, forKey: .maxElements) ?? maxElements
         maxTextLength = try c.decodeIfPresent(Int.self, forKey: .maxTextLength) ?? maxTextLength
         historySize = try c.decodeIfPresent(Int.self, forKey: .historySize) ?? historySize
+        historyMaxAgeSeconds = try c.decodeIfPresent(Int.self, forKey: .historyMaxAgeSeconds) ?? historyMaxAgeSeconds
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
     }
 }
