@@ -203,6 +203,9 @@ enum HTTPDate {
               let year = Int32(fields[3]) else { return nil }
         let clock = fields[4].split(separator: ":")
         guard clock.count == 3, let hour = Int32(clock[0]), let minute = Int32(clock[1]), let second = Int32(clock[2]) else { return nil }
+        // Bounds first: `year - 1900` on an Int32 near its limit overflowed and trapped (found by the HTTP fuzz test).
+        guard (1...9999).contains(year), (1...31).contains(day), (0...23).contains(hour), (0...59).contains(minute),
+              (0...60).contains(second) else { return nil }
         var parts = tm()
         parts.tm_year = year - 1900
         parts.tm_mon = Int32(month)

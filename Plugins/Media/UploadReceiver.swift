@@ -141,6 +141,7 @@ final class UploadReceiver {
         parser.onHeader = { name, value in self.header(name: name, value: value) }
         parser.onBody = { buffer in self.bodyBytes(&buffer) }
         parser.onPartComplete = { self.partComplete() }
+        var parserGuard = MultipartGuard(boundary: boundary)
         delimiter = Array("\r\n--\(boundary)".utf8)
 
         var received = 0
@@ -165,6 +166,7 @@ final class UploadReceiver {
                 parserInput = chunk[certain...]
             }
             do {
+                guard parserGuard.admits(parserInput) else { throw MultipartGuardRefusal() }
                 if !parserInput.isEmpty { try parser.execute(ByteBuffer(bytes: parserInput)) }
             } catch {
                 throw UploadFailure(.badRequest, PluginError.badRequest(
@@ -447,3 +449,6 @@ final class UploadReceiver {
                              cause: "\(error)")
     }
 }
+
+/// The body would have made MultipartKit trap or fail (see ``MultipartGuard``); answered like its syntax errors.
+struct MultipartGuardRefusal: Error {}

@@ -418,3 +418,54 @@ def test_image_uploads_are_validated_structurally(engines):
         if expected == 415:
             assert answer.json()["error"]["code"] == "invalid_image", (name, answer.text)
     alive(engine)
+
+
+# 11. shutdown_grace_seconds bounds the shutdown: a request in flight and a plugin that never stops.
+def test_shutdown_is_bounded_by_the_grace_time(engines, misbehaving_so):
+    import threading
+    engine = engines(f"""
+server:
+  shutdown_grace_seconds: 2
+plugins:
+  - name: misbehaving
+    path: {misbehaving_so}
+    config: {{tiny: 1, shorts: [], hang_on_shutdown: true}}
+""")
+    def slow_request():
+        try:
+            requests.get(engine.url + "/api/misbehaving/slow", timeout=90)
+        except requests.RequestException:
+            pass  # the engine goes away under it; that is the point
+
+    slow = threading.Thread(target=slow_request, daemon=True)
+    slow.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    engine.proc.send_signal(__import__("signal").SIGTERM)
+    code = engine.wait_exit(timeout=20)
+    took = time.monotonic() - started
+    assert took < 2 + 2 + 2 + 2, f"shutdown took {took:.1f} s"
+    assert "did not stop within server.shutdown_grace_seconds" in engine.logs()
+    assert code is not None
+
+
+# Found by the HTTP fuzz test: an If-Modified-Since year near Int32's limit overflowed in the date
+# parser; a part header name with a byte >= 0x80 trapped MultipartKit. Both are plain 4xx/200 now.
+def test_fuzz_finds_date_overflow_and_multipart_name_byte(engines):
+    engine = engines(ALL_PLUGINS)
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
+            + b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\0" * 40 + b"\r\n--b--\r\n")
+    stored = requests.post(engine.url + "/api/media", data=body,
+                           headers={**engine.streamer(), "Content-Type": "multipart/form-data; boundary=b"})
+    assert stored.status_code == 201, stored.text
+    url = engine.url + stored.json()["media"]["url"]
+    for date in ("Mon, 01 Jan -2147483648 00:00:00 GMT", "Mon, 01 Jan 2147483647 00:00:00 GMT",
+                 "Mon, 99 Jan 2020 99:99:99 GMT", "Mon, 01 Jan 0 00:00:00 GMT"):
+        answer = requests.get(url, headers={"If-Modified-Since": date, "If-Range": date, "Range": "bytes=0-1"})
+        assert answer.status_code in (200, 206), (date, answer.status_code)
+    for name in (b"Content-\x80Disposition", b"\xff", b"X\xc3\xa9"):
+        bad = (b"--b\r\n" + name + b': form-data; name="file"\r\n\r\nabc\r\n--b--\r\n')
+        answer = requests.post(engine.url + "/api/media", data=bad,
+                               headers={**engine.streamer(), "Content-Type": "multipart/form-data; boundary=b"})
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_multipart", (name, answer.text)
+    alive(engine)
