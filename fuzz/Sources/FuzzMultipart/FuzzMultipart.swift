@@ -4,7 +4,7 @@
 // sanitiser.
 //
 // Input: the Content-Type header, a newline, one byte seeding the chunk sizes, then the body.
-// Invariants: no trap; when an upload is accepted, the bytes written to the temporary file are
+// Invariants: no trap; MultipartGuard admits exactly what MultipartKit parses; when an upload is accepted, the bytes written to the temporary file are
 // exactly the `file` part's content as MultipartKit parses the whole body in one piece (the fast
 // path must never change what is stored); the sanitised name has no path separator or control character.
 
@@ -108,6 +108,20 @@ func fuzzOne(_ input: [UInt8]) {
             if name.count > configuration.maxNameLength { fuzzFail("sanitised name longer than the limit: \(name.count)") }
         }
     }
+    // MultipartGuard (which keeps MultipartKit from trapping) against MultipartKit itself: what the guard
+    // admits must not trap the parser, and on ASCII bodies (which cannot trap it) both must agree, whole or in chunks.
+    var whole = MultipartGuard(boundary: boundary)
+    let admitted = whole.admits(body)
+    if admitted || body.allSatisfy({ $0 < 0x80 }) {
+        let parser = MultipartParser(boundary: boundary)
+        var parsed = true
+        do { try parser.execute(ByteBuffer(bytes: body)) } catch { parsed = false }
+        if admitted != parsed { fuzzFail("MultipartGuard says \(admitted), MultipartKit \(parsed ? "parses" : "throws")") }
+    }
+    var pieces = MultipartGuard(boundary: boundary)
+    var piecesAdmitted = true
+    for chunk in chunks where piecesAdmitted { piecesAdmitted = pieces.admits(chunk) }
+    if piecesAdmitted != admitted { fuzzFail("MultipartGuard decides differently in chunks (seed \(chunkSeed))") }
     // The header parsers on their own.
     let disposition = ContentDisposition(contentType)
     _ = disposition.fileName
