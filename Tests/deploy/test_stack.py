@@ -98,7 +98,12 @@ class Stack:
     def compose(self, *args, timeout=180, check=True):
         command = [sys.executable, "-m", "podman_compose", "--env-file", str(self.env_file), "-p", PROJECT,
                    "-f", str(ROOT / "compose.yaml"), *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        except subprocess.TimeoutExpired as expired:
+            state = self.podman("ps", "-a", "--format", "{{.Names}} {{.Status}}", check=False).stdout
+            raise AssertionError(f"{' '.join(args)} did not finish within {timeout}s; containers:\n{state}\n"
+                                 f"{(expired.stdout or b'')[-2000:]!r}\n{(expired.stderr or b'')[-3000:]!r}") from None
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result
@@ -114,7 +119,9 @@ class Stack:
 
     def logs(self, service, tail=200):
         result = self.podman("logs", "--tail", str(tail), self.container(service), check=False)
-        return result.stdout + result.stderr
+        state = self.podman("inspect", "--format", "{{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}}",
+                            self.container(service), check=False).stdout.strip()
+        return f"[{service}: {state}]\n" + result.stdout + result.stderr
 
     def up(self, timeout=120):
         started = time.monotonic()
@@ -156,13 +163,22 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack(request):
     stack = Stack()
     stack.compose("down", "-v", "-t", "5", check=False)   # leftovers of an interrupted run
+    failed_before = request.session.testsfailed
+    started = False
     try:
         FIGURES["stack_start_seconds"] = stack.up()
+        started = True
         yield stack
     finally:
+        if not started or request.session.testsfailed > failed_before:
+            logs = WORK / "stack-logs"
+            logs.mkdir(exist_ok=True)
+            for service in ("web", "nginx", "redis", "coturn"):
+                (logs / f"{service}.log").write_text(stack.logs(service, 2000))
+            print(f"\nthe services' logs are in {logs}")
         if os.environ.get("KEEP_STACK") != "1":
             stack.compose("down", "-v", "-t", "20", check=False, timeout=120)
         (WORK / "stack-figures.json").write_text(json.dumps(FIGURES, indent=1))
