@@ -15,6 +15,8 @@ export PATH="/opt/swift/usr/bin:$PATH"
 SECONDS_PER_TARGET="${1:-${FUZZ_SECONDS:-45}}"
 SCRATCH="${FUZZ_SCRATCH:-.build-fuzz}"
 SWIFT="${SWIFT:-swift}"
+# A regression input taking longer than this fails the run (sanitized debug code; normal inputs take < 50 ms).
+REPLAY_LIMIT_MS="${FUZZ_REPLAY_LIMIT_MS:-5000}"
 # LeakSanitizer off: the Swift runtime's metadata caches look like leaks at exit. Memory growth is
 # still bounded by -rss_limit_mb and -malloc_limit_mb.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
@@ -53,6 +55,13 @@ for target in $targets; do
             echo "fuzz: $target fails on a regression input (log: $SCRATCH/$target.replay.log)" >&2
             failed+=("$target(regression)")
             # Fuzz it all the same: other bugs may hide behind the known one.
+        fi
+        # libFuzzer does not apply -timeout to inputs given as files: a once-slow input must stay fast.
+        slow=$(awk -v limit="$REPLAY_LIMIT_MS" '/^Executed .* in [0-9]+ ms$/ && $(NF-1) > limit { print $2 " (" $(NF-1) " ms)" }' \
+                "$SCRATCH/$target.replay.log")
+        if [ -n "$slow" ]; then
+            echo "fuzz: $target: regression input(s) slower than ${REPLAY_LIMIT_MS} ms: $slow" >&2
+            failed+=("$target(slow regression)")
         fi
     fi
 
