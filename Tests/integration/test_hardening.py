@@ -469,3 +469,32 @@ def test_fuzz_finds_date_overflow_and_multipart_name_byte(engines):
                                headers={**engine.streamer(), "Content-Type": "multipart/form-data; boundary=b"})
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_multipart", (name, answer.text)
     alive(engine)
+
+
+# Found by FuzzSocket: JSON nested ~500 deep cost seconds of CPU per body or frame (JSONValue decoding
+# is worse than linear in the depth). Nesting past JSON.maxDepth (64) is refused at once.
+def test_deeply_nested_json_is_refused_quickly(engines):
+    engine = engines(ALL_PLUGINS)
+    deep = "[" * 500 + "]" * 500
+    started = time.monotonic()
+    answer = requests.put(engine.url + "/api/scene", headers=engine.streamer(),
+                          data='{"base_version":1,"elements":[],"pad":' + deep + "}",
+                          params={}, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_json", answer.text
+    assert "deeper than 64" in answer.json()["error"]["message"]
+    with connect(f"{engine.ws_url}/ws/overlay") as ws:
+        ws.send('{"type":"tts.finished","id":"x","pad":' + deep + "}")
+        errors = []
+        for _ in range(6):
+            message = json.loads(ws.recv(timeout=5))
+            if message["type"] == "error":
+                errors.append(message)
+                break
+        assert errors and errors[0]["code"] == "invalid_json", errors
+    assert time.monotonic() - started < 3
+    # Nesting within the limit still works.
+    fine = requests.put(engine.url + "/api/scene", headers=engine.streamer(),
+                        json={"base_version": requests.get(engine.url + "/api/scene").json()["_version"],
+                              "elements": [{"id": "p", "type": "text", "text": "ok"}]})
+    assert fine.status_code == 200, fine.text
+    alive(engine)
