@@ -75,16 +75,19 @@ func fuzzOne(_ input: [UInt8]) {
     let validator = SceneValidator(limits: limits)
     let editing = SceneEditing(validator: validator)
 
+    // What the store keeps is what passes `check(elements:)` after the edit (count and unique ids are
+    // checked there, at commit, not while a body is parsed), so the invariants apply to that.
+    func kept(_ elements: [SceneElement]) -> Bool { (try? validator.check(elements: elements)) != nil }
     if let put = try? editing.put(body) {
-        checkKept(put.elements, validator: validator, what: "PUT")
+        if kept(put.elements) { checkKept(put.elements, validator: validator, what: "PUT") }
         let since = allHistories[mode % allHistories.count]
-        if let edit = try? editing.replace(put, current: baseScene, since: since) {
+        if let edit = try? editing.replace(put, current: baseScene, since: since), kept(edit.elements) {
             checkKept(edit.elements, validator: validator, what: "PUT replace")
         }
     }
     if let (baseVersion, operations) = try? editing.patch(body) {
         let since = allHistories[mode % allHistories.count]
-        if let edit = try? editing.apply(operations, baseVersion: baseVersion, current: baseScene, since: since) {
+        if let edit = try? editing.apply(operations, baseVersion: baseVersion, current: baseScene, since: since), kept(edit.elements) {
             checkKept(edit.elements, validator: validator, what: "PATCH")
         }
     }
