@@ -176,7 +176,7 @@ def rewrite_nginx(folder: Path, upstream_port: int, http_port: int, https_port: 
         text = text.replace("/var/www/acme", f"{folder}/acme")
         text = text.replace("/srv/uploads/", f"{folder}/uploads/")
         text = text.replace("/tmp/nginx", f"{folder}/nginx")
-        text = text.replace("server web:8080;", f"server 127.0.0.1:{upstream_port};")
+        text = text.replace("server 172.30.77.20:8080;", f"server 127.0.0.1:{upstream_port};")
         text = re.sub(r"^\s*listen \[::\].*$", "", text, flags=re.M)
         text = re.sub(r"listen 80\b", f"listen 127.0.0.1:{http_port}", text)
         text = re.sub(r"listen 443\b", f"listen 127.0.0.1:{https_port}", text)
@@ -337,6 +337,12 @@ def test_nginx_body_limit_and_timeouts_match_the_engine():
     assert "trusted_proxies" in (DEPLOY / "overlay.yaml").read_text()
     nginx_ip = re.search(r"ipv4_address:\s*([0-9.]+)\s*# = security.trusted_proxies", (ROOT / "compose.yaml").read_text()).group(1)
     assert config["security"]["trusted_proxies"] == [nginx_ip]
+    # nginx reaches web, and web reaches redis, by the fixed addresses compose.yaml gives them.
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    web_ip = compose["services"]["web"]["networks"]["backend"]["ipv4_address"]
+    redis_ip = compose["services"]["redis"]["networks"]["backend"]["ipv4_address"]
+    assert f"server {web_ip}:8080;" in (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert f"@{redis_ip}:6379/" in compose["services"]["web"]["environment"]["REDIS_URL"]
 
 
 # ---------------------------------------------------------------- coturn on loopback
