@@ -223,6 +223,20 @@ def test_overlay_page_and_overlay_socket_through_the_proxy(stack):
     with stack.ws("/ws/overlay?overlay_id=deploy") as ws:
         frame = frames_until(ws, lambda m: m.get("type") == "scene.full")
         assert frame["scene"]["name"]
+    # Upgrades are never sent on a kept-alive upstream connection (the engine answers those 307).
+    import http.client
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for attempt in range(5):
+        assert stack.get("/healthz").status_code == 200
+        conn = http.client.HTTPSConnection("127.0.0.1", stack.https, context=context, timeout=10)
+        conn.request("GET", f"/ws/overlay?overlay_id=raw{attempt}", headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Origin": stack.origin})
+        status = conn.getresponse().status
+        conn.close()
+        assert status == 101, f"upgrade {attempt} answered {status}"
     # Strict origin is on in the stack: a foreign page's socket is refused (403, or closed with 4403).
     from websockets.sync.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus
