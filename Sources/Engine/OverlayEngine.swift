@@ -343,11 +343,12 @@ public final class OverlayEngine: Sendable {
                        .init(service: MemoryTrimService(limits: connectionLimits))],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        // server.shutdown_grace_seconds bounds the drain of requests in flight; past it they are cancelled
-        // (and given 2 s more to notice), then plugins get the same grace to stop.
+        // server.shutdown_grace_seconds bounds the drain of requests in flight; past it they are cancelled,
+        // then plugins get the same grace to stop. ServiceLifecycle's own cancellation limit is not used:
+        // it traps (SIGILL) when a task ignores cancellation; SocketShutdownService ends the process
+        // cleanly instead when everything together overruns.
         let grace = Duration.seconds(config.server.shutdownGraceSeconds)
         groupConfig.maximumGracefulShutdownDuration = grace
-        groupConfig.maximumCancellationDuration = .seconds(2)
         try await ServiceGroup(configuration: groupConfig).run()
         // Not a task group: that would wait for a plugin that never returns.
         let stopped = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
@@ -616,6 +617,15 @@ struct SocketShutdownService: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
+        // The last resort: drain (grace) + cancellation (5 s) + plugins (grace), then the process ends
+        // whatever is still running, with one line saying so.
+        let grace = engine.config.server.shutdownGraceSeconds
+        let logger = engine.logger
+        Task.detached {
+            try? await Task.sleep(for: .seconds(2 * grace + 5))
+            logger.critical("shutdown took longer than 2 x server.shutdown_grace_seconds + 5 s (\(2 * grace + 5) s); exiting now")
+            exit(1)
+        }
         engine.logger.notice("shutting down: closing \(engine.hub.all.count + engine.pluginSockets.count) sockets")
         engine.hub.closeAll(code: 1001, reason: "server shutting down")
         await engine.pluginSockets.closeAll(code: 1001, reason: "server shutting down")

@@ -444,9 +444,10 @@ plugins:
     engine.proc.send_signal(__import__("signal").SIGTERM)
     code = engine.wait_exit(timeout=20)
     took = time.monotonic() - started
-    assert took < 2 + 2 + 2 + 2, f"shutdown took {took:.1f} s"
+    assert took < 2 * 2 + 5 + 2, f"shutdown took {took:.1f} s"
     assert "did not stop within server.shutdown_grace_seconds" in engine.logs()
-    assert code is not None
+    assert code in (0, 1), f"exit code {code}: a crash, not a bounded shutdown\n{engine.logs()[-2000:]}"
+    assert "Fatal error" not in engine.logs()
 
 
 # Found by the HTTP fuzz test: an If-Modified-Since year near Int32's limit overflowed in the date
