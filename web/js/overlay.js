@@ -1,15 +1,17 @@
 // The overlay page: keeps a socket to the engine, draws the active scene on a scaled stage and
 // acknowledges each version once it is on screen.
 //
-// Extension points (for the /preview WebRTC mode, TTS and plugin element types):
+// Extension points (plugins get them through setup(api), see boot() and docs/plugin-bundles.md):
 //   on(type, handler)                 handle a socket event type ("tts.speak", ...); returns an unsubscribe function
 //   registerElementType(type, r)      draw a scene element type; r = {create(el, ctx), update(rec, el, prev, ctx), placed?(rec, el, ctx), destroy?(rec)}
+//   trackLoad(rec, promise)           the element counts as loading (hidden, version not acknowledged) until promise settles
 //   send(message)                     send a JSON message to the engine over the socket
 //   handleMessage(message)            feed one decoded message through the handlers (what the socket does)
 //   applyScene(scene, version)        draw a scene (what `scene.full` does)
 //   state / config                    read-only views for hooks
 
 import { createTextNode, updateText } from "./text-style.js";
+import { elementTypes as declaredTypes, fetchListing, loadPlugins, onPluginStatus, pluginStatus, registrations } from "./lib/plugins.js";
 
 /** Settings, filled by start() from the page URL. */
 export const config = {
@@ -165,13 +167,51 @@ function fitStage() {
 /** type -> renderer. */
 export const elementTypes = new Map();
 
-/** Registers (or replaces) how an element type is drawn, and redraws the current scene with it. */
+/** Registers (or replaces) how an element type is drawn, and redraws the current scene with it; returns a function that removes it. */
 export function registerElementType(type, renderer) {
   if (typeof type !== "string" || !renderer || typeof renderer.create !== "function") {
     throw new TypeError("registerElementType(type, {create, update, destroy})");
   }
   elementTypes.set(type, renderer);
   if (internal.scene) renderScene(internal.scene, internal.appliedVersion, false);
+  return () => {
+    if (elementTypes.get(type) !== renderer) return;
+    elementTypes.delete(type);
+    if (internal.scene) renderScene(internal.scene, internal.appliedVersion, false);
+  };
+}
+
+/**
+ * For renderers whose element loads asynchronously: the element stays hidden, and the scene's version is not
+ * acknowledged, until `promise` settles or `timeoutMs` passes (then it is shown anyway). A rejection is reported
+ * (debug box) and counts as done, like a media element that failed to load.
+ * @param {object} rec  the record given to create/update
+ * @param {Promise<unknown>} promise
+ * @param {number} [timeoutMs]  default config.mediaTimeoutMs
+ */
+export function trackLoad(rec, promise, timeoutMs = config.mediaTimeoutMs) {
+  rec.loading = true;
+  const ready = new Promise((resolve) => {
+    let timer = 0;
+    const finish = (why, err) => {
+      clearTimeout(timer);
+      if (rec.ready !== ready) return resolve();
+      if (why === "error") reportProblem(`loading ${rec.id}`, err);
+      else if (why === "timeout") debugLog(`${rec.id} not loaded after ${timeoutMs} ms; showing it anyway`);
+      rec.loading = false;
+      rec.ready = null;
+      if (!rec.destroyed && rec.el) placeCommon(rec, rec.el, rec.rank);
+      resolve();
+    };
+    Promise.resolve(promise).then(() => finish("load"), (err) => finish("error", err));
+    timer = setTimeout(() => finish("timeout"), timeoutMs);
+  });
+  rec.ready = ready;
+  if (rec.node && rec.node.style) {
+    rec.styles.visibility = "hidden";
+    rec.node.style.visibility = "hidden";
+  }
+  return ready;
 }
 
 function mediaUrl(el) {
@@ -497,9 +537,16 @@ export function on(type, handler) {
   return () => handlers.get(type)?.delete(handler);
 }
 
+/** Messages received while plugins load: replayed to each plugin's handlers once its setup is done. */
+const early = { messages: [], active: true, max: 500 };
+
 /** Runs the handlers of one decoded message. Unknown types are ignored. */
 export function handleMessage(message) {
   if (!message || typeof message !== "object" || typeof message.type !== "string") return;
+  if (early.active) {
+    early.messages.push(message);
+    if (early.messages.length > early.max) early.messages.shift();
+  }
   const set = handlers.get(message.type);
   if (!set || set.size === 0) {
     debugLog(`ignored event '${message.type}'`);
@@ -703,6 +750,8 @@ function updateDebug() {
     `version ${internal.version}${internal.appliedVersion > internal.version ? ` (drawing ${internal.appliedVersion})` : ""}  elements ${records.size}`,
   ];
   if (internal.rttMs !== null) lines.push(`rtt ${internal.rttMs} ms`);
+  if (pluginStatus.loaded.length) lines.push(`plugins ${pluginStatus.loaded.join(", ")}`);
+  for (const failure of pluginStatus.failed) lines.push(`plugin ${failure.name} failed: ${failure.error}`);
   if (internal.lastError) lines.push(internal.lastError);
   debugBox.dataset.state = internal.connState;
   debugBox.textContent = lines.join("\n");
@@ -713,8 +762,86 @@ function updateDebug() {
 
 /** What handlers and renderers receive as their context. */
 export const api = Object.freeze({
-  config, state, on, send, handleMessage, applyScene, registerElementType, elementRecord, getStage,
+  config, state, on, send, handleMessage, applyScene, registerElementType, trackLoad, elementRecord, getStage,
 });
+
+/**
+ * The api one plugin's overlay module receives (docs/plugin-bundles.md). What it registers is undone if its
+ * setup fails; its socket handlers also get, in order, the messages that arrived before its setup finished.
+ */
+function pluginApi(info, listing) {
+  const owned = registrations();
+  const subscriptions = [];
+  let live = false;
+  const pluginOn = (type, handler) => {
+    if (typeof type !== "string" || typeof handler !== "function") throw new TypeError("on(type, handler)");
+    const entry = [type, handler];
+    subscriptions.push(entry);
+    const off = on(type, (message, ctx) => {
+      if (live) handler(message, ctx);
+    });
+    return owned.track(() => {
+      off();
+      const at = subscriptions.indexOf(entry);
+      if (at >= 0) subscriptions.splice(at, 1);
+    });
+  };
+  const made = Object.freeze({
+    plugin: info,
+    config,
+    state,
+    /** What /api/plugins declares for element types: Map type -> {type, label, width, height, schema, plugin}. */
+    elementTypes: declaredTypes(listing),
+    on: pluginOn,
+    send,
+    registerElementType: (type, renderer) => owned.track(registerElementType(type, renderer)),
+    trackLoad,
+    getStage,
+    elementRecord,
+    debug: (...args) => {
+      if (config.debug) console.debug(`[${info.name}]`, ...args);
+    },
+    dispose: () => owned.dispose(),
+  });
+  // Called by boot() once setup has finished: replays what arrived meanwhile, then goes live.
+  goLive.set(made, () => {
+    for (const message of early.messages) {
+      for (const [type, handler] of [...subscriptions]) {
+        if (type !== message.type) continue;
+        try {
+          handler(message, api);
+        } catch (err) {
+          reportProblem(`${info.name}: handler of '${type}'`, err);
+        }
+      }
+    }
+    live = true;
+  });
+  return made;
+}
+
+/** plugin api -> its go-live function. */
+const goLive = new WeakMap();
+
+/**
+ * The page's entry point: starts the overlay at once (core element types draw, versions are acknowledged), then
+ * loads the overlay modules of the plugins GET /api/plugins lists, in load order. A failing plugin is skipped
+ * (listed in `window.onionPlugins` and in the ?debug=1 box); without /api/plugins only the core runs.
+ * @returns {Promise<object>} the plugin status once all are loaded
+ */
+export async function boot(options = {}) {
+  start(options);
+  onPluginStatus(updateDebug);
+  const listing = await fetchListing();
+  const status = await loadPlugins("overlay", listing, (info) => pluginApi(info, listing), {
+    afterSetup: (made) => goLive.get(made)?.(),
+  });
+  // Each plugin went live right after its own setup; nothing more to replay.
+  early.active = false;
+  early.messages = [];
+  updateDebug();
+  return status;
+}
 
 let started = false;
 

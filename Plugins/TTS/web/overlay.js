@@ -12,8 +12,12 @@
 //
 // Nothing is drawn: the only node is a hidden <audio id="ov-tts-audio"> under <body>, outside #stage.
 // `window.overlayTTS` is a read-only view for debugging and tests.
+//
+// The tts plugin's overlay module: the overlay calls setup(api) (docs/plugin-bundles.md).
 
-import { on, send, config } from "/js/overlay.js";
+/** The overlay's api, set by setup(). */
+let send = () => false;
+let config = { debug: false, token: "" };
 
 /** Most utterances waiting in this page (the server bounds its queue too). */
 const MAX_QUEUE = 200;
@@ -329,76 +333,84 @@ function parseSpeak(message) {
   };
 }
 
-on("tts.speak", (message) => {
-  const item = parseSpeak(message);
-  if (!item) {
-    debugLog("ignored a tts.speak without id or text");
-    return;
-  }
-  if ((current && current.item.id === item.id) || queue.some((queued) => queued.id === item.id)) return;
-  const done = recent.get(item.id);
-  if (done) {
-    // The engine sends what is still queued after a reconnect; it missed how this one ended.
-    if (done.type) report(done.type, item.id, done.extra);
-    return;
-  }
-  if (queue.length >= MAX_QUEUE) {
-    report("tts.failed", item.id, { reason: "overlay_queue_full" });
-    return;
-  }
-  queue.push(item);
-  remember("tts.speak", item.id);
-  pump();
-});
+/**
+ * Wires the module into the overlay: socket handlers, the voice-list watch and `window.overlayTTS`.
+ * @param {object} api  the overlay's plugin api (on, send, config, ...)
+ */
+export default function setup(api) {
+  send = api.send;
+  config = api.config;
+  const on = api.on;
 
-on("tts.skip", (message) => {
-  const id = typeof message.id === "string" ? message.id : null;
-  remember("tts.skip", id);
-  if (id) settle(id, null);
-  else if (current) settle(current.item.id, null);
-  if (!id || (current && current.item.id === id)) {
-    stopCurrent();
-    setTimeout(pump, 0);
-    return;
-  }
-  const index = queue.findIndex((queued) => queued.id === id);
-  if (index >= 0) queue.splice(index, 1);
-});
-
-on("tts.clear", () => {
-  remember("tts.clear", null);
-  for (const item of queue) settle(item.id, null);
-  if (current) settle(current.item.id, null);
-  queue.length = 0;
-  stopCurrent();
-  const s = synth();
-  if (s) {
-    try {
-      s.cancel();
-    } catch {
-      /* nothing to stop */
+  on("tts.speak", (message) => {
+    const item = parseSpeak(message);
+    if (!item) {
+      debugLog("ignored a tts.speak without id or text");
+      return;
     }
+    if ((current && current.item.id === item.id) || queue.some((queued) => queued.id === item.id)) return;
+    const done = recent.get(item.id);
+    if (done) {
+      // The engine sends what is still queued after a reconnect; it missed how this one ended.
+      if (done.type) report(done.type, item.id, done.extra);
+      return;
+    }
+    if (queue.length >= MAX_QUEUE) {
+      report("tts.failed", item.id, { reason: "overlay_queue_full" });
+      return;
+    }
+    queue.push(item);
+    remember("tts.speak", item.id);
+    pump();
+  });
+
+  on("tts.skip", (message) => {
+    const id = typeof message.id === "string" ? message.id : null;
+    remember("tts.skip", id);
+    if (id) settle(id, null);
+    else if (current) settle(current.item.id, null);
+    if (!id || (current && current.item.id === id)) {
+      stopCurrent();
+      setTimeout(pump, 0);
+      return;
+    }
+    const index = queue.findIndex((queued) => queued.id === id);
+    if (index >= 0) queue.splice(index, 1);
+  });
+
+  on("tts.clear", () => {
+    remember("tts.clear", null);
+    for (const item of queue) settle(item.id, null);
+    if (current) settle(current.item.id, null);
+    queue.length = 0;
+    stopCurrent();
+    const s = synth();
+    if (s) {
+      try {
+        s.cancel();
+      } catch {
+        /* nothing to stop */
+      }
+    }
+  });
+
+  // `hello` is the first frame of every (re)connection: report the voices to this connection.
+  on("hello", () => reportCapabilities(true));
+
+  {
+    const s = synth();
+    if (s && typeof s.addEventListener === "function") s.addEventListener("voiceschanged", () => reportCapabilities(false));
   }
-});
 
-// The engine checks whether a connection that reported voices is still there.
-
-// `hello` is the first frame of every (re)connection: report the voices to this connection.
-on("hello", () => reportCapabilities(true));
-
-{
-  const s = synth();
-  if (s && typeof s.addEventListener === "function") s.addEventListener("voiceschanged", () => reportCapabilities(false));
+  Object.defineProperty(window, "overlayTTS", {
+    value: Object.freeze(Object.defineProperties({}, {
+      current: { enumerable: true, get: () => (current ? current.item.id : null) },
+      queue: { enumerable: true, get: () => queue.map((item) => item.id) },
+      history: { enumerable: true, get: () => history.map((entry) => ({ ...entry })) },
+      voices: { enumerable: true, get: () => voices().map((v) => `${v.name} (${v.lang})`) },
+    })),
+    writable: false,
+    configurable: true,
+    enumerable: true,
+  });
 }
-
-Object.defineProperty(window, "overlayTTS", {
-  value: Object.freeze(Object.defineProperties({}, {
-    current: { enumerable: true, get: () => (current ? current.item.id : null) },
-    queue: { enumerable: true, get: () => queue.map((item) => item.id) },
-    history: { enumerable: true, get: () => history.map((entry) => ({ ...entry })) },
-    voices: { enumerable: true, get: () => voices().map((v) => `${v.name} (${v.lang})`) },
-  })),
-  writable: false,
-  configurable: false,
-  enumerable: true,
-});

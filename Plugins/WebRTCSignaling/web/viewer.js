@@ -1,7 +1,5 @@
-// WebRTC viewer in the overlay.
-//
-// - /preview?webrtc_room=<room>&token=<viewer token>: the room's stream fills the stage, under the scene.
-// - A scene element {type: "webrtc", room: "<room>"}: the room's stream inside the element's box.
+// WebRTC viewer: one view of a camera room (RoomViewer), used by the overlay module (overlay.js: /preview and
+// `webrtc` elements) and by the panel's editor thumbnails (panel.js).
 //
 // Each view opens WS /ws/webrtc/<room>/viewer?token=, answers the publisher's offers (one RTCPeerConnection per
 // offer generation `pc_id`), reports `viewer.metrics` from getStats() every 2 s, asks the publisher for a new
@@ -10,10 +8,19 @@
 // POST /api/webrtc/rooms/<room>/viewer-token (with the overlay token when the page has one).
 //
 // Test/debug hook: window.overlayWebRTC = {views, preview} (read-only use).
+//
+// No import of the page core: the page hands its settings over with configure().
 
-import { config, getStage, registerElementType } from "/js/overlay.js";
+/** The page's settings: `debug`, and `token` (the overlay token, or the preview link's room token). */
+let config = { debug: false, token: "" };
 
-const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** Uses `settings` (read on every use, so a live object such as the overlay's config) for debug logs and tokens. */
+export function configure(settings) {
+  if (settings && typeof settings === "object") config = settings;
+}
+
+/** A room name. */
+export const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const METRICS_EVERY_MS = 2000;
 const WATCH_EVERY_MS = 1000;
 /** Frames must advance within this long once connected, or a keyframe is requested. */
@@ -26,7 +33,8 @@ const BACKOFF_MAX_MS = 8000;
 
 /** Every live view, for debugging and tests. */
 const views = new Set();
-const hook = { views, preview: null };
+/** Every live view, and the preview's (set by overlay.js). */
+export const hook = { views, preview: null };
 Object.defineProperty(window, "overlayWebRTC", { value: hook, configurable: true });
 
 function debugLog(...args) {
@@ -144,7 +152,8 @@ function inboundFields(stat) {
   };
 }
 
-function makeVideo(muted) {
+/** A <video> for a view: autoplaying, inline, filling its box. */
+export function makeVideo(muted) {
   const video = document.createElement("video");
   video.autoplay = true;
   video.playsInline = true;
@@ -540,77 +549,3 @@ export class RoomViewer {
     }
   }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Preview mode: the room's stream fills the stage, under the scene's elements.
-
-function startPreview() {
-  if (config.mode !== "preview" || !config.webrtcRoom) return;
-  const room = config.webrtcRoom;
-  if (!ROOM_RE.test(room)) {
-    console.warn("[webrtc]", `webrtc_room '${room}' is not a valid room name`);
-    return;
-  }
-  const params = new URLSearchParams(location.search);
-  const video = makeVideo(params.get("webrtc_audio") !== "1");
-  video.className = "ov-webrtc-preview";
-  video.dataset.room = room;
-  Object.assign(video.style, { position: "absolute", left: "0", top: "0", zIndex: "0" });
-  getStage().appendChild(video);
-  const viewer = new RoomViewer(room, video, { urlToken: config.token, wantSound: params.get("webrtc_audio") === "1" });
-  hook.preview = viewer;
-  viewer.start();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Scene element type "webrtc": {room, fit?, muted?}
-
-registerElementType("webrtc", {
-  create() {
-    const node = document.createElement("div");
-    node.className = "ov-webrtc-live";
-    node.style.overflow = "hidden";
-    const video = makeVideo(true);
-    node.appendChild(video);
-    return { node, video, viewer: null, mirrorOf: null, room: null, fit: null };
-  },
-  update(rec, el) {
-    const room = typeof el.room === "string" ? el.room : "";
-    const wantSound = el.muted === false;
-    if (room !== rec.room || (rec.viewer && rec.viewer.wantSound !== wantSound)) {
-      release(rec);
-      rec.room = room;
-      if (ROOM_RE.test(room)) {
-        if (hook.preview && hook.preview.room === room && !hook.preview.stopped) {
-          // The preview already receives this room: show its stream here too (one connection per page and room).
-          rec.mirrorOf = hook.preview;
-          hook.preview.addMirror(rec.video);
-        } else {
-          const usePageToken = config.mode === "preview" && config.webrtcRoom === room;
-          rec.viewer = new RoomViewer(room, rec.video, { urlToken: usePageToken ? config.token : "", wantSound });
-          rec.viewer.start();
-        }
-      }
-    }
-    const fit = ["contain", "cover", "fill"].includes(el.fit) ? el.fit : "cover";
-    if (rec.fit !== fit) {
-      rec.fit = fit;
-      rec.video.style.objectFit = fit;
-    }
-  },
-  destroy(rec) {
-    release(rec);
-  },
-});
-
-/** Stops an element's own view, or detaches it from the preview's. */
-function release(rec) {
-  if (rec.viewer) rec.viewer.stop();
-  rec.viewer = null;
-  if (rec.mirrorOf) rec.mirrorOf.removeMirror(rec.video);
-  rec.mirrorOf = null;
-}
-
-// start() (run by the page right after the imports) has filled `config` by the time the DOM is parsed.
-if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startPreview, { once: true });
-else setTimeout(startPreview, 0);
