@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CONFIG ?= config/overlay.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run build deps test-deps test test-swift test-integration example bench clean deploy-test
+.PHONY: run build deps test-deps test test-swift test-integration example docs bench clean deploy-test
 
 deps:
 	@scripts/install-deps.sh
@@ -21,6 +21,19 @@ run: build
 
 example:
 	cd examples/hello-plugin && $(SWIFT) build
+
+## The PluginAPI reference (DocC) from Sources/PluginAPI/PluginAPI.docc and the symbols of a build of PluginAPI alone,
+## in its own scratch path: offline, no docc plugin dependency for plugin authors, and not part of `make test`.
+DOCC ?= docc
+DOCS_BUILD := $(CURDIR)/.build-docs
+DOCS_OUT ?= $(DOCS_BUILD)/PluginAPI.doccarchive
+docs:
+	$(SWIFT) package --package-path Sources/PluginAPI --scratch-path $(DOCS_BUILD) dump-symbol-graph
+	graphs=$$(dirname $$(ls $(DOCS_BUILD)/*/symbolgraph/PluginAPI.symbols.json | head -1)) && \
+	$(DOCC) convert Sources/PluginAPI/PluginAPI.docc --additional-symbol-graph-dir $$graphs \
+	  --fallback-display-name PluginAPI --fallback-bundle-identifier dock.onionrp.PluginAPI \
+	  --transform-for-static-hosting --output-path $(DOCS_OUT)
+	@echo "PluginAPI reference: $(DOCS_OUT) (serve that folder and open /documentation/pluginapi/, or run: $(DOCC) preview Sources/PluginAPI/PluginAPI.docc --additional-symbol-graph-dir $(DOCS_BUILD)/<triple>/symbolgraph)"
 
 test-swift:
 	$(SWIFT) build --build-tests
@@ -64,4 +77,4 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf .build examples/hello-plugin/.build
+	rm -rf .build .build-docs examples/hello-plugin/.build examples/counter-plugin/.build
