@@ -33,8 +33,9 @@ RUN swift build -c release ${SWIFT_BUILD_JOBS:+--jobs $SWIFT_BUILD_JOBS} \
  && mkdir -p /staging/app/bin /staging/swift \
  && bin="$(swift build -c release --show-bin-path)" \
  && cp "$bin/overlay-engine" "$bin"/lib*.so /staging/app/bin/ \
- && strip --strip-unneeded /staging/app/bin/* \
- && ldd /staging/app/bin/* | awk '$3 ~ "^/usr/lib/swift/" { print $3 }' | sort -u \
+ && cp -R "$bin"/*.resources /staging/app/bin/ \
+ && strip --strip-unneeded /staging/app/bin/overlay-engine /staging/app/bin/*.so \
+ && ldd /staging/app/bin/overlay-engine /staging/app/bin/*.so | awk '$3 ~ "^/usr/lib/swift/" { print $3 }' | sort -u \
       | xargs -r cp -L -t /staging/swift/ \
  && if [ -x /usr/libexec/swift/linux/swift-backtrace-static ]; then \
       cp /usr/libexec/swift/linux/swift-backtrace-static /staging/app/bin/; fi

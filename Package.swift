@@ -6,20 +6,23 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 /// Every feature plugin is a dynamic library of its own, loaded by the engine with dlopen.
 /// The product name is the library's file name (`lib<product>.so`) and the plugin's name in overlay.yaml.
-func plugin(_ name: String, product: String, extra: [Target.Dependency] = []) -> (Product, Target) {
+/// Its `web` folder (overlay, panel and admin modules, pages) is copied beside the library as the resources bundle
+/// `OnionRPDock_<Name>.resources/web`, where the engine finds it.
+func plugin(_ name: String, product: String, web: Bool = true, extra: [Target.Dependency] = []) -> (Product, Target) {
     (
         .library(name: product, type: .dynamic, targets: [name]),
         .target(
             name: name,
             dependencies: [.product(name: "PluginAPI", package: "PluginAPI")] + extra,
             path: "Plugins/\(name)",
+            resources: web ? [.copy("web")] : [],
             swiftSettings: strict
         )
     )
 }
 
 let plugins = [
-    plugin("ModeratorKeys", product: "moderator-keys"),
+    plugin("ModeratorKeys", product: "moderator-keys", web: false),
     plugin("Media", product: "media", extra: [.product(name: "MultipartKit", package: "multipart-kit")]),
     plugin("TTS", product: "tts"),
     plugin("WebRTCSignaling", product: "webrtc-signaling"),

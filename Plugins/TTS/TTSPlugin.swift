@@ -40,6 +40,9 @@ final class TTSPlugin: OverlayPlugin {
     var speakBodyLimit: Int { configuration.maxTextLength * 12 + configuration.maxVoiceLength * 12 + 4096 }
 
     func setUp(_ registrar: PluginRegistrar) async throws {
+        // The overlay's speaker and the panel's TTS tab.
+        registrar.webModule(.overlay, "overlay.js")
+        registrar.webModule(.panel, "panel.js")
         if configuration.mode != .browser {
             do {
                 try await renderer.probe()

@@ -46,7 +46,21 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         ])
     }
 
+    /// The `webrtc` scene element: a room's camera inside the element's box.
+    static let elementType = ElementType("webrtc", label: "Camera", properties: [
+        .string("room", label: "Room", minLength: 1, maxLength: RoomName.maxLength, pattern: "[A-Za-z0-9_-]{1,64}",
+                help: "The camera room; publish to it from /publish"),
+    ], required: ["room"], width: 640, height: 360)
+
     func setUp(_ registrar: PluginRegistrar) async throws {
+        // The feature in every page: the overlay's camera element and /preview, the panel's Camera tab, the admin
+        // card with publisher links, and the camera page.
+        registrar.sceneElementType(Self.elementType)
+        registrar.webModule(.overlay, "overlay.js")
+        registrar.webModule(.panel, "panel.js")
+        registrar.webModule(.admin, "admin.js")
+        registrar.webPage("/publish", file: "publish.html")
+        registrar.webPage("/preview", file: "preview.html")
         registrar.route(.get, "/api/webrtc/config", access: .public,
                         rateLimit: RateLimit(name: "webrtc.config", burst: 30, perMinute: 120),
                         summary: "ICE servers (STUN, TURN with short-lived credentials); ?room=, ?token=") { request in
@@ -177,6 +191,6 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         guard let value = try? JSON.decode(JSONValue.self, from: scene.json), case .array(let elements)? = value["elements"] else {
             return false
         }
-        return elements.contains { $0["type"]?.stringValue == "webrtc" && $0["room"]?.stringValue == room }
+        return elements.contains { $0["type"]?.stringValue == "webrtc" && $0["props"]?["room"]?.stringValue == room }
     }
 }

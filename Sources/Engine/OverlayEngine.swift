@@ -8,7 +8,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import HummingbirdCore
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import ServiceLifecycle
 import Synchronization
 
@@ -184,7 +184,9 @@ public final class OverlayEngine: Sendable {
             throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
         }
 
-        let (loaded, loadErrors) = await PluginLoader.loadAll(config: config, pluginsDir: pluginsDir) { name in
+        let (loaded, loadErrors) = await PluginLoader.loadAll(config: config, pluginsDir: pluginsDir, refusedRegistration: { message in
+            logger.error("\(message)")
+        }) { name in
             let folder = dataDir.appendingPathComponent("plugins").appendingPathComponent(name)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             return PluginContext(
@@ -194,8 +196,22 @@ public final class OverlayEngine: Sendable {
         }
         problems += loadErrors.map(\.description)
 
-        // Plugin-declared element types join the built-in ones.
-        sceneLimits.elementTypes.formUnion(loaded.flatMap(\.registrar.sceneElementTypes))
+        // Plugin-declared element types join the built-in ones; each name has one owner.
+        var typeOwners: [String: String] = [:]
+        for plugin in loaded {
+            for type in plugin.registrar.elementTypes {
+                if SceneLimits.coreElementTypes.contains(type.name) {
+                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file,
+                                                    reason: "element type '\(type.name)' is a core type of the engine").description)
+                } else if let owner = typeOwners[type.name] {
+                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file,
+                                                    reason: "element type '\(type.name)' is already declared by plugin '\(owner)'").description)
+                } else {
+                    typeOwners[type.name] = plugin.name
+                    sceneLimits.pluginElementTypes[type.name] = type
+                }
+            }
+        }
         let engineRegistrar = PluginRegistrar()
         let engineBox = EngineReference()
         SceneRoutes(store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
@@ -215,6 +231,10 @@ public final class OverlayEngine: Sendable {
             }
             for endpoint in plugin.registrar.webSocketEndpoints {
                 table.claim(method: "GET", path: endpoint.path, owner: plugin.name, file: plugin.file)
+            }
+            for page in plugin.registrar.webPages {
+                table.claim(method: "GET", path: page.path, owner: plugin.name, file: plugin.file)
+                table.claim(method: "HEAD", path: page.path, owner: plugin.name, file: plugin.file)
             }
         }
         problems += table.problems
@@ -249,7 +269,7 @@ public final class OverlayEngine: Sendable {
     static let engineRoutes: [(String, String)] = [
         ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/plugins"),
         ("GET", "/ws/overlay"), ("GET", "/ws/moderator"),
-        ("GET", "/"), ("GET", "/overlay"), ("GET", "/preview"), ("GET", "/mod"), ("GET", "/admin"), ("GET", "/publish"),
+        ("GET", "/"), ("GET", "/overlay"), ("GET", "/mod"), ("GET", "/admin"), ("GET", "/plugins/{name}/{file}"),
     ]
 
     static func resolveStreamerToken(config: EngineConfig, dataDir: URL, crypto: OpenSSLCrypto, logger: Logger) throws -> String {
@@ -291,9 +311,19 @@ public final class OverlayEngine: Sendable {
     public func makeApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router(context: EngineRequestContext.self)
         router.add(middleware: ErrorAndLogMiddleware())
-        router.add(middleware: PageAliasMiddleware(webDir: webDir))
-        router.add(middleware: FileMiddleware(
-            webDir.path, cacheControl: CacheControl([(MediaType(type: .any), [.noCache])]), searchForIndexHtml: true, logger: logger))
+        var pluginPages: [String: String] = [:]
+        for plugin in plugins where plugin.webDirectory != nil {
+            for page in plugin.registrar.webPages { pluginPages[page.path] = "/plugins/\(plugin.name)/\(page.file)" }
+        }
+        router.add(middleware: PageAliasMiddleware(webDir: webDir, pluginPages: pluginPages))
+        let noCache = CacheControl([(MediaType(type: .any), [.noCache])])
+        router.add(middleware: FileMiddleware(webDir.path, cacheControl: noCache, searchForIndexHtml: true, logger: logger))
+        // Each plugin's web folder under /plugins/<name>/, with the same caching rules as web/ (only enabled plugins have one).
+        for plugin in plugins {
+            guard let folder = plugin.webDirectory else { continue }
+            router.add(middleware: FileMiddleware(folder.path, urlBasePath: "/plugins/\(plugin.name)", cacheControl: noCache,
+                                                  searchForIndexHtml: false, logger: logger))
+        }
         addEngineRoutes(router)
         for route in engineRegistrar.routes { addPluginRoute(route, owner: "engine", to: router) }
         for plugin in plugins {
@@ -632,18 +662,19 @@ struct SocketShutdownService: Service {
     }
 }
 
-/// Serves `web/<name>.html` at `/<name>` (`/overlay`, `/mod`, `/admin`, `/preview` = the overlay page).
+/// Serves `web/<name>.html` at `/<name>` (`/overlay`, `/mod`, `/admin`) and the plugins' pages at their paths
+/// (e.g. `/publish` -> `/plugins/webrtc-signaling/publish.html`).
 struct PageAliasMiddleware: RouterMiddleware {
     typealias Context = EngineRequestContext
     let pages: [String: String]
 
-    init(webDir: URL) {
+    init(webDir: URL, pluginPages: [String: String] = [:]) {
         var pages: [String: String] = [:]
         let files = (try? FileManager.default.contentsOfDirectory(atPath: webDir.path)) ?? []
         for file in files where file.hasSuffix(".html") {
             pages["/" + String(file.dropLast(5))] = "/" + file
         }
-        if pages["/preview"] == nil, pages["/overlay"] != nil { pages["/preview"] = "/overlay.html" }
+        pages.merge(pluginPages) { _, plugin in plugin }
         self.pages = pages
     }
 

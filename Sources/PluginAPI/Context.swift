@@ -30,6 +30,7 @@ public struct PluginContext: Sendable {
     public let scene: any SceneAccess
 
     /// Creates a context. Engine use.
+    @_spi(Engine)
     public init(pluginName: String, dataDirectory: URL, uploadsDirectory: URL, publicURL: String, settings: EngineSettings,
                 store: any KeyValueStore, logger: any PluginLogger, metrics: any PluginMetrics, crypto: any CryptoProvider,
                 sockets: any SocketHub, sessions: any ModeratorSessions, scene: any SceneAccess) {
@@ -60,6 +61,7 @@ public struct EngineSettings: Sendable {
     public let defaultBodyLimit: Int
 
     /// Creates settings. Engine use.
+    @_spi(Engine)
     public init(moderatorKeyTTL: Duration, moderatorSessionTTL: Duration, streamerTokenConfigured: Bool, defaultBodyLimit: Int) {
         self.moderatorKeyTTL = moderatorKeyTTL
         self.moderatorSessionTTL = moderatorSessionTTL
@@ -277,6 +279,7 @@ public struct ModeratorSessionInfo: Sendable, Codable, Equatable {
     public let expiresAt: Date
 
     /// Creates the info. Engine use.
+    @_spi(Engine)
     public init(id: String, streamerID: String?, label: String?, createdAt: Date, expiresAt: Date) {
         self.id = id
         self.streamerID = streamerID
@@ -301,6 +304,7 @@ public struct NewModeratorSession: Sendable {
     public let info: ModeratorSessionInfo
 
     /// Creates the value. Engine use.
+    @_spi(Engine)
     public init(secret: String, info: ModeratorSessionInfo) {
         self.secret = secret
         self.info = info
@@ -329,6 +333,7 @@ public struct SceneSnapshot: Sendable {
     public let json: [UInt8]
 
     /// Creates a snapshot. Engine use.
+    @_spi(Engine)
     public init(name: String, version: Int64, json: [UInt8]) {
         self.name = name
         self.version = version

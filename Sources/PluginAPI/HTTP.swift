@@ -87,6 +87,7 @@ public final class RequestBody: AsyncSequence, Sendable {
     private let consumed = Atomic<Bool>(false)
 
     /// Creates a body that reads its chunks from `next` (nil ends the body). Engine use.
+    @_spi(Engine)
     public init(contentLength: Int?, next: @escaping @Sendable () async throws -> [UInt8]?) {
         self.contentLength = contentLength
         self.pull = next

@@ -37,7 +37,7 @@ public struct PluginAPIVersion: Sendable, Equatable, CustomStringConvertible {
     /// `@_alwaysEmitIntoClient` copies the literal into every plugin and into the engine at compile
     /// time, so a plugin reports the version it was built against, not the one it runs with.
     @_alwaysEmitIntoClient
-    public static var current: PluginAPIVersion { PluginAPIVersion(major: 1, minor: 1) }
+    public static var current: PluginAPIVersion { PluginAPIVersion(major: 1, minor: 2) }
 }
 
 /// The name of the C symbol every plugin exports; see ``PluginExport``.
@@ -87,6 +87,7 @@ public struct EmptyConfiguration: Decodable, Sendable {
 }
 
 /// A loaded plugin's running instance, with its type erased for the engine.
+@_spi(Engine)
 public struct PluginInstance: Sendable {
     /// Runs ``OverlayPlugin/setUp(_:)``.
     public let setUp: @Sendable (PluginRegistrar) async throws -> Void
@@ -104,6 +105,9 @@ public final class PluginFactory: Sendable {
     public let summary: String
     /// The PluginAPI version the plugin was compiled against.
     public let builtAgainst: PluginAPIVersion
+    /// The Swift module the plugin type lives in (e.g. `TTS`): SwiftPM copies a target's resources to
+    /// `<Package>_<Module>.resources` beside the library, where the engine looks for the plugin's `web` folder.
+    public let moduleName: String
     private let make: @Sendable (ConfigNode?, PluginContext) throws -> PluginInstance
 
     /// Creates the factory for a plugin type. Plugins call this through ``PluginExport/entry(_:hostVersion:builtVersion:)``.
@@ -112,6 +116,7 @@ public final class PluginFactory: Sendable {
         self.version = P.version
         self.summary = P.summary
         self.builtAgainst = builtAgainst
+        self.moduleName = String(String(reflecting: type).split(separator: ".").first ?? "")
         self.make = { node, context in
             let configuration = try ConfigDecoder.decodeReportingAll(P.Configuration.self, from: node ?? ConfigNode(.mapping([]), line: 0, column: 0))
             let plugin = try P(configuration: configuration, context: context)
@@ -125,6 +130,7 @@ public final class PluginFactory: Sendable {
     ///   - context: The context handed to the plugin.
     /// - Returns: The running instance.
     /// - Throws: ``ConfigErrorList`` with every problem of a bad configuration, or whatever the plugin's initialiser throws.
+    @_spi(Engine)
     public func instantiate(config: ConfigNode?, context: PluginContext) throws -> PluginInstance {
         try make(config, context)
     }

@@ -91,13 +91,36 @@ public final class PluginRegistrar: Sendable {
         var connects: [PluginConnectHandler] = []
         var disconnects: [PluginDisconnectHandler] = []
         var endpoints: [PluginWebSocketEndpoint] = []
-        var elementTypes: [String] = []
+        var elementTypes: [ElementType] = []
+        var webModules: [WebModule] = []
+        var webPages: [WebPage] = []
+        var closed = false
     }
 
     private let state = Mutex(Registrations())
+    private let refused: @Sendable (String) -> Void
 
     /// Creates an empty registrar. Engine use.
-    public init() {}
+    /// - Parameter refused: Called with a description of every registration made after ``close()`` (which is ignored).
+    @_spi(Engine)
+    public init(refused: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.refused = refused
+    }
+
+    /// Ends registration: the engine calls this when ``OverlayPlugin/setUp(_:)`` returns. Later registrations
+    /// are refused (reported through `refused` and ignored), as the engine has built its routes by then.
+    @_spi(Engine)
+    public func close() { state.withLock { $0.closed = true } }
+
+    /// Runs `change` unless registration has ended.
+    private func register(_ what: @autoclosure () -> String, _ change: (inout Registrations) -> Void) {
+        let accepted = state.withLock { registrations -> Bool in
+            guard !registrations.closed else { return false }
+            change(&registrations)
+            return true
+        }
+        if !accepted { refused("\(what()) registered after setUp returned; ignored (register everything inside setUp)") }
+    }
 
     /// Registers an HTTP route.
     /// - Parameters:
@@ -111,7 +134,7 @@ public final class PluginRegistrar: Sendable {
     ///   - handler: Answers the request.
     public func route(_ method: HTTPMethod, _ path: String, access: AccessLevel, bodyLimit: Int? = nil,
                       rateLimit: RateLimit? = nil, summary: String = "", handler: @escaping RouteHandler) {
-        state.withLock {
+        register("route \(method.rawValue) \(path)") {
             $0.routes.append(PluginRoute(method: method, path: path, access: access, bodyLimit: bodyLimit,
                                          rateLimit: rateLimit, summary: summary, handler: handler))
         }
@@ -120,17 +143,17 @@ public final class PluginRegistrar: Sendable {
     /// Registers a handler for socket events of type `event` arriving on `channels`.
     /// Throwing a ``PluginError`` sends `{"type":"error","code","message","event"}` back to that connection.
     public func on(_ event: String, channels: [SocketChannel], handler: @escaping SocketEventHandler) {
-        state.withLock { $0.events.append(PluginEventHandler(event: event, channels: channels, handler: handler)) }
+        register("event handler '\(event)'") { $0.events.append(PluginEventHandler(event: event, channels: channels, handler: handler)) }
     }
 
     /// Registers a hook that runs when a connection opens on one of `channels`.
     public func onConnect(channels: [SocketChannel], handler: @escaping SocketConnectHandler) {
-        state.withLock { $0.connects.append(PluginConnectHandler(channels: channels, handler: handler)) }
+        register("connect hook") { $0.connects.append(PluginConnectHandler(channels: channels, handler: handler)) }
     }
 
     /// Registers a hook that runs once a connection on one of `channels` has closed.
     public func onDisconnect(channels: [SocketChannel], handler: @escaping SocketDisconnectHandler) {
-        state.withLock { $0.disconnects.append(PluginDisconnectHandler(channels: channels, handler: handler)) }
+        register("disconnect hook") { $0.disconnects.append(PluginDisconnectHandler(channels: channels, handler: handler)) }
     }
 
     /// Registers a WebSocket endpoint of the plugin's own.
@@ -145,27 +168,57 @@ public final class PluginRegistrar: Sendable {
     public func webSocket(_ path: String, access: AccessLevel = .public, maxFrameSize: Int = 64 << 10, rateLimit: RateLimit? = nil,
                           shouldUpgrade: @escaping @Sendable (PluginRequest) async throws -> WebSocketUpgradeDecision,
                           handler: @escaping @Sendable (any WebSocketSession) async throws -> Void) {
-        state.withLock {
+        register("socket endpoint \(path)") {
             $0.endpoints.append(PluginWebSocketEndpoint(path: path, access: access, maxFrameSize: maxFrameSize, rateLimit: rateLimit,
                                                         shouldUpgrade: shouldUpgrade, handler: handler))
         }
     }
 
-    /// Declares a scene element type the plugin renders (accepted by scene validation).
+    /// Declares a scene element type without a schema: its elements' `props` may be any JSON object.
+    /// Prefer declaring an ``ElementType`` with properties: the engine checks them and the panel edits them.
     public func sceneElementType(_ name: String) {
-        state.withLock { $0.elementTypes.append(name) }
+        sceneElementType(ElementType(schemaless: name))
+    }
+
+    /// Declares a scene element type the plugin draws, with the properties its elements carry in `props`.
+    /// The engine checks `props` against them on every save (400 `invalid_scene` naming `props.<name>`) and fills in defaults.
+    public func sceneElementType(_ type: ElementType) {
+        register("element type '\(type.name)'") { $0.elementTypes.append(type) }
+    }
+
+    /// Declares an ES module of the plugin's web folder that a page loads, with its style sheets.
+    ///
+    /// The module's default export is called with the page's API: `export default function setup(api) { ... }`.
+    /// - Parameters:
+    ///   - page: `.overlay` (`/overlay`, `/preview`), `.panel` (`/mod`) or `.admin` (`/admin`).
+    ///   - module: Path in the web folder, e.g. `overlay.js`.
+    ///   - styles: Style sheets in the web folder, loaded before the module.
+    public func webModule(_ page: WebPageKind, _ module: String, styles: [String] = []) {
+        register("web module \(module)") { $0.webModules.append(WebModule(page: page, module: module, styles: styles)) }
+    }
+
+    /// Serves a file of the plugin's web folder as a page at a top-level path, e.g. `webPage("/publish", file: "publish.html")`.
+    /// The path is claimed like a route (a clash with the engine or another plugin stops start-up).
+    public func webPage(_ path: String, file: String) {
+        register("web page \(path)") { $0.webPages.append(WebPage(path: path, file: file)) }
     }
 
     /// The registered routes.
-    public var routes: [PluginRoute] { state.withLock { $0.routes } }
+    @_spi(Engine) public var routes: [PluginRoute] { state.withLock { $0.routes } }
     /// The registered event handlers.
-    public var eventHandlers: [PluginEventHandler] { state.withLock { $0.events } }
+    @_spi(Engine) public var eventHandlers: [PluginEventHandler] { state.withLock { $0.events } }
     /// The registered connect hooks.
-    public var connectHandlers: [PluginConnectHandler] { state.withLock { $0.connects } }
+    @_spi(Engine) public var connectHandlers: [PluginConnectHandler] { state.withLock { $0.connects } }
     /// The registered disconnect hooks.
-    public var disconnectHandlers: [PluginDisconnectHandler] { state.withLock { $0.disconnects } }
+    @_spi(Engine) public var disconnectHandlers: [PluginDisconnectHandler] { state.withLock { $0.disconnects } }
     /// The registered endpoints.
-    public var webSocketEndpoints: [PluginWebSocketEndpoint] { state.withLock { $0.endpoints } }
+    @_spi(Engine) public var webSocketEndpoints: [PluginWebSocketEndpoint] { state.withLock { $0.endpoints } }
     /// The declared scene element types.
-    public var sceneElementTypes: [String] { state.withLock { $0.elementTypes } }
+    @_spi(Engine) public var elementTypes: [ElementType] { state.withLock { $0.elementTypes } }
+    /// The names of the declared scene element types.
+    @_spi(Engine) public var sceneElementTypes: [String] { state.withLock { $0.elementTypes.map(\.name) } }
+    /// The declared web modules.
+    @_spi(Engine) public var webModules: [WebModule] { state.withLock { $0.webModules } }
+    /// The declared pages.
+    @_spi(Engine) public var webPages: [WebPage] { state.withLock { $0.webPages } }
 }

@@ -119,6 +119,7 @@ public final class WebSocketInbound: AsyncSequence, Sendable {
     private let pull: @Sendable () async throws -> WebSocketMessage?
 
     /// Creates the sequence from a pull function. Engine use.
+    @_spi(Engine)
     public init(next: @escaping @Sendable () async throws -> WebSocketMessage?) { self.pull = next }
 
     /// Iterates the frames.

@@ -143,7 +143,13 @@ struct Plugins: AsyncParsableCommand {
             for route in plugin.routes { print("  \(route.method.padding(toLength: 6, withPad: " ", startingAt: 0)) \(route.path)  [\(route.access)]  \(route.summary)") }
             for socket in plugin.websockets { print("  WS     \(socket.path)  [\(socket.access)]") }
             for event in plugin.events { print("  EVENT  \(event)") }
-            for type in plugin.elementTypes { print("  ELEMENT \(type)") }
+            for type in plugin.elementTypes { print("  ELEMENT \(type.type) (\(type.label))") }
+            if let web = plugin.web {
+                for (page, entry) in [("overlay", web.overlay), ("panel", web.panel), ("admin", web.admin)] {
+                    if let entry { print("  WEB     \(page): \(entry.module)") }
+                }
+                for page in web.pages { print("  PAGE    \(page)") }
+            }
         }
     }
 }

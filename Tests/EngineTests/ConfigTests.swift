@@ -1,5 +1,5 @@
 import Engine
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import XCTest
 
 /// overlay.yaml parsing: every kind of mistake is reported with its line and key.

@@ -1,5 +1,5 @@
 import Engine
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import XCTest
 
 /// OpenSSL-backed crypto: known digests, incremental hashing equal to one-shot, random tokens.

@@ -1,7 +1,7 @@
 @testable import Engine
 import Foundation
 import Logging
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import XCTest
 
 /// History that means something: one entry per gesture (per actor, element and window), rows that

@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 import Logging
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 import XCTest
 

@@ -1,7 +1,7 @@
 // Config: reads overlay.yaml with Yams, keeps every node's line, decodes it strictly and applies env overrides.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Yams
 
 /// Every problem found in a configuration, each with its file and line.

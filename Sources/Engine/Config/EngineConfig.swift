@@ -1,7 +1,7 @@
 // Config: the shape of overlay.yaml, its defaults, and the environment variables that override it.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// The whole of `overlay.yaml`.
 public struct EngineConfig: Sendable {
@@ -261,24 +261,28 @@ public struct PluginEntry: Decodable, Sendable {
     public var path: String?
     /// Whether it is loaded (default true).
     public var enabled: Bool
+    /// The plugin's web folder; default: a `web` folder beside the library. Relative: against the working directory.
+    public var web: String?
     /// The plugin's own section, decoded by the plugin.
     public var config: ConfigNode?
     /// Line of the entry in the file.
     public var line: Int = 0
 
-    enum CodingKeys: String, CodingKey { case name, path, enabled, config }
+    enum CodingKeys: String, CodingKey { case name, path, enabled, web, config }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         path = try c.decodeIfPresent(String.self, forKey: .path)
         enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        web = try c.decodeIfPresent(String.self, forKey: .web)
         config = try c.decodeIfPresent(ConfigNode.self, forKey: .config)
     }
 
-    public init(name: String, path: String?, enabled: Bool = true, config: ConfigNode? = nil) {
+    public init(name: String, path: String?, enabled: Bool = true, web: String? = nil, config: ConfigNode? = nil) {
         self.name = name
         self.path = path
+        self.web = web
         self.enabled = enabled
         self.config = config
     }

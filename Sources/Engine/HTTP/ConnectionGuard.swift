@@ -10,7 +10,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)

@@ -5,7 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 extension PluginError {
     /// The error as a Hummingbird response.

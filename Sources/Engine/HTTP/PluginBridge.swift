@@ -7,7 +7,7 @@ import HummingbirdWebSocket
 import NIOCore
 import NIOWebSocket
 import HummingbirdCore
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// Pulls request body chunks from Hummingbird one at a time, so a slow consumer slows the client

@@ -3,7 +3,7 @@
 import CoreMetrics
 import Foundation
 import Metrics
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Prometheus
 
 /// The engine's metrics: one Prometheus registry, rendered on `GET /metrics`.

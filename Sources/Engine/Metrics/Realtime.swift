@@ -1,7 +1,7 @@
 // Metrics: the live picture behind GET /api/metrics/realtime.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 extension OverlayEngine {
     /// Connected clients, versions, per-overlay applied version and lag, ack latency, fan-out counters, save rate.

@@ -1,7 +1,7 @@
 // Plugins: opens plugin libraries with dlopen, checks their PluginAPI version, decodes their config, runs set-up.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -34,6 +34,8 @@ public struct LoadedPlugin: Sendable {
     public let apiVersion: PluginAPIVersion
     /// What it registered.
     public let registrar: PluginRegistrar
+    /// Its web folder, served at `/plugins/<name>/`; nil when it has none.
+    public let webDirectory: URL?
     /// The running instance.
     let instance: PluginInstance
 
@@ -60,6 +62,63 @@ public enum PluginLoader {
         let path = entry.path ?? libraryFileName(entry.name)
         if path.hasPrefix("/") { return path }
         return URL(fileURLWithPath: pluginsDir).appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    /// The web folder of an entry: `web:` (relative to the working directory), else `web` beside the library, else
+    /// the `web` folder of the SwiftPM resources bundle of the plugin's module beside the library
+    /// (`<Package>_<Module>.resources/web`, what `resources: [.copy("web")]` produces).
+    /// - Returns: The folder, or nil when there is none (an explicit `web:` that is not a folder is an error).
+    static func resolveWebDirectory(_ entry: PluginEntry, library: String, moduleName: String) throws -> URL? {
+        var isFolder: ObjCBool = false
+        if let web = entry.web {
+            let url = web.hasPrefix("/") ? URL(fileURLWithPath: web)
+                : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(web)
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue else {
+                throw PluginLoadError(plugin: entry.name, file: library, reason: "web folder '\(url.standardizedFileURL.path)' (plugins[].web) does not exist")
+            }
+            return url.standardizedFileURL
+        }
+        let folder = URL(fileURLWithPath: library).deletingLastPathComponent()
+        let beside = folder.appendingPathComponent("web")
+        if FileManager.default.fileExists(atPath: beside.path, isDirectory: &isFolder), isFolder.boolValue {
+            return beside.standardizedFileURL
+        }
+        guard !moduleName.isEmpty else { return nil }
+        let bundles = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { $0.hasSuffix("_\(moduleName).resources") }
+            .map { folder.appendingPathComponent($0).appendingPathComponent("web") }
+            .filter { FileManager.default.fileExists(atPath: $0.path, isDirectory: &isFolder) && isFolder.boolValue }
+        guard bundles.count <= 1 else {
+            throw PluginLoadError(plugin: entry.name, file: library, reason: "more than one resources bundle of module '\(moduleName)' has a web folder (\(bundles.map(\.path).joined(separator: ", "))); set 'web' in its overlay.yaml entry")
+        }
+        return bundles.first?.standardizedFileURL
+    }
+
+    /// Problems with what a plugin declared for the web and the scene: files missing from its web folder, bad page
+    /// paths, bad element type declarations.
+    static func webProblems(_ registrar: PluginRegistrar, webDirectory: URL?) -> [String] {
+        var problems: [String] = []
+        for type in registrar.elementTypes { problems += type.declarationProblems }
+        let files = registrar.webModules.flatMap { [$0.module] + $0.styles } + registrar.webPages.map(\.file)
+        var pages = Set<WebPageKind>()
+        for module in registrar.webModules where !pages.insert(module.page).inserted {
+            problems.append("declares more than one \(module.page.rawValue) module")
+        }
+        guard !files.isEmpty else { return problems }
+        guard let webDirectory else {
+            return problems + ["declares web files (\(files.joined(separator: ", "))) but has no web folder: set 'web' in its overlay.yaml entry or put a 'web' folder beside the library"]
+        }
+        for file in files {
+            let parts = file.split(separator: "/", omittingEmptySubsequences: false)
+            guard !file.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+                problems.append("web file '\(file)' must be a relative path inside the web folder")
+                continue
+            }
+            if !FileManager.default.fileExists(atPath: webDirectory.appendingPathComponent(file).path) {
+                problems.append("web file '\(file)' is missing from \(webDirectory.path)")
+            }
+        }
+        return problems
     }
 
     /// Opens a library and returns its factory, after checking the entry symbol and the API version.
@@ -104,7 +163,9 @@ public enum PluginLoader {
     ///   - pluginsDir: The resolved plugins folder.
     ///   - makeContext: Creates the context a plugin receives.
     /// - Returns: The plugins that loaded, and one error per plugin that did not (all are tried).
+    ///   - refusedRegistration: Told about registrations a plugin makes after its set-up returned (they are ignored).
     public static func loadAll(config: EngineConfig, pluginsDir: String,
+                               refusedRegistration: @escaping @Sendable (String) -> Void = { _ in },
                                makeContext: (String) throws -> PluginContext) async -> ([LoadedPlugin], [PluginLoadError]) {
         var loaded: [LoadedPlugin] = []
         var errors: [PluginLoadError] = []
@@ -128,15 +189,33 @@ public enum PluginLoader {
                 } catch {
                     throw PluginLoadError(plugin: entry.name, file: path, reason: "set-up threw: \(error)")
                 }
-                let registrar = PluginRegistrar()
+                let name = entry.name
+                let registrar = PluginRegistrar(refused: { what in
+                    refusedRegistration("plugin '\(name)': \(what)")
+                })
                 do {
                     try await instance.setUp(registrar)
                 } catch {
                     await instance.shutdown()
                     throw PluginLoadError(plugin: entry.name, file: path, reason: "set-up threw: \(error)")
                 }
+                registrar.close()
+                let webDirectory: URL?
+                do {
+                    webDirectory = try resolveWebDirectory(entry, library: path, moduleName: factory.moduleName)
+                } catch {
+                    await instance.shutdown()
+                    throw error
+                }
+                let problems = webProblems(registrar, webDirectory: webDirectory)
+                if !problems.isEmpty {
+                    await instance.shutdown()
+                    for problem in problems.dropLast() { errors.append(PluginLoadError(plugin: entry.name, file: path, reason: problem)) }
+                    throw PluginLoadError(plugin: entry.name, file: path, reason: problems[problems.count - 1])
+                }
                 loaded.append(LoadedPlugin(name: factory.name, version: factory.version, summary: factory.summary, file: path,
-                                           apiVersion: factory.builtAgainst, registrar: registrar, instance: instance))
+                                           apiVersion: factory.builtAgainst, registrar: registrar, webDirectory: webDirectory,
+                                           instance: instance))
             } catch let error as PluginLoadError {
                 errors.append(error)
             } catch {

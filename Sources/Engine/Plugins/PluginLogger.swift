@@ -1,7 +1,7 @@
 // Plugins: the logger adapter handed to each plugin (swift-log underneath, the plugin's name attached).
 
 import Logging
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 struct SwiftLogPluginLogger: PluginLogger {
     let logger: Logger

@@ -2,7 +2,7 @@
 
 import Foundation
 import NIOCore
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 enum SceneBroadcast {
     /// `{"type":"scene.full","version":N,"server_ts":ms,"active":bool,"action":"...","scene":{...}}`, with

@@ -1,7 +1,7 @@
 // Scene: PUT (replace) and PATCH (batched operations) with optimistic concurrency and rebasing.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// Turns request bodies into scene edits.
 ///
@@ -195,7 +195,7 @@ struct SceneEditing {
                 let at = try index(of: id)
                 var element = elements[at]
                 try validator.apply(fields, to: &element)
-                try validator.check(element)
+                try validator.check(&element)
                 elements[at] = element
                 changed.insert(id)
             case .remove(let id):

@@ -2,7 +2,7 @@
 // history entry, and the sentence a history row shows ("Alice moved 'Logo'").
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// What one version did to one element, as history shows it.
 struct SceneElementChange: Codable, Sendable, Equatable {
@@ -166,17 +166,17 @@ enum SceneHistory {
     }
 
     /// The sentence of a history row: "Alice moved 'Logo'", "streamer added text 'Welcome'".
-    static func summary(_ record: SceneVersionRecord) -> String {
-        "\(actor(record)) \(what(record))"
+    static func summary(_ record: SceneVersionRecord, labels: [String: String] = [:]) -> String {
+        "\(actor(record)) \(what(record, labels: labels))"
     }
 
     static func quoted(_ name: String) -> String { "'\(name)'" }
 
     /// The verb phrase for one element's change.
-    static func phrase(_ change: SceneElementChange) -> (verb: String, object: String) {
+    static func phrase(_ change: SceneElementChange, labels: [String: String] = [:]) -> (verb: String, object: String) {
         let name = quoted(change.name)
         switch change.kind {
-        case "added": return ("added", "\(change.type == "webrtc" ? "camera" : change.type) \(name)")
+        case "added": return ("added", "\((labels[change.type] ?? change.type).lowercased()) \(name)")
         case "removed": return ("deleted", name)
         default: break
         }
@@ -196,14 +196,14 @@ enum SceneHistory {
         return ("changed \(list) of", name)
     }
 
-    static func what(_ record: SceneVersionRecord) -> String {
+    static func what(_ record: SceneVersionRecord, labels: [String: String] = [:]) -> String {
         switch record.action {
         case "create": return "created the scene"
         case "activate": return "put the scene live"
         case "restore": return record.restoredFrom.map { "restored v\($0)" } ?? "restored an older version"
         case "put":
             if let changes = record.changes, !changes.isEmpty, changes.count <= 3 {
-                return "replaced the scene (" + changes.map { phrase($0) }.map { "\($0.verb) \($0.object)" }.joined(separator: ", ") + ")"
+                return "replaced the scene (" + changes.map { phrase($0, labels: labels) }.map { "\($0.verb) \($0.object)" }.joined(separator: ", ") + ")"
             }
             return "replaced the scene (\(record.scene.elements.count) elements)"
         default: break
@@ -212,7 +212,7 @@ enum SceneHistory {
         guard !changes.isEmpty else {
             return record.reordered == true ? "restacked the layers" : "saved without changes"
         }
-        let phrases = changes.map(phrase)
+        let phrases = changes.map { phrase($0, labels: labels) }
         let verbs = Set(phrases.map(\.verb))
         if verbs.count == 1, let verb = verbs.first {
             let objects = phrases.map(\.object)

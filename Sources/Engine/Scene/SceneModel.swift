@@ -1,7 +1,7 @@
 // Scene: the model (scenes, elements), its JSON shape, and validation with errors naming element and field.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// One placed thing on the stage.
 ///
@@ -47,9 +47,7 @@ public struct SceneElement: Codable, Sendable, Equatable {
     public var valign: String?
     /// Shrink the font size (never grow it) until the text fits the box.
     public var autofit: Bool?
-    // webrtc
-    public var room: String?
-    // plugin-defined types
+    // plugin-defined types: their properties, checked against the type's schema
     public var props: [String: JSONValue]?
 
     public init(id: String, type: String) {
@@ -61,15 +59,70 @@ public struct SceneElement: Codable, Sendable, Equatable {
         case id, type, x, y, width, height, rotation, z, opacity, visible, locked, name
         case media, src, loop, muted, volume, playing, fit, text, font, size, color, align, background
         case stroke, strokeWidth = "stroke_width", shadow, shadowBlur = "shadow_blur", shadowX = "shadow_x", shadowY = "shadow_y"
-        case valign, autofit, room, props
+        case valign, autofit, props
+    }
+
+    /// Any key, for fields stored before they moved into `props`.
+    struct AnyKey: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        type = try c.decode(String.self, forKey: .type)
+        func number(_ key: CodingKeys) throws -> Double? { try c.decodeIfPresent(Double.self, forKey: key) }
+        func flag(_ key: CodingKeys) throws -> Bool? { try c.decodeIfPresent(Bool.self, forKey: key) }
+        func text(_ key: CodingKeys) throws -> String? { try c.decodeIfPresent(String.self, forKey: key) }
+        x = try number(.x) ?? 0
+        y = try number(.y) ?? 0
+        width = try number(.width) ?? 320
+        height = try number(.height) ?? 180
+        rotation = try number(.rotation) ?? 0
+        z = try c.decodeIfPresent(Int.self, forKey: .z) ?? 0
+        opacity = try number(.opacity) ?? 1
+        visible = try flag(.visible) ?? true
+        locked = try flag(.locked)
+        name = try text(.name)
+        media = try text(.media)
+        src = try text(.src)
+        loop = try flag(.loop)
+        muted = try flag(.muted)
+        volume = try number(.volume)
+        playing = try flag(.playing)
+        fit = try text(.fit)
+        self.text = try text(.text)
+        font = try text(.font)
+        size = try number(.size)
+        color = try text(.color)
+        align = try text(.align)
+        background = try text(.background)
+        stroke = try text(.stroke)
+        strokeWidth = try number(.strokeWidth)
+        shadow = try text(.shadow)
+        shadowBlur = try number(.shadowBlur)
+        shadowX = try number(.shadowX)
+        shadowY = try number(.shadowY)
+        valign = try text(.valign)
+        autofit = try flag(.autofit)
+        props = try c.decodeIfPresent([String: JSONValue].self, forKey: .props)
+        // Scenes saved before a plugin type's fields moved into `props` (a webrtc element's `room`) keep them there.
+        let all = try decoder.container(keyedBy: AnyKey.self)
+        for key in all.allKeys where !Self.knownKeys.contains(key.stringValue) {
+            var moved = props ?? [:]
+            if moved[key.stringValue] == nil { moved[key.stringValue] = try all.decode(JSONValue.self, forKey: key) }
+            props = moved
+        }
     }
 
     /// Every key an element object may have.
     static let knownKeys: Set<String> = [
         "id", "type", "x", "y", "width", "height", "rotation", "z", "opacity", "visible", "locked", "name",
         "media", "src", "loop", "muted", "volume", "playing", "fit", "text", "font", "size", "color", "align", "background",
-        "stroke", "stroke_width", "shadow", "shadow_blur", "shadow_x", "shadow_y", "valign", "autofit",
-        "room", "props",
+        "stroke", "stroke_width", "shadow", "shadow_blur", "shadow_x", "shadow_y", "valign", "autofit", "props",
     ]
 
     /// How history rows name the element: its name, else the start of its text, else its id.
@@ -81,9 +134,6 @@ public struct SceneElement: Codable, Sendable, Equatable {
         }
         return id
     }
-
-    /// The ids of media this element uses.
-    var mediaReference: String? { media }
 }
 
 /// A named scene: a canvas and an ordered list of elements (later in the list is drawn above, `z` first).
@@ -116,7 +166,12 @@ public struct SceneLimits: Sendable {
     /// ... none older than this (the newest entry is always kept).
     public var historyMaxAgeSeconds = 7 * 24 * 3600
     public var maxCanvas = 7680
-    public var elementTypes: Set<String> = ["image", "video", "audio", "text", "webrtc"]
+    /// The core element types (drawn by the overlay page itself).
+    public static let coreElementTypes: Set<String> = ["image", "video", "audio", "text"]
+    /// Element types plugins declared, by name.
+    public var pluginElementTypes: [String: ElementType] = [:]
+    /// Every element type a scene may use.
+    public var elementTypes: Set<String> { Self.coreElementTypes.union(pluginElementTypes.keys) }
 
     public init() {}
 }
@@ -161,13 +216,7 @@ struct SceneValidator {
         !text.isEmpty && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }
     }
 
-    static func isColor(_ text: String) -> Bool {
-        guard text.hasPrefix("#") else {
-            return ["transparent", "white", "black", "red", "green", "blue", "yellow", "orange", "purple", "gray", "grey"].contains(text)
-        }
-        let hex = text.dropFirst()
-        return [3, 4, 6, 8].contains(hex.count) && hex.allSatisfy(\.isHexDigit)
-    }
+    static func isColor(_ text: String) -> Bool { ElementType.isColor(text) }
 
     /// Builds an element from a JSON object, checking every field.
     func element(_ value: JSONValue, index: Int) throws -> SceneElement {
@@ -176,22 +225,40 @@ struct SceneValidator {
         guard Self.isIdentifier(id), id.count <= limits.maxIDLength else {
             throw fail(nil, "elements[\(index)].id", "must be 1-\(limits.maxIDLength) characters of letters, digits, '-', '_' or '.'")
         }
-        for key in object.keys where !SceneElement.knownKeys.contains(key) {
-            throw fail(id, key, "is not a known field")
-        }
         guard case .string(let type)? = object["type"] else { throw fail(id, "type", "is required (a string)") }
         guard limits.elementTypes.contains(type) else {
             throw fail(id, "type", "'\(type)' is not a known element type (known: \(limits.elementTypes.sorted().joined(separator: ", ")))")
         }
         var element = SceneElement(id: id, type: type)
         try apply(object, to: &element)
-        try check(element)
+        try check(&element)
         return element
     }
 
+    /// Moves top-level keys that are properties of the element's plugin type into `props` (the flat form
+    /// `{"type": "webrtc", "room": "cam"}` that clients sent before plugin properties lived in `props`).
+    func unflatten(_ object: [String: JSONValue], type: String) throws -> [String: JSONValue] {
+        guard let schema = limits.pluginElementTypes[type], schema.properties != nil else { return object }
+        let flat = object.keys.filter { !SceneElement.knownKeys.contains($0) && schema.property($0) != nil }
+        guard !flat.isEmpty else { return object }
+        var result = object
+        var props: [String: JSONValue]
+        switch object["props"] {
+        case .object(let members)?: props = members
+        case .null?, nil: props = [:]
+        default: return object   // apply() reports the wrong props
+        }
+        for key in flat {
+            props[key] = result.removeValue(forKey: key)
+        }
+        result["props"] = .object(props)
+        return result
+    }
+
     /// Applies the fields of `object` to `element` (used by add and by update operations).
-    func apply(_ object: [String: JSONValue], to element: inout SceneElement) throws {
+    func apply(_ sent: [String: JSONValue], to element: inout SceneElement) throws {
         let id = element.id
+        let object = try unflatten(sent, type: element.type)
         for key in object.keys where !SceneElement.knownKeys.contains(key) { throw fail(id, key, "is not a known field") }
         if let x = try number(object["x"], id, "x", range: Self.coordinateRange) { element.x = x }
         if let y = try number(object["y"], id, "y", range: Self.coordinateRange) { element.y = y }
@@ -256,13 +323,6 @@ struct SceneValidator {
             if let valign = element.valign, !["top", "middle", "bottom"].contains(valign) { throw fail(id, "valign", "must be top, middle or bottom") }
         }
         if object.keys.contains("autofit") { element.autofit = try bool(object["autofit"], id, "autofit") }
-        if object.keys.contains("room") {
-            element.room = try string(object["room"], id, "room", max: 64)
-            // The signaling plugin's room names: 1-64 of A-Z a-z 0-9 _ -.
-            if let room = element.room, room.isEmpty || !room.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
-                throw fail(id, "room", "must be 1-64 letters, digits, '-' or '_'")
-            }
-        }
         if object.keys.contains("props") {
             switch object["props"] {
             case .object(let props)?:
@@ -279,17 +339,20 @@ struct SceneValidator {
         }
     }
 
-    /// Checks what each type requires.
-    func check(_ element: SceneElement) throws {
+    /// Checks what each type requires; a plugin type's `props` against its schema (filling in defaults).
+    func check(_ element: inout SceneElement) throws {
         switch element.type {
         case "image", "video", "audio":
             if element.media == nil && element.src == nil { throw fail(element.id, "media", "or src is required for \(element.type)") }
         case "text":
             if element.text == nil { throw fail(element.id, "text", "is required for text") }
-        case "webrtc":
-            if element.room == nil { throw fail(element.id, "room", "is required for webrtc") }
         default:
-            break
+            guard let type = limits.pluginElementTypes[element.type] else { break }
+            do {
+                element.props = try type.check(element.props)
+            } catch {
+                throw fail(element.id, error.field, error.message)
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 // Scene: the HTTP API of scenes, acknowledgements and realtime metrics, registered like a plugin's routes.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// Registers the engine's scene routes on `registrar` (owner "engine", so clashes are detected).
 struct SceneRoutes {
@@ -132,9 +132,10 @@ struct SceneRoutes {
                 let retention: Retention
             }
             let kept = store.history(name)
+            let labels = editing.validator.limits.pluginElementTypes.mapValues(\.label)
             let entries = kept.reversed().map {
                 Entry(version: $0.scene.version, action: $0.action, by: $0.by, at: $0.scene.updatedAt, elements: $0.scene.elements.count,
-                      changed: $0.changed, summary: SceneHistory.summary($0), by_name: SceneHistory.actor($0), changes: $0.changes ?? [],
+                      changed: $0.changed, summary: SceneHistory.summary($0, labels: labels), by_name: SceneHistory.actor($0), changes: $0.changes ?? [],
                       saves: $0.saves ?? 1, first_version: $0.firstVersion ?? $0.scene.version,
                       started_at: $0.startedAt ?? $0.scene.updatedAt, restored_from: $0.restoredFrom)
             }

@@ -2,7 +2,7 @@
 
 import Foundation
 import Logging
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// One version of a scene as kept in history and on disk.

@@ -1,7 +1,7 @@
 // Security: who a request is (streamer token, moderator session, overlay token), origin checks, client address.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// Decides the ``Caller`` of a request and whether it may use an access level.
 public struct AccessPolicy: Sendable {

@@ -1,7 +1,7 @@
 // Security: secure random, SHA-256 and HMAC through OpenSSL's libcrypto.
 
 import COpenSSL
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// ``CryptoProvider`` backed by OpenSSL.
 public struct OpenSSLCrypto: CryptoProvider {

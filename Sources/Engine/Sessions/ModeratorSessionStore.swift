@@ -1,7 +1,7 @@
 // Sessions: moderator sessions, stored by the hash of their secret, TTL sliding on use.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// The engine's ``ModeratorSessions``: secrets are 256 random bits; the store only ever sees their SHA-256.

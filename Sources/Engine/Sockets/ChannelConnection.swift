@@ -2,7 +2,7 @@
 
 import Foundation
 import NIOCore
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// Why the engine dropped a connection.

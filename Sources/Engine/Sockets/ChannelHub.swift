@@ -6,7 +6,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOWebSocket
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// Counters of the fan-out, for `/api/metrics/realtime` and `/metrics`.

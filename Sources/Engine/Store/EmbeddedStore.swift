@@ -2,7 +2,7 @@
 
 import Foundation
 import Logging
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// An in-memory ``EngineStore``. Every operation is atomic under one lock; state ends with the process.

@@ -1,7 +1,7 @@
 // Store: the key-value protocol the engine needs beyond PluginAPI's, and the per-plugin namespace.
 
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 /// Outcome of a rate-limit check.
 public struct RateDecision: Sendable, Equatable {

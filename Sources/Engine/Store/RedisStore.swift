@@ -4,7 +4,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import PluginAPI
+@_spi(Engine) import PluginAPI
 import Synchronization
 
 /// ``EngineStore`` on a Redis server. Every call runs on one of the pool's own threads, never on an

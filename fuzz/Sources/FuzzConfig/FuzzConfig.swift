@@ -9,7 +9,7 @@
 import FuzzSupport
 @testable import Media
 @testable import ModeratorKeys
-import PluginAPI
+@_spi(Engine) import PluginAPI
 @testable import TTS
 @testable import WebRTCSignaling
 import Yams

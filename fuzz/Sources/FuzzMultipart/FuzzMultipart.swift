@@ -12,7 +12,7 @@ import Foundation
 import FuzzSupport
 @testable import Media
 import MultipartKit
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 let folder: URL = {
     let url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("onionrp-fuzz-multipart-\(getpid())")

@@ -7,7 +7,7 @@
 // it expires and is refused after; base64url decodes what it encodes.
 
 import FuzzSupport
-import PluginAPI
+@_spi(Engine) import PluginAPI
 @testable import WebRTCSignaling
 
 let crypto = FakeCrypto()

@@ -10,7 +10,7 @@
 @testable import Engine
 import Foundation
 import FuzzSupport
-import PluginAPI
+@_spi(Engine) import PluginAPI
 @testable import TTS
 @testable import WebRTCSignaling
 

@@ -7,7 +7,7 @@
 
 import Dispatch
 import Foundation
-import PluginAPI
+@_spi(Engine) import PluginAPI
 
 typealias FuzzCallback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
 
