@@ -14,18 +14,19 @@ const STEPS = [
 ];
 
 export default function setup(api) {
-  /** Inspector views on screen: {id, output, target}. A view whose node left the page is dropped. */
+  /** Inspector views: {id, output, target, shown}. A view that was on the page and left it is dropped. */
   const views = new Set();
 
   function show(id) {
     for (const view of [...views]) {
-      if (!view.output.isConnected) {
-        views.delete(view);
-        continue;
-      }
       if (view.id !== id || !live.has(id)) continue;
       view.output.textContent = `${live.get(id)} / ${view.target}`;
       view.output.dataset.value = String(live.get(id));
+    }
+    // render() fills its container before the panel puts it on the page: only a view seen there can leave.
+    for (const view of [...views]) {
+      if (view.output.isConnected) view.shown = true;
+      else if (view.shown) views.delete(view);
     }
   }
 
@@ -120,7 +121,7 @@ export default function setup(api) {
       wrap.append(label, output, buttons);
       container.appendChild(wrap);
 
-      const view = { id: element.id, output, target: Number.isFinite(props.target) ? props.target : 100 };
+      const view = { id: element.id, output, target: Number.isFinite(props.target) ? props.target : 100, shown: false };
       views.add(view);
       const refresh = propsForm(container, element, update);
       if (!live.has(element.id) && Number.isFinite(props.value)) live.set(element.id, props.value);
