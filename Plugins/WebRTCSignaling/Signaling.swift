@@ -44,6 +44,13 @@ final class Signaling: Sendable {
 
     // MARK: admission
 
+    /// What a verified upgrade hands to its socket.
+    struct PeerAdmission: Sendable {
+        let room: String
+        let role: PeerRole
+        let grant: RoomGrant
+    }
+
     /// Verifies the room name and the token of an upgrade request.
     ///
     /// Bad or expired token: 401 (close 4401). A token for another room or role: 403 (close 4403).
@@ -54,7 +61,7 @@ final class Signaling: Sendable {
             let grant = try verify(token: request.queryValue("token"))
             guard grant.room == room else { throw PluginError.forbidden("the token is for another room") }
             guard grant.role == role else { throw PluginError.forbidden("the token is for the \(grant.role.rawValue) role, not \(role.rawValue)") }
-            return .accept(userInfo: ["room": room, "role": role.rawValue, "token_id": grant.id, "expires_at": String(grant.expiresAt)])
+            return .accept(admission: PeerAdmission(room: room, role: role, grant: grant))
         } catch let error as PluginError {
             gauges.count("webrtc_refused_total", [("role", role.rawValue), ("status", String(error.status))])
             throw error
@@ -77,12 +84,13 @@ final class Signaling: Sendable {
 
     /// Runs an admitted socket until it closes.
     func serve(_ session: any WebSocketSession) async {
-        guard let room = session.userInfo["room"], let role = session.userInfo["role"].flatMap(PeerRole.init(rawValue:)) else {
+        guard let admission = session.admission(as: PeerAdmission.self) else {
             await session.close(code: 4500, reason: "upgrade state lost")
             return
         }
-        let expiresAt = session.userInfo["expires_at"].flatMap { Int64($0) }
-        let peer = Peer(id: registry.freshID(role: role, room: room), role: role, room: room, tokenID: session.userInfo["token_id"] ?? "",
+        let (room, role) = (admission.room, admission.role)
+        let expiresAt: Int64? = admission.grant.expiresAt
+        let peer = Peer(id: registry.freshID(role: role, room: room), role: role, room: room, tokenID: admission.grant.id,
                         session: session, queueLimit: configuration.outboundQueue, burst: configuration.messageBurst,
                         perSecond: configuration.messagesPerSecond)
         switch registry.join(peer, greeting: { publisherID in self.greeting(peer, publisherID: publisherID, tokenExpiresAt: expiresAt) }) {

@@ -480,7 +480,8 @@ public final class OverlayEngine: Sendable {
     struct Admission: Sendable {
         var caller: Caller
         var client: String?
-        var userInfo: [String: String] = [:]
+        /// A plugin endpoint's admission value (``WebSocketUpgradeDecision/accept(admission:)``).
+        var value: (any Sendable)? = nil
     }
 
     /// A WebSocket route whose checks run before the upgrade.
@@ -619,15 +620,15 @@ public final class OverlayEngine: Sendable {
             let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
                                                      remoteAddress: client, bodyLimit: nil)
             switch try await endpoint.shouldUpgrade(pluginRequest) {
-            case .accept(let userInfo):
-                return Admission(caller: caller, client: client, userInfo: userInfo)
+            case .accept(let value):
+                return Admission(caller: caller, client: client, value: value)
             case .reject(let error):
                 throw error
             }
         }, serve: { inbound, outbound, wsContext, admission in
             let pluginRequest = PluginBridge.request(wsContext.request, context: wsContext.requestContext, parameterNames: names,
                                                      caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
-            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, userInfo: admission.userInfo,
+            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, admission: admission.value,
                                               inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
             self.pluginSockets.add(session)
             defer { self.pluginSockets.remove(session.id) }

@@ -89,6 +89,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
 /// A key-value store with TTLs: the embedded store or Redis, with the same behaviour.
 ///
 /// Keys a plugin uses are namespaced by the engine, so two plugins never collide.
+///
+/// **Value format.** Values are opaque bytes, stored and returned exactly as given (Redis strings; the embedded store
+/// keeps them as base64 in its snapshot). The typed helpers fix the encodings: ``setString(_:_:ttl:)`` writes UTF-8,
+/// ``setJSON(_:_:ttl:)`` writes JSON (dates ISO 8601), and ``increment(_:by:ttl:)`` keeps the integer as its decimal
+/// ASCII text, so ``getInteger(_:)`` reads a counter and ``setInteger(_:_:ttl:)`` writes one.
 public protocol KeyValueStore: Sendable {
     /// The value of `key`, or nil when absent or expired.
     func get(_ key: String) async throws -> [UInt8]?
@@ -132,6 +137,31 @@ extension KeyValueStore {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return try decoder.decode(type, from: Data(bytes))
+    }
+
+    /// Stores a string as UTF-8.
+    public func setString(_ key: String, _ value: String, ttl: Duration? = nil) async throws {
+        try await set(key, Array(value.utf8), ttl: ttl)
+    }
+
+    /// Reads a UTF-8 string (nil when absent; invalid UTF-8 is repaired with U+FFFD).
+    public func getString(_ key: String) async throws -> String? {
+        try await get(key).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Stores an integer as decimal text, the format ``increment(_:by:ttl:)`` uses.
+    public func setInteger(_ key: String, _ value: Int64, ttl: Duration? = nil) async throws {
+        try await set(key, Array(String(value).utf8), ttl: ttl)
+    }
+
+    /// Reads an integer written by ``setInteger(_:_:ttl:)`` or ``increment(_:by:ttl:)`` (nil when absent).
+    /// - Throws: ``StoreError/protocolError(_:)`` when the value is not a decimal integer.
+    public func getInteger(_ key: String) async throws -> Int64? {
+        guard let bytes = try await get(key) else { return nil }
+        guard let value = Int64(String(decoding: bytes, as: UTF8.self)) else {
+            throw StoreError.protocolError("the value of '\(key)' is not an integer")
+        }
+        return value
     }
 }
 

@@ -107,10 +107,14 @@ public enum WebSocketMessage: Sendable, Equatable {
 
 /// What a plugin endpoint's upgrade check decides.
 public enum WebSocketUpgradeDecision: Sendable {
-    /// Upgrade; `userInfo` reaches the session (e.g. the verified room and role).
-    case accept(userInfo: [String: String] = [:])
+    /// Upgrade; `admission` (a value of the plugin's own type, e.g. the verified room and role) reaches the session
+    /// as ``WebSocketSession/admission(as:)``.
+    case accept(admission: (any Sendable)? = nil)
     /// Refuse with an HTTP error response.
     case reject(PluginError)
+
+    /// Upgrade with string facts, read back as ``WebSocketSession/userInfo``.
+    public static func accept(userInfo: [String: String]) -> WebSocketUpgradeDecision { .accept(admission: userInfo) }
 }
 
 /// The inbound frames of a plugin endpoint's socket, in order. Ends when the peer closes.
@@ -139,8 +143,8 @@ public protocol WebSocketSession: Sendable {
     var id: String { get }
     /// The upgrade request (its body is empty).
     var request: PluginRequest { get }
-    /// What the upgrade check put in ``WebSocketUpgradeDecision/accept(userInfo:)``.
-    var userInfo: [String: String] { get }
+    /// What the upgrade check accepted with (``WebSocketUpgradeDecision/accept(admission:)``), or nil.
+    var admission: (any Sendable)? { get }
     /// The frames the peer sends.
     var inbound: WebSocketInbound { get }
     /// Sends a text frame, waiting while the peer is slow.
@@ -149,4 +153,13 @@ public protocol WebSocketSession: Sendable {
     func send(binary: [UInt8]) async throws
     /// Closes the socket.
     func close(code: UInt16, reason: String) async
+}
+
+extension WebSocketSession {
+    /// The upgrade check's admission value as the plugin's own type, e.g. `session.admission(as: PeerAdmission.self)`;
+    /// nil when it accepted with another type or none.
+    public func admission<T: Sendable>(as type: T.Type) -> T? { admission as? T }
+
+    /// The string facts of ``WebSocketUpgradeDecision/accept(userInfo:)``; empty for a typed admission.
+    public var userInfo: [String: String] { admission as? [String: String] ?? [:] }
 }

@@ -19,4 +19,14 @@ final class RouteTableTests: XCTestCase {
         XCTAssertEqual(RouteTable.hummingbirdPath("/ws/webrtc/{room}/publisher"), "/ws/webrtc/:room/publisher")
         XCTAssertEqual(RouteTable.parameterNames("/a/{x}/b/{y}"), ["x", "y"])
     }
+
+    func testPluginsCannotClaimTheBundlesPrefix() {
+        var table = RouteTable()
+        XCTAssertFalse(table.claim(method: "GET", path: "/plugins/tts/extra/deep", owner: "tts", file: "/x/libtts.so"))
+        XCTAssertFalse(table.claim(method: "POST", path: "/plugins", owner: "tts", file: "/x/libtts.so"))
+        XCTAssertTrue(table.claim(method: "GET", path: "/pluginsx", owner: "tts", file: "/x/libtts.so"))
+        XCTAssertTrue(table.claim(method: "GET", path: "/plugins/{name}/{file}", owner: "engine", file: nil))
+        XCTAssertEqual(table.problems.count, 2)
+        XCTAssertTrue(table.problems[0].contains("/plugins/ is where the engine serves the plugins' web folders"), table.problems[0])
+    }
 }

@@ -95,6 +95,32 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// The stated value format: strings are UTF-8, counters decimal text, so the typed helpers and increment agree.
+    func testTypedHelpersShareIncrementsFormat() async throws {
+        for store in try await backends() {
+            let name = store.backendName
+            _ = try await store.increment(prefix + "n", by: 41, ttl: nil)
+            let counted = try await store.getInteger(prefix + "n")
+            XCTAssertEqual(counted, 41, name)
+            try await store.setInteger(prefix + "n", -7)
+            let next = try await store.increment(prefix + "n", by: 2, ttl: nil)
+            XCTAssertEqual(next, -5, name)
+            try await store.setString(prefix + "s", "grüße ✓")
+            let text = try await store.getString(prefix + "s")
+            XCTAssertEqual(text, "grüße ✓", name)
+            let raw = try await store.get(prefix + "s")
+            XCTAssertEqual(raw, Array("grüße ✓".utf8), name)
+            do {
+                _ = try await store.getInteger(prefix + "s")
+                XCTFail("a string read as an integer (\(name))")
+            } catch StoreError.protocolError(let why) {
+                XCTAssertTrue(why.contains("is not an integer"), why)
+            }
+            let missing = try await store.getInteger(prefix + "absent")
+            XCTAssertNil(missing, name)
+        }
+    }
+
     func testTokenBucketRefusesPastBurstWithRetryAfter() async throws {
         for store in try await backends() {
             for _ in 0..<3 {

@@ -117,15 +117,15 @@ enum PluginBridge {
 final class PluginSocketSession: WebSocketSession, @unchecked Sendable {
     let id: String
     let request: PluginRequest
-    let userInfo: [String: String]
+    let admission: (any Sendable)?
     let inbound: WebSocketInbound
     let outbound: WebSocketOutboundWriter
 
-    init(id: String, request: PluginRequest, userInfo: [String: String], inbound stream: WebSocketInboundStream,
+    init(id: String, request: PluginRequest, admission: (any Sendable)?, inbound stream: WebSocketInboundStream,
          maxFrameSize: Int, outbound: WebSocketOutboundWriter) {
         self.id = id
         self.request = request
-        self.userInfo = userInfo
+        self.admission = admission
         self.outbound = outbound
         let iteratorBox = MessageIteratorBox(stream.messages(maxSize: maxFrameSize).makeAsyncIterator())
         self.inbound = WebSocketInbound(next: {

@@ -128,6 +128,8 @@ public enum PluginLoader {
         guard FileManager.default.fileExists(atPath: path) else {
             throw fail("file missing (set 'path' in overlay.yaml or PLUGINS_DIR, and build the plugins)")
         }
+        // Before dlopen: a library from another compiler can crash while it loads.
+        if let mismatch = ToolchainStamp.mismatch(plugin: path) { throw fail(mismatch) }
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let message = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw fail("cannot be opened: \(message)")
