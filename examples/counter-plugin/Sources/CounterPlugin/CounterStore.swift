@@ -1,5 +1,5 @@
 // Counter values in the plugin's store: one key per element, `value.<element id>`, holding the number as
-// decimal text (the format KeyValueStore.increment reads and writes, in the embedded store and in Redis).
+// decimal text: the format of KeyValueStore.increment, setInteger and getInteger, in the embedded store and in Redis.
 
 import Foundation
 import PluginAPI
@@ -22,9 +22,7 @@ struct CounterStore: Sendable {
 
     /// The live value: the stored one, else the element's `props.value` in the active scene, else 0.
     func value(of id: String) async throws -> Int64 {
-        if let bytes = try await store.get(Self.prefix + id), let stored = Int64(String(decoding: bytes, as: UTF8.self)) {
-            return stored
-        }
+        if let stored = try await store.getInteger(Self.prefix + id) { return stored }
         return try await startValue(of: id)
     }
 
@@ -33,6 +31,7 @@ struct CounterStore: Sendable {
         let key = Self.prefix + id
         if try await store.get(key) == nil {
             // The first change starts from the scene's value; onlyIfAbsent keeps a racing first change.
+            // (set with onlyIfAbsent takes bytes: the decimal text that getInteger and increment read)
             try await store.set(key, Array(String(try await startValue(of: id)).utf8), ttl: nil, onlyIfAbsent: true)
         }
         let value = try await store.increment(key, by: step, ttl: nil)
@@ -44,16 +43,14 @@ struct CounterStore: Sendable {
 
     /// Stores `value` as the counter's value.
     func set(_ id: String, to value: Int64) async throws {
-        try await store.set(Self.prefix + id, Array(String(value).utf8))
+        try await store.setInteger(Self.prefix + id, value)
     }
 
     /// Every stored counter, by element id.
     func all() async throws -> [String: Int64] {
         var values: [String: Int64] = [:]
         for key in try await store.keys(prefix: Self.prefix) {
-            if let bytes = try await store.get(key), let value = Int64(String(decoding: bytes, as: UTF8.self)) {
-                values[String(key.dropFirst(Self.prefix.count))] = value
-            }
+            if let value = try await store.getInteger(key) { values[String(key.dropFirst(Self.prefix.count))] = value }
         }
         return values
     }
