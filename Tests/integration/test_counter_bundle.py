@@ -84,7 +84,8 @@ def test_listing_declares_the_goal_schema_and_the_web_modules(engine):
     listing = requests.get(engine.url + "/api/plugins").json()
     counter = next(p for p in listing["plugins"] if p["name"] == "counter")
     assert counter["web"]["overlay"] == {"module": "/plugins/counter/overlay.js", "styles": ["/plugins/counter/overlay.css"]}
-    assert counter["web"]["panel"] == {"module": "/plugins/counter/panel.js", "styles": ["/plugins/counter/panel.css"]}
+    assert counter["web"]["panel"] == {"module": "/plugins/counter/panel.js",
+                                        "styles": ["/plugins/counter/panel.css", "/plugins/counter/overlay.css"]}
     assert counter["web"]["admin"] is None
     [declared] = counter["element_types"]
     assert (declared["type"], declared["label"], declared["width"], declared["height"]) == ("goal", "Goal bar", 640, 120)
@@ -236,6 +237,10 @@ def test_panel_adds_a_goal_and_its_buttons_move_the_overlay_bar(engine):
         for step in ("1", "1", "1", "10"):
             inspector.find_element(By.CSS_SELECTOR, f'button[data-step="{step}"]').click()
         wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ".cp-panel-value").text == "13 / 100", message="the panel at 13")
+        # The editor's stage draws the goal as the overlay does (the plugin's stage preview), live too.
+        wait_for(lambda: driver.execute_script(
+            "return [...document.querySelectorAll('.cp-goal')].map((n) => n.closest('[data-id]').dataset.id + ' ' + "
+            "n.querySelector('.cp-count').textContent).join()") == f"{goal_id} 13 / 100", message="the stage preview at 13")
         screenshot(driver, "counter-panel.png")
 
         # ... reach the overlay live: the text at once, the bar once its transition is over.

@@ -2,7 +2,9 @@
 // value with -1 / +1 / +10 / Reset buttons that call the plugin's routes with the moderator's session, and the
 // element's props as fields made from the schema in /api/plugins (a plugin's own inspector replaces the panel's
 // schema form, so it edits them itself, through update()). Every open panel follows counter.changed, so two
-// moderators see each other's presses.
+// moderators see each other's presses. On the editor's stage a goal is drawn as the overlay draws it (goal-view.js).
+
+import { createGoal, drawGoal } from "./goal-view.js";
 
 /** Live values by element id, from the plugin's socket events and route answers. */
 const live = new Map();
@@ -30,10 +32,15 @@ export default function setup(api) {
     }
   }
 
+  /** The editor's records of goal elements, by id (what addStagePreview's update receives). */
+  const previews = new Map();
+
   function learn(id, value) {
     if (typeof id !== "string" || !Number.isFinite(value)) return;
     live.set(id, value);
     show(id);
+    const rec = previews.get(id);
+    if (rec && rec.node.isConnected) drawGoal(rec, value);
   }
 
   /** POST to one of the plugin's routes; the answer (and the broadcast) carry the new value. */
@@ -137,6 +144,22 @@ export default function setup(api) {
         show(el.id);
         refresh(el);
       };
+    },
+  });
+
+  api.addStagePreview("goal", {
+    create(el) {
+      const made = createGoal(el);
+      drawGoal(made, live.get(el.id));
+      return made;
+    },
+    update(rec, el) {
+      rec.el = el;
+      previews.set(el.id, rec);
+      drawGoal(rec, live.get(el.id));
+    },
+    destroy(rec) {
+      if (previews.get(rec.id) === rec) previews.delete(rec.id);
     },
   });
 

@@ -67,7 +67,7 @@ final class CounterPlugin: OverlayPlugin {
 
         // The web half of the bundle, relative to the plugin's web folder (served under /plugins/counter/).
         registrar.webModule(.overlay, "overlay.js", styles: ["overlay.css"])
-        registrar.webModule(.panel, "panel.js", styles: ["panel.css"])
+        registrar.webModule(.panel, "panel.js", styles: ["panel.css", "overlay.css"])  // overlay.css: the stage preview
 
         // GET /api/counter/{id}: the live value (overlays, moderators, the streamer).
         registrar.route(.get, "/api/counter/{id}", access: .overlay, summary: "a counter's value") { request in
