@@ -37,6 +37,8 @@ let package = Package(
                                   .product(name: "moderator-keys", package: "OnionRPDock")]),
         // Scene bodies: PUT validation, PATCH operations and their application, the JSON round trip of what is kept.
         fuzzTarget("FuzzScene", [engine, pluginAPI]),
+        // The plugin loader's ELF `.comment` reader (the toolchain check before dlopen).
+        fuzzTarget("FuzzElfComment", [engine]),
         // multipart/form-data uploads through the Media plugin's UploadReceiver (fast path vs MultipartKit), the
         // boundary, Content-Disposition and file-name sanitising.
         fuzzTarget("FuzzMultipart", [pluginAPI, .product(name: "media", package: "OnionRPDock"),
