@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
 // PluginAPI is its own package so that the engine and every plugin link ONE
-// dynamic copy of it (libPluginAPI.so); see ARCHITECTURE.md section 4.
+// dynamic copy of it (libPluginAPI.so): two static copies would give each its own type metadata, and a
+// plugin's PluginRegistrar would not be the engine's.
 import PackageDescription
 
 let package = Package(

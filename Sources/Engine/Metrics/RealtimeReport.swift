@@ -3,9 +3,16 @@
 import Foundation
 @_spi(Engine) import PluginAPI
 
-extension OverlayEngine {
+/// The live picture, read from the parts that hold it (built before the engine, so the scene routes can use it).
+struct RealtimeReport: Sendable {
+    let hub: ChannelHub
+    let acks: OverlayAcks
+    let scenes: SceneStore
+    let metrics: EngineMetrics
+    let startedAt: Date
+
     /// Connected clients, versions, per-overlay applied version and lag, ack latency, fan-out counters, save rate.
-    func realtimeSnapshot() async -> JSONValue {
+    func snapshot() async -> JSONValue {
         struct OverlayRow: Encodable {
             let overlay_id: String
             let connected: Bool
@@ -53,7 +60,7 @@ extension OverlayEngine {
         }
         let rates = acks.saveRates()
         let snapshot = Snapshot(
-            server_ts: Self.nowMillis(), uptime_seconds: Int(now.timeIntervalSince(startedAt)), active_scene: scenes.activeName,
+            server_ts: OverlayEngine.nowMillis(), uptime_seconds: Int(now.timeIntervalSince(startedAt)), active_scene: scenes.activeName,
             latest_version: latest, scene_versions: Dictionary(uniqueKeysWithValues: scenes.all.map { ($0.name, $0.version) }),
             overlays_connected: overlayConnections.count, moderators_connected: connections.count - overlayConnections.count,
             overlays: rows.values.sorted { ($0.connected ? 0 : 1, $0.overlay_id) < ($1.connected ? 0 : 1, $1.overlay_id) },

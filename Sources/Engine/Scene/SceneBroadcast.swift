@@ -22,9 +22,3 @@ enum SceneBroadcast {
         return buffer
     }
 }
-
-/// Lets routes built before the engine exists reach it once it does.
-final class EngineReference: @unchecked Sendable {
-    // Set once in `prepare`, before serving; read only afterwards.
-    weak var engine: OverlayEngine?
-}

@@ -110,11 +110,6 @@ public final class ChannelHub: SocketHub {
         disconnectHooks.withLock { $0.append((channels, handler)) }
     }
 
-    /// Event types with handlers, and who registered them.
-    var registeredEvents: [String: [String]] {
-        handlers.withLock { $0.mapValues { $0.map(\.owner) } }
-    }
-
     // MARK: SocketHub
 
     @discardableResult

@@ -64,7 +64,7 @@ struct RedisEndpoint: Equatable, CustomStringConvertible {
         default:
             throw StoreConfigError("REDIS_URL '\(text)': scheme must be redis:// or unix://")
         }
-        guard (0...15).contains(database) || database > 15 else { throw StoreConfigError("REDIS_URL '\(text)': bad database") }
+        guard database >= 0 else { throw StoreConfigError("REDIS_URL '\(text)': database must be 0 or more") }
     }
 
     /// The address without the password, for logs.

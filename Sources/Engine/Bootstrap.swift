@@ -1,0 +1,228 @@
+// The engine's composition root: builds the store, sessions, sockets, scenes and plugins from the config, checks routes.
+
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import HummingbirdCore
+@_spi(Engine) import PluginAPI
+import ServiceLifecycle
+import Synchronization
+
+
+extension OverlayEngine {
+    /// Creates folders, the store and sessions, loads every plugin and checks routes for clashes.
+    /// - Throws: ``StartupError`` listing every problem; plugins that did start are shut down first.
+    public static func prepare(config: EngineConfig, logger: Logger) async throws -> OverlayEngine {
+        var problems: [String] = []
+        let dataDir = absolute(config.server.dataDir)
+        let uploadsDir = absolute(config.server.uploadsDir)
+        let webDir = absolute(config.server.webDir)
+        for (name, url) in [("data_dir", dataDir), ("uploads_dir", uploadsDir)] {
+            do {
+                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            } catch {
+                problems.append("engine: server.\(name) '\(url.path)' cannot be created: \(error.localizedDescription)")
+            }
+        }
+        if !problems.isEmpty { throw StartupError(lines: problems) }
+
+        let store: any EngineStore
+        switch config.storage.backend {
+        case .embedded:
+            if config.storage.persistEmbedded {
+                do {
+                    store = try EmbeddedStore(snapshot: dataDir.appendingPathComponent("store.json"), logger: logger)
+                } catch {
+                    throw StartupError(lines: ["engine: the embedded store in '\(dataDir.path)/store.json' cannot be opened: \(error)"])
+                }
+            } else {
+                store = EmbeddedStore()
+            }
+        case .redis:
+            let redis: RedisStore
+            do {
+                redis = try RedisStore(url: config.storage.redisURL, logger: logger)
+            } catch {
+                throw StartupError(lines: ["engine: storage.redis_url / REDIS_URL: \(error)"])
+            }
+            do {
+                try await redis.ping()
+                logger.notice("store: redis at \(redis.address)")
+            } catch {
+                // Not fatal: /readyz reports it, requests that need the store answer 503, and it recovers by itself.
+                logger.error("store: redis at \(redis.address) is not reachable yet (\(error)); serving anyway")
+            }
+            store = redis
+        }
+
+        let crypto = OpenSSLCrypto()
+        let streamerToken: String
+        do {
+            streamerToken = try resolveStreamerToken(config: config, dataDir: dataDir, crypto: crypto, logger: logger)
+        } catch {
+            throw StartupError(lines: ["engine: the streamer token file cannot be written in '\(dataDir.path)': \(error.localizedDescription)"])
+        }
+        let metrics = EngineMetrics()
+        let sessions = ModeratorSessionStore(store: store, crypto: crypto, ttl: .seconds(config.sessions.moderatorSessionTTLSeconds))
+        let hub = ChannelHub(limits: config.limits, metrics: metrics, logger: logger)
+        sessions.whenRevoked { [weak hub] id in hub?.closeSession(id) }
+        let pluginsDir = pluginsDirectory(config)
+        let publicURL = config.server.publicURL.isEmpty
+            ? "http://\(config.server.host == "0.0.0.0" ? "localhost" : config.server.host):\(config.server.port)"
+            : String(config.server.publicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")))
+        let access = AccessPolicy(security: config.security, streamerToken: streamerToken,
+                                  publicURL: config.server.publicURL, port: config.server.port, crypto: crypto, sessions: sessions)
+        let settings = EngineSettings(
+            moderatorKeyTTL: .seconds(config.sessions.moderatorKeyTTLSeconds),
+            moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
+            streamerTokenConfigured: !streamerToken.isEmpty,
+            defaultBodyLimit: config.limits.maxBodyBytes)
+        let acks = OverlayAcks(metrics: metrics) { [weak hub] id in
+            hub?.all.contains { $0.channel == .overlay && ($0.clientLabel ?? $0.id) == id } ?? false
+        }
+        var sceneLimits = SceneLimits()
+        sceneLimits.maxElements = config.scene.maxElements
+        sceneLimits.maxTextLength = config.scene.maxTextLength
+        sceneLimits.historySize = config.scene.historySize
+        sceneLimits.historyMaxAgeSeconds = config.scene.historyMaxAgeSeconds
+        let versionGauge = metrics
+        let scene: SceneStore
+        do {
+            scene = try SceneStore(dataDirectory: dataDir, limits: sceneLimits, logger: logger) { change in
+                let frame = SceneBroadcast.frame(change)
+                if change.active {
+                    acks.broadcasted(change.scene.version)
+                    hub.broadcast(frame, to: .channel(.overlay), coalesceKey: "scene.full")
+                }
+                hub.broadcast(frame, to: .channel(.moderator), coalesceKey: "scene.full:" + change.scene.name)
+                versionGauge.gauge("onionrp_scene_version", [("scene", change.scene.name)]).record(Double(change.scene.version))
+            }
+        } catch {
+            throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
+        }
+
+        let (loaded, loadErrors) = await PluginLoader.loadAll(config: config, pluginsDir: pluginsDir, refusedRegistration: { message in
+            logger.error("\(message)")
+        }) { name in
+            let folder = dataDir.appendingPathComponent("plugins").appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            return PluginContext(
+                pluginName: name, dataDirectory: folder, uploadsDirectory: uploadsDir, publicURL: publicURL, settings: settings,
+                store: NamespacedStore(base: store, prefix: "plugin:\(name):"), logger: SwiftLogPluginLogger(base: logger, plugin: name),
+                metrics: metrics.forPlugin(name), crypto: crypto, sockets: hub, sessions: sessions, scene: scene)
+        }
+        problems += loadErrors.map(\.description)
+
+        // Plugin-declared element types join the built-in ones; each name has one owner.
+        var typeOwners: [String: String] = [:]
+        for plugin in loaded {
+            for type in plugin.registrar.elementTypes {
+                if SceneLimits.coreElementTypes.contains(type.name) {
+                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file,
+                                                    reason: "element type '\(type.name)' is a core type of the engine").description)
+                } else if let owner = typeOwners[type.name] {
+                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file,
+                                                    reason: "element type '\(type.name)' is already declared by plugin '\(owner)'").description)
+                } else {
+                    typeOwners[type.name] = plugin.name
+                    sceneLimits.pluginElementTypes[type.name] = type
+                }
+            }
+        }
+        let engineRegistrar = PluginRegistrar()
+        let realtime = RealtimeReport(hub: hub, acks: acks, scenes: scene, metrics: metrics, startedAt: Date())
+        SceneRoutes(store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
+                    bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot)
+            .register(engineRegistrar)
+
+        var table = RouteTable()
+        for (method, path) in engineRoutes { table.claim(method: method, path: path, owner: "engine", file: nil) }
+        for route in engineRegistrar.routes {
+            table.claim(method: route.method.rawValue, path: route.path, owner: "engine", file: nil)
+            if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: "engine", file: nil) }
+        }
+        for plugin in loaded {
+            for route in plugin.registrar.routes {
+                table.claim(method: route.method.rawValue, path: route.path, owner: plugin.name, file: plugin.file)
+                if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: plugin.name, file: plugin.file) }
+            }
+            for endpoint in plugin.registrar.webSocketEndpoints {
+                table.claim(method: "GET", path: endpoint.path, owner: plugin.name, file: plugin.file)
+            }
+            for page in plugin.registrar.webPages {
+                table.claim(method: "GET", path: page.path, owner: plugin.name, file: plugin.file)
+                table.claim(method: "HEAD", path: page.path, owner: plugin.name, file: plugin.file)
+            }
+        }
+        problems += table.problems
+
+        if !problems.isEmpty {
+            for plugin in loaded.reversed() { await plugin.shutdown() }
+            throw StartupError(lines: problems)
+        }
+
+        let engine = OverlayEngine(config: config, logger: logger, metrics: metrics, store: store, crypto: crypto, sessions: sessions,
+                                   hub: hub, access: access, plugins: loaded, scenes: scene, acks: acks,
+                                   engineRegistrar: engineRegistrar, dataDir: dataDir, uploadsDir: uploadsDir,
+                                   webDir: webDir, pluginsDir: pluginsDir, publicURL: publicURL)
+        engine.registerEngineEvents()
+        for plugin in loaded {
+            for handler in plugin.registrar.eventHandlers {
+                hub.on(handler.event, channels: handler.channels, owner: plugin.name, handler: handler.handler)
+            }
+            for hook in plugin.registrar.connectHandlers {
+                hub.onConnect(channels: hook.channels, owner: plugin.name, handler: hook.handler)
+            }
+            for hook in plugin.registrar.disconnectHandlers {
+                hub.onDisconnect(channels: hook.channels, handler: hook.handler)
+            }
+            logger.info("loaded plugin \(plugin.name) \(plugin.version) (PluginAPI \(plugin.apiVersion)) from \(plugin.file): \(plugin.registrar.routes.count) routes, \(plugin.registrar.eventHandlers.count) events, \(plugin.registrar.webSocketEndpoints.count) sockets")
+        }
+        return engine
+    }
+
+    /// Routes the engine serves itself (plugins cannot claim them).
+    static let engineRoutes: [(String, String)] = [
+        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/plugins"),
+        ("GET", "/ws/overlay"), ("GET", "/ws/moderator"),
+        ("GET", "/"), ("GET", "/overlay"), ("GET", "/mod"), ("GET", "/admin"), ("GET", "/plugins/{name}/{file}"),
+    ]
+
+    static func resolveStreamerToken(config: EngineConfig, dataDir: URL, crypto: OpenSSLCrypto, logger: Logger) throws -> String {
+        if !config.security.streamerToken.isEmpty { return config.security.streamerToken }
+        let file = dataDir.appendingPathComponent("streamer-token")
+        if let data = FileManager.default.contents(atPath: file.path),
+           let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty {
+            logger.notice("no streamer token configured; using the one kept in \(file.path)")
+            return text
+        }
+        let token = crypto.randomToken(bytes: 24)
+        try Data((token + "\n").utf8).write(to: file, options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        logger.notice("no streamer token configured; generated one and saved it in \(file.path): \(token)")
+        return token
+    }
+
+    func registerEngineEvents() {
+        hub.on("overlay.applied", channels: [.overlay], owner: "engine") { event, connection in
+            struct Applied: Decodable { let version: Int64 }
+            let applied = try event.decode(Applied.self)
+            guard applied.version >= 0, applied.version <= self.scenes.revision else {
+                throw PluginError.invalidField("version", "must be a version the engine has given")
+            }
+            let overlay = (connection as? ChannelConnection)?.clientLabel ?? connection.id
+            self.acks.applied(overlay: overlay, version: applied.version)
+        }
+        hub.on("ping", channels: SocketChannel.allCases, owner: "engine") { _, connection in
+            struct Pong: Encodable { let server_ts: Int64 }
+            connection.send(try SocketMessage.make(type: "pong", payload: Pong(server_ts: Self.nowMillis())))
+        }
+    }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+}

@@ -1,0 +1,181 @@
+// Socket admission: who may open a socket (checked before the upgrade), refusals as close codes, plugin routes and endpoints.
+
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import HummingbirdCore
+@_spi(Engine) import PluginAPI
+import ServiceLifecycle
+import Synchronization
+
+
+extension OverlayEngine {
+    /// Who may open a socket, decided before the upgrade.
+    struct Admission: Sendable {
+        var caller: Caller
+        var client: String?
+        /// A plugin endpoint's admission value (``WebSocketUpgradeDecision/accept(admission:)``).
+        var value: (any Sendable)? = nil
+    }
+
+    /// A WebSocket route whose checks run before the upgrade.
+    ///
+    /// A refused socket is still upgraded and then closed at once with code 4000 + the HTTP status
+    /// (4401, 4403, 4429, 4503...) and the error message as the reason: a browser cannot read the
+    /// status of a refused upgrade, but it can read a close code and reason.
+    func socketRoute(_ router: Router<EngineRequestContext>, _ path: RouterPath,
+                     decide: @escaping @Sendable (Request, EngineRequestContext) async throws -> Admission,
+                     serve: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter,
+                                                 WebSocketRouterContext<EngineRequestContext>, Admission) async -> Void) {
+        router.ws(path, shouldUpgrade: { request, context in
+            let outcome: Result<Admission, PluginError>
+            do {
+                if self.connectionLimits.isOverCap {
+                    throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
+                }
+                outcome = .success(try await decide(request, context))
+            } catch let error as PluginError {
+                outcome = .failure(error)
+            } catch is StoreError {
+                outcome = .failure(.storeUnavailable())
+            } catch {
+                outcome = .failure(PluginError(status: 500, code: "internal_error", message: "internal error"))
+            }
+            let key = context.id
+            let now = ContinuousClock.now
+            self.upgradeInfo.withLock { pending in
+                // A handshake that never completed leaves its entry behind; drop those after a minute.
+                if pending.count > 256 { pending = pending.filter { now - $0.value.at < .seconds(60) } }
+                pending[key] = (now, outcome)
+            }
+            return .upgrade([:])
+        }, onUpgrade: { inbound, outbound, context in
+            ConnectionGuard.upgraded(context.requestContext.channel)
+            let key = context.requestContext.id
+            let outcome = self.upgradeInfo.withLock { $0.removeValue(forKey: key) }?.outcome
+            switch outcome {
+            case .success(let admission)?:
+                await serve(inbound, outbound, context, admission)
+            case .failure(let error)?:
+                let reason = PluginBridge.closeReason(error.message)
+                self.logger.info("socket refused", metadata: ["path": "\(context.request.uri.path)", "status": "\(error.status)",
+                                                             "reason": "\(error.message)"])
+                // 4400-4599; a plugin's refusal with a status outside 400...599 becomes 4500.
+                let code = 4000 + ((400...599).contains(error.status) ? error.status : 500)
+                try? await outbound.close(WebSocketErrorCode(codeNumber: code), reason: reason)
+            case nil:
+                try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
+            }
+        })
+    }
+
+    func sendHello(_ connection: ChannelConnection) {
+        struct Hello: Encodable {
+            let connection_id: String
+            let channel: String
+            let role: String
+            let server_ts: Int64
+        }
+        if let text = try? SocketMessage.make(type: "hello", payload: Hello(
+            connection_id: connection.id, channel: connection.channel.rawValue, role: connection.caller.role, server_ts: Self.nowMillis())) {
+            connection.send(text)
+        }
+    }
+
+    /// Sends the active scene to a connection that just opened (an overlay draws it at once).
+    func sendScene(_ connection: ChannelConnection) {
+        let scene = scenes.active
+        let frame = SceneBroadcast.frame(SceneChange(scene: scene, active: true, action: "sync"))
+        // A late join: its acknowledgement is timed from now, not from the version's first broadcast.
+        if connection.channel == .overlay { acks.sentOnConnect(overlay: connection.clientLabel ?? connection.id, version: scene.version) }
+        connection.enqueue(frame, key: connection.channel == .overlay ? "scene.full" : "scene.full:" + scene.name)
+    }
+
+    /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.
+    func admit(method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
+               context: EngineRequestContext, upgrade: Bool) async throws -> (Caller, String?) {
+        try access.checkOrigin(method: method, origin: request.headers[.origin], upgrade: upgrade)
+        let client = access.clientAddress(peer: context.peerIP, forwardedFor: request.headers[.forwardedFor])
+        if let rateLimit {
+            let numbers = config.limits.rate[rateLimit.name] ?? RateLimitConfig(burst: rateLimit.burst, perMinute: rateLimit.perMinute)
+            let key = "engine:rate:\(rateLimit.name):\(client ?? "unknown")"
+            let decision: RateDecision
+            do {
+                decision = try await store.takeToken(key, burst: numbers.burst, perMinute: numbers.perMinute)
+            } catch is StoreError {
+                decision = try await localRateLimits.takeToken(key, burst: numbers.burst, perMinute: numbers.perMinute)
+            }
+            if !decision.allowed { throw PluginError.rateLimited(retryAfterSeconds: decision.retryAfterSeconds) }
+        }
+        let caller = try await access.authorize(access: level, headers: PluginBridge.headers(request.headers),
+                                                query: PluginBridge.query(request.uri), upgrade: upgrade)
+        return (caller, client)
+    }
+
+    func addPluginRoute(_ route: PluginRoute, owner: String, to router: Router<EngineRequestContext>) {
+        let names = RouteTable.parameterNames(route.path)
+        let bodyLimit = route.bodyLimit ?? config.limits.maxBodyBytes
+        let path = RouterPath(RouteTable.hummingbirdPath(route.path))
+        let handler: @Sendable (Request, EngineRequestContext) async throws -> Response = { request, context in
+            let (caller, client) = try await self.admit(method: route.method, access: route.access, rateLimit: route.rateLimit,
+                                                        request: request, context: context, upgrade: false)
+            // The route's body limit (or limits.max_body_bytes) holds for whole reads and for streams alike.
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > bodyLimit {
+                throw PluginError.payloadTooLarge(limit: bodyLimit)
+            }
+            let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
+                                                     remoteAddress: client, bodyLimit: bodyLimit)
+            do {
+                var response = try await route.handler(pluginRequest)
+                if !(200...599).contains(response.status) {
+                    self.logger.error("plugin answered an invalid HTTP status; sent 500 instead",
+                                      metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(response.status)"])
+                    response = .error(PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' answered an invalid status"))
+                }
+                return PluginBridge.response(response)
+            } catch let error as StoreError {
+                self.logger.error("store failure in plugin route", metadata: ["path": "\(route.path)", "error": "\(error)"])
+                throw PluginError.storeUnavailable()
+            } catch let error as PluginError where !(400...599).contains(error.status) {
+                self.logger.error("plugin threw an error with an invalid HTTP status; sent 500 instead",
+                                  metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(error.status)", "code": "\(error.code)"])
+                throw PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' failed: \(error.message)")
+            }
+        }
+        router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue) ?? .get, use: handler)
+        if route.method == .get { router.on(path, method: .head, use: handler) }
+    }
+
+    func addPluginEndpoint(_ endpoint: PluginWebSocketEndpoint, plugin: String, to router: Router<EngineRequestContext>) {
+        let names = RouteTable.parameterNames(endpoint.path)
+        socketRoute(router, RouterPath(RouteTable.hummingbirdPath(endpoint.path)), decide: { request, context in
+            let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: endpoint.rateLimit,
+                                                        request: request, context: context, upgrade: true)
+            let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
+                                                     remoteAddress: client, bodyLimit: nil)
+            switch try await endpoint.shouldUpgrade(pluginRequest) {
+            case .accept(let value):
+                return Admission(caller: caller, client: client, value: value)
+            case .reject(let error):
+                throw error
+            }
+        }, serve: { inbound, outbound, wsContext, admission in
+            let pluginRequest = PluginBridge.request(wsContext.request, context: wsContext.requestContext, parameterNames: names,
+                                                     caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
+            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, admission: admission.value,
+                                              inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
+            self.pluginSockets.add(session)
+            defer { self.pluginSockets.remove(session.id) }
+            do {
+                try await endpoint.handler(session)
+            } catch {
+                self.logger.warning("plugin socket ended with an error", metadata: ["plugin": "\(plugin)", "error": "\(error)"])
+                await session.close(code: 1011, reason: "internal error")
+            }
+        })
+    }
+}
