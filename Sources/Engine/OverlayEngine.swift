@@ -39,7 +39,6 @@ public final class OverlayEngine: Sendable {
     let engineRegistrar: PluginRegistrar
     let pluginSockets = PluginSocketRegistry()
     /// Decisions made before a WebSocket upgrade, keyed by request id, taken by the socket handler.
-    let upgradeInfo = Mutex<[String: (at: ContinuousClock.Instant, outcome: Result<Admission, PluginError>)]>([:])
     let dataDir: URL
     let uploadsDir: URL
     let webDir: URL

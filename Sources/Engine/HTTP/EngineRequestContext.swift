@@ -35,6 +35,12 @@ public struct EngineRequestContext: RequestContext, WebSocketRequestContext, Rem
     /// closes, whichever way the upgrade went, which breaks the cycle.
     public var webSocket: WebSocketHandlerReference<EngineRequestContext> { upgrade.reference(closingWith: channel) }
 
+    /// What the socket admission decided in `shouldUpgrade`, read back in `onUpgrade` (a connection upgrades once).
+    var upgradeOutcome: (any Sendable)? {
+        get { upgrade.outcome.withLock { $0 } }
+        nonmutating set { upgrade.outcome.withLock { $0 = newValue } }
+    }
+
     /// The peer's address.
     public var remoteAddress: SocketAddress? { channel.remoteAddress }
 
@@ -48,6 +54,8 @@ public struct EngineRequestContext: RequestContext, WebSocketRequestContext, Rem
 /// Holds a context's WebSocket handler slot until its connection closes (see ``EngineRequestContext/webSocket``).
 final class UpgradeReference: Sendable {
     private let slot = Mutex<WebSocketHandlerReference<EngineRequestContext>?>(nil)
+    /// The admission decision of a socket route (see ``EngineRequestContext/upgradeOutcome``).
+    let outcome = Mutex<(any Sendable)?>(nil)
 
     func reference(closingWith channel: any Channel) -> WebSocketHandlerReference<EngineRequestContext> {
         let (reference, created) = slot.withLock { slot -> (WebSocketHandlerReference<EngineRequestContext>, Bool) in

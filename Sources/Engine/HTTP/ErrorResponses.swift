@@ -22,6 +22,47 @@ extension PluginError {
     }
 }
 
+extension PluginError {
+    /// Any thrown error as the error a client sees: the one mapping of HTTP responses, refused sockets and socket
+    /// event errors, so the same failure reads the same everywhere.
+    /// - Parameters:
+    ///   - error: What was thrown.
+    ///   - owner: The plugin whose code threw, named when it broke the rules (a status outside 400...599).
+    ///   - route: `METHOD /path`, named by a 404.
+    ///   - requestID: Named by an internal error, so the log line can be found.
+    /// - Returns: The client's error, and whether it is the server's fault (worth an error log line).
+    static func normalized(_ error: any Error, owner: String? = nil, route: String = "", requestID: String? = nil)
+        -> (error: PluginError, serverFault: Bool) {
+        switch error {
+        case let error as PluginError where (400...599).contains(error.status):
+            return (error, false)
+        case let error as PluginError:
+            let by = owner.map { "the plugin '\($0)'" } ?? "the engine"
+            return (PluginError(status: 500, code: "plugin_error", message: "\(by) failed: \(error.message)"), true)
+        case let error as HTTPError:
+            let code: String
+            switch error.status.code {
+            case 404: code = "not_found"
+            case 405: code = "method_not_allowed"
+            case 408: code = "request_timeout"
+            case 413: code = "payload_too_large"
+            default: code = "http_\(error.status.code)"
+            }
+            let message = error.body ?? (error.status.code == 404 ? "no route for \(route)" : error.status.reasonPhrase)
+            let status = (400...599).contains(error.status.code) ? error.status.code : 500
+            return (PluginError(status: status, code: code, message: message), status >= 500)
+        case is StoreError:
+            return (.storeUnavailable(), true)
+        default:
+            let place = requestID.map { " (request \($0))" } ?? ""
+            return (PluginError(status: 500, code: "internal_error", message: "internal error\(place)"), true)
+        }
+    }
+
+    /// The close code of a refused or failed socket: 4000 + the status (4400...4599).
+    var closeCode: UInt16 { UInt16(4000 + ((400...599).contains(status) ? status : 500)) }
+}
+
 /// Maps thrown errors to `{"error": {"code", "message"}}`, adds `x-request-id`, and logs one line per request.
 struct ErrorAndLogMiddleware: RouterMiddleware {
     typealias Context = EngineRequestContext
@@ -32,24 +73,11 @@ struct ErrorAndLogMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let error as PluginError {
-            response = error.response(requestID: requestID)
-        } catch let error as HTTPError {
-            let code: String
-            switch error.status.code {
-            case 404: code = "not_found"
-            case 405: code = "method_not_allowed"
-            case 413: code = "payload_too_large"
-            default: code = "http_\(error.status.code)"
-            }
-            let message = error.body ?? (error.status.code == 404 ? "no route for \(request.method.rawValue) \(request.uri.path)" : error.status.reasonPhrase)
-            response = PluginError(status: error.status.code, code: code, message: message).response(requestID: requestID)
-        } catch let error as StoreError {
-            context.logger.error("store failure", metadata: ["error": "\(error)"])
-            response = PluginError.storeUnavailable().response(requestID: requestID).self
         } catch {
-            context.logger.error("unhandled error", metadata: ["error": "\(error)"])
-            response = PluginError(status: 500, code: "internal_error", message: "internal error (request \(requestID))").response(requestID: requestID)
+            let (mapped, serverFault) = PluginError.normalized(error, route: "\(request.method.rawValue) \(request.uri.path)",
+                                                               requestID: requestID)
+            if serverFault && !(error is HTTPError) { context.logger.error("request failed", metadata: ["error": "\(error)"]) }
+            response = mapped.response(requestID: requestID)
         }
         if let name = HTTPField.Name("x-request-id"), response.headers[name] == nil { response.headers[name] = requestID }
         // Every 503 tells the client when to come back, whoever produced it.

@@ -275,11 +275,12 @@ public final class ChannelHub: SocketHub {
         for entry in matching {
             do {
                 try await entry.handler(event, connection)
-            } catch let error as PluginError {
-                connection.send(errorFrame(code: error.code, message: error.message, event: envelope.type))
             } catch {
-                logger.error("event handler failed", metadata: ["event": "\(envelope.type)", "owner": "\(entry.owner)", "error": "\(error)"])
-                connection.send(errorFrame(code: "internal_error", message: "the handler failed", event: envelope.type))
+                let (mapped, serverFault) = PluginError.normalized(error, owner: entry.owner == "engine" ? nil : entry.owner)
+                if serverFault {
+                    logger.error("event handler failed", metadata: ["event": "\(envelope.type)", "owner": "\(entry.owner)", "error": "\(error)"])
+                }
+                connection.send(errorFrame(code: mapped.code, message: mapped.message, event: envelope.type))
             }
         }
     }

@@ -38,35 +38,24 @@ extension OverlayEngine {
                     throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
                 }
                 outcome = .success(try await decide(request, context))
-            } catch let error as PluginError {
-                outcome = .failure(error)
-            } catch is StoreError {
-                outcome = .failure(.storeUnavailable())
             } catch {
-                outcome = .failure(PluginError(status: 500, code: "internal_error", message: "internal error"))
+                let (mapped, serverFault) = PluginError.normalized(error)
+                if serverFault { self.logger.error("socket admission failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"]) }
+                outcome = .failure(mapped)
             }
-            let key = context.id
-            let now = ContinuousClock.now
-            self.upgradeInfo.withLock { pending in
-                // A handshake that never completed leaves its entry behind; drop those after a minute.
-                if pending.count > 256 { pending = pending.filter { now - $0.value.at < .seconds(60) } }
-                pending[key] = (now, outcome)
-            }
+            // The decision travels with the connection's context to onUpgrade (no map keyed by request id).
+            context.upgradeOutcome = outcome
             return .upgrade([:])
         }, onUpgrade: { inbound, outbound, context in
             ConnectionGuard.upgraded(context.requestContext.channel)
-            let key = context.requestContext.id
-            let outcome = self.upgradeInfo.withLock { $0.removeValue(forKey: key) }?.outcome
-            switch outcome {
+            switch context.requestContext.upgradeOutcome as? Result<Admission, PluginError> {
             case .success(let admission)?:
                 await serve(inbound, outbound, context, admission)
             case .failure(let error)?:
                 let reason = PluginBridge.closeReason(error.message)
                 self.logger.info("socket refused", metadata: ["path": "\(context.request.uri.path)", "status": "\(error.status)",
                                                              "reason": "\(error.message)"])
-                // 4400-4599; a plugin's refusal with a status outside 400...599 becomes 4500.
-                let code = 4000 + ((400...599).contains(error.status) ? error.status : 500)
-                try? await outbound.close(WebSocketErrorCode(codeNumber: code), reason: reason)
+                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(error.closeCode)), reason: reason)
             case nil:
                 try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
             }
@@ -137,13 +126,12 @@ extension OverlayEngine {
                     response = .error(PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' answered an invalid status"))
                 }
                 return PluginBridge.response(response)
-            } catch let error as StoreError {
-                self.logger.error("store failure in plugin route", metadata: ["path": "\(route.path)", "error": "\(error)"])
-                throw PluginError.storeUnavailable()
-            } catch let error as PluginError where !(400...599).contains(error.status) {
-                self.logger.error("plugin threw an error with an invalid HTTP status; sent 500 instead",
-                                  metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(error.status)", "code": "\(error.code)"])
-                throw PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' failed: \(error.message)")
+            } catch {
+                let (mapped, serverFault) = PluginError.normalized(error, owner: owner == "engine" ? nil : owner)
+                if serverFault {
+                    self.logger.error("plugin route failed", metadata: ["plugin": "\(owner)", "path": "\(route.path)", "error": "\(error)"])
+                }
+                throw mapped
             }
         }
         router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue) ?? .get, use: handler)
