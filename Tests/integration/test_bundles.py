@@ -189,3 +189,20 @@ def test_plugins_command_lists_web_entries_and_pages(workdir):
     assert "ELEMENT webrtc (Camera)" in result.stdout
     assert "WEB     overlay: /plugins/tts/overlay.js" in result.stdout
     assert "PAGE    /publish" in result.stdout
+
+
+def test_a_web_folder_beside_the_library_belongs_to_a_lone_library_only(engines, hello_so, tmp_path):
+    bundle = tmp_path / "hello-bundle"
+    (bundle / "web").mkdir(parents=True)
+    (bundle / "web" / "note.txt").write_text("bundle file\n")
+    shutil.copy(hello_so, bundle / "libhello.so")
+    engine = engines(plugin_config({"name": "hello", "path": str(bundle / "libhello.so")}))
+    hello = requests.get(engine.url + "/api/plugins").json()["plugins"][0]
+    assert hello["web"]["base"] == "/plugins/hello/"
+    assert requests.get(engine.url + "/plugins/hello/note.txt").text == "bundle file\n"
+    engine.stop()
+    # A second library in the folder: the web folder could be either's, so neither gets it.
+    shutil.copy(hello_so, bundle / "libother.so")
+    engine = engines(plugin_config({"name": "hello", "path": str(bundle / "libhello.so")}))
+    assert requests.get(engine.url + "/api/plugins").json()["plugins"][0]["web"] is None
+    assert requests.get(engine.url + "/plugins/hello/note.txt").status_code == 404

@@ -64,7 +64,8 @@ public enum PluginLoader {
         return URL(fileURLWithPath: pluginsDir).appendingPathComponent(path).standardizedFileURL.path
     }
 
-    /// The web folder of an entry: `web:` (relative to the working directory), else `web` beside the library, else
+    /// The web folder of an entry: `web:` (relative to the working directory), else `web` beside the library when the
+    /// library is the only one in its folder, else
     /// the `web` folder of the SwiftPM resources bundle of the plugin's module beside the library
     /// (`<Package>_<Module>.resources/web`, what `resources: [.copy("web")]` produces).
     /// - Returns: The folder, or nil when there is none (an explicit `web:` that is not a folder is an error).
@@ -80,7 +81,11 @@ public enum PluginLoader {
         }
         let folder = URL(fileURLWithPath: library).deletingLastPathComponent()
         let beside = folder.appendingPathComponent("web")
-        if FileManager.default.fileExists(atPath: beside.path, isDirectory: &isFolder), isFolder.boolValue {
+        // Only in a bundle's own folder (`counter/libcounter.so` + `counter/web/`): where several plugin libraries
+        // share a folder, a `web` there would belong to all of them.
+        let libraries = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { $0.hasPrefix("lib") && ($0.hasSuffix(".so") || $0.hasSuffix(".dylib")) }
+        if libraries.count <= 1, FileManager.default.fileExists(atPath: beside.path, isDirectory: &isFolder), isFolder.boolValue {
             return beside.standardizedFileURL
         }
         guard !moduleName.isEmpty else { return nil }
