@@ -21,6 +21,21 @@ func plugin(_ name: String, product: String, web: Bool = true, extra: [Target.De
     )
 }
 
+/// The unit-test target of a plugin, `Tests/<Name>Tests`.
+///
+/// Every test target is linked into one test executable, so the plugins tested there each bring their
+/// `onionrp_plugin_entry` (the C symbol the engine looks up with dlsym in each library); the linker is told to keep the
+/// first. No test calls it, and the libraries themselves are linked as before.
+func pluginTests(_ name: String, extra: [Target.Dependency] = []) -> Target {
+    .testTarget(
+        name: "\(name)Tests",
+        dependencies: [.target(name: name), .product(name: "PluginAPI", package: "PluginAPI")] + extra,
+        path: "Tests/\(name)Tests",
+        swiftSettings: strict,
+        linkerSettings: [.unsafeFlags(["-Xlinker", "--allow-multiple-definition"], .when(platforms: [.linux]))]
+    )
+}
+
 let plugins = [
     plugin("ModeratorKeys", product: "moderator-keys", web: false),
     plugin("Media", product: "media", extra: [.product(name: "MultipartKit", package: "multipart-kit")]),
@@ -96,5 +111,16 @@ let package = Package(
             path: "Tests/EngineTests",
             swiftSettings: strict
         ),
+        // Unit tests of PluginAPI and of each plugin's logic, without HTTP or a browser. A plugin target is a normal
+        // target, so `@testable import Media` sees its internals in a debug build. Engine is linked only for OpenSSLCrypto.
+        .testTarget(
+            name: "PluginAPITests",
+            dependencies: [.product(name: "PluginAPI", package: "PluginAPI")],
+            path: "Tests/PluginAPITests",
+            swiftSettings: strict
+        ),
+        pluginTests("Media", extra: ["Engine"]),
+        pluginTests("TTS"),
+        pluginTests("WebRTCSignaling", extra: ["Engine"]),
     ] + plugins.map(\.1)
 )
