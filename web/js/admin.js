@@ -1,11 +1,12 @@
 // The streamer dashboard (/admin): moderator keys and sessions, the OBS overlay URL, plugins,
-// realtime metrics and camera publisher links. The streamer token is entered once per tab
-// (sessionStorage) and sent as x-streamer-token.
+// realtime metrics, and the cards plugins add (addCard; the camera card is the webrtc-signaling plugin's).
+// The streamer token is entered once per tab (sessionStorage) and sent as x-streamer-token.
 
 import { ApiError, createApi, describeError, loadCapabilities } from "./mod/api.js";
-import { CameraPanel } from "./mod/camera.js";
 import { confirmDialog, notify } from "./mod/notices.js";
 import { $, copyText, formatAgo, formatDuration, formatRemaining, h, storage } from "./mod/util.js";
+import { noticeKind } from "./mod/plugin-api.js";
+import { loadPlugins, onPluginStatus, pluginStatus, registrations } from "./lib/plugins.js";
 
 const TOKEN_KEY = "onionrp.admin.token";
 const tabStore = storage("session");
@@ -106,8 +107,10 @@ async function openDashboard() {
 
   const caps = await loadCapabilities(api);
   renderPlugins(caps.listing);
-  const camera = new CameraPanel({ api, caps, streamer: true, isVisible: () => !document.hidden && !locked }, $("#camera"));
-  camera.init();
+  onPluginStatus(() => renderPlugins(caps.listing));
+  loadPlugins("admin", caps.listing, (info) => adminApi(info, caps)).then(() => {
+    document.body.dataset.plugins = "ready";
+  });
 
   refreshKeys();
   refreshSessions();
@@ -117,6 +120,51 @@ async function openDashboard() {
   timers.push(setInterval(() => !locked && !document.hidden && refreshRealtime(), 2000));
   timers.push(setInterval(tickCountdowns, 1000));
   document.body.dataset.ready = "true";
+}
+
+// ---- plugins' cards ---------------------------------------------------------------------------
+
+const CARD_ID = /^[a-z][a-z0-9-]{0,39}$/;
+
+/**
+ * The api one plugin's dashboard module receives (docs/plugin-bundles.md).
+ * @param {{name: string, version: string, base: string}} info
+ * @param {{has: (method: string, path: string) => boolean}} caps
+ */
+function adminApi(info, caps) {
+  const owned = registrations();
+  return Object.freeze({
+    plugin: info,
+    role: "streamer",
+    /** Adds a card to the dashboard: {id, title, span? (1-12 columns, default 6), render(container)}. */
+    addCard({ id, title, span = 6, render } = {}) {
+      if (!CARD_ID.test(String(id))) throw new TypeError(`addCard: id '${id}' must be lower-case letters, digits and '-'`);
+      if (typeof render !== "function") throw new TypeError("addCard: render(container) is required");
+      if (document.getElementById(`${id}-card`)) throw new Error(`addCard: a card '${id}' exists already`);
+      const width = [4, 5, 6, 7, 8, 12].includes(Number(span)) ? Number(span) : 6;
+      const container = h("div", { id });
+      const card = h(`section.card.span-${width}`, { id: `${id}-card`, "aria-labelledby": `${id}-title`, dataset: { plugin: info.name } },
+        h("h2", { id: `${id}-title` }, String(title || id)), container);
+      $("#dash").append(card);
+      owned.track(() => card.remove());
+      render(container);
+      return { card, container, remove: () => card.remove() };
+    },
+    /** Calls one of the engine's routes with the streamer token; body is sent as JSON (URLSearchParams: a form). */
+    request(method, path, body, options = {}) {
+      const init = { ...options };
+      if (body instanceof URLSearchParams) init.form = body;
+      else if (body !== undefined && body !== null) init.json = body;
+      return api.request(String(method).toUpperCase(), path, init);
+    },
+    upload: (path, file, onProgress) => api.upload(path, file, onProgress),
+    hasRoute: (method, path) => caps.has(String(method).toUpperCase(), path),
+    describeError,
+    notice: (message, kind = "info", options = {}) => notify(String(message), { kind: noticeKind(kind), ...options }),
+    /** False while the dashboard is locked (token forgotten or refused): pause polling then. */
+    active: () => !locked,
+    dispose: () => owned.dispose(),
+  });
 }
 
 // ---- keys ------------------------------------------------------------------------------------
@@ -264,12 +312,19 @@ function renderPlugins(listing) {
     return;
   }
   table.append(
-    h("thead", h("tr", ["Plugin", "Version", "API", "Routes"].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", plugins.map((p) => h("tr",
-      h("td", h("strong", p.name), p.summary ? h("div.small.muted", { style: { whiteSpace: "normal" } }, p.summary) : null),
-      h("td", p.version || "–"),
-      h("td", p.api_version || "–"),
-      h("td", String(Array.isArray(p.routes) ? p.routes.length : 0))))),
+    h("thead", h("tr", ["Plugin", "Version", "API", "Routes", "Page"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", plugins.map((p) => {
+      // What this dashboard made of the plugin's admin module.
+      const failure = pluginStatus.failed.find((f) => f.name === p.name);
+      const page = failure ? h("span.bad", { title: failure.error }, "failed")
+        : pluginStatus.loaded.includes(p.name) ? h("span", "loaded") : h("span.muted", "–");
+      return h("tr", { dataset: { plugin: p.name } },
+        h("td", h("strong", p.name), p.summary ? h("div.small.muted", { style: { whiteSpace: "normal" } }, p.summary) : null),
+        h("td", p.version || "–"),
+        h("td", p.api_version || "–"),
+        h("td", String(Array.isArray(p.routes) ? p.routes.length : 0)),
+        h("td.plugin-page", page));
+    })),
   );
 }
 

@@ -1,16 +1,42 @@
-// The media library: upload (button or drag-and-drop, a progress bar per file), thumbnails, type and
-// size, delete (with the engine's in-use warning), and add to the scene in one click. Live: files
-// uploaded or deleted by other moderators appear and disappear (socket `media.added` / `media.removed`).
+// The media plugin's panel module: the Media tab of the moderator panel. Upload (button or drag-and-drop, on
+// the tab or on the stage, a progress bar per file), thumbnails, type and size, delete (with the engine's
+// in-use warning), and add to the scene in one click. Live: files uploaded or deleted by other moderators
+// appear and disappear (socket `media.added` / `media.removed`). It is also the panel's media source: "Add
+// image/video" picks from the library, and the editor knows which media ids exist.
+//
+// image/video/audio elements stay core element types (drawn by the overlay and the editor without this module).
 
-import { describeError } from "./api.js";
-import { confirmDialog, notify } from "./notices.js";
-import { icon } from "./icons.js";
-import { formatAgo, formatBytes, h, syncList } from "./util.js";
+import { describeError } from "/js/mod/api.js";
+import { confirmDialog, notify } from "/js/mod/notices.js";
+import { icon } from "/js/mod/icons.js";
+import { formatAgo, formatBytes, h, syncList } from "/js/mod/util.js";
+import { useStyles } from "/js/lib/plugins.js";
+
+/**
+ * Adds the Media tab, the library as the panel's media source and uploads by dropping files on the stage.
+ * @param {object} api  the panel's plugin api
+ */
+export default function setup(api) {
+  if (!api.hasRoute("GET", "/api/media") || !api.hasRoute("POST", "/api/media")) return;
+  useStyles(new URL("./panel.css", import.meta.url));
+  api.addTab({
+    id: "media",
+    label: "Media",
+    side: "left",
+    render(container) {
+      const library = new MediaLibrary(api, container);
+      library.init();
+      api.addMediaSource({ pick: (kind) => library.pick(kind), known: (id) => library.known(id) });
+      library.bindDrop(api.stage.element, (item, event) => api.scene.addMedia(item, api.stage.toScene(event.clientX, event.clientY)));
+      api.onReconnect(() => library.load());
+    },
+  });
+}
 
 
 export class MediaLibrary {
-  constructor(app, root) {
-    this.app = app;
+  constructor(api, root) {
+    this.api = api;
     this.root = root;
     this.items = new Map(); // id -> media, newest first by created_at
     this.available = false;
@@ -22,12 +48,6 @@ export class MediaLibrary {
 
   init() {
     this.root.textContent = "";
-    if (!this.app.caps.media) {
-      this.root.append(h("div.unavailable#media-unavailable",
-        h("strong", "Media library not available"),
-        h("p.muted.small", "This engine does not serve the media plugin. Images and videos can still be added by URL.")));
-      return;
-    }
     this.available = true;
     this.fileInput = h("input.sr-only#media-file", { type: "file", multiple: true, accept: "image/*,video/*,audio/*", tabindex: "-1" });
     this.fileInput.addEventListener("change", () => {
@@ -46,16 +66,16 @@ export class MediaLibrary {
       h("span.muted.small", "or drop images, videos, audio here"));
     this.root.append(this.drop, this.fileInput, this.uploadList, h("div.row.between", this.quota, this.filter), this.grid);
     this.bindDrop(this.root, null);
-    this.app.socket.on("media.added", (m) => {
+    this.api.on("media.added", (m) => {
       if (m.media && m.media.id) {
         this.add(m.media);
         this.render();
       }
     });
-    this.app.socket.on("media.removed", (m) => {
+    this.api.on("media.removed", (m) => {
       if (m.id && this.items.delete(m.id)) {
         this.render();
-        this.app.onMediaChanged();
+        this.api.scene.redraw();
       }
     });
     this.load();
@@ -63,14 +83,14 @@ export class MediaLibrary {
 
   async load() {
     try {
-      const answer = await this.app.api.get("/api/media");
+      const answer = await this.api.request("GET", "/api/media");
       this.items.clear();
       for (const item of Array.isArray(answer.media) ? answer.media : []) this.add(item);
       this.totalBytes = answer.total_bytes ?? null;
       this.quotaBytes = answer.quota_bytes ?? null;
       this.loaded = true;
       this.render();
-      this.app.onMediaChanged();
+      this.api.scene.redraw();
     } catch (err) {
       this.grid.textContent = "";
       this.grid.append(h("li.muted", `Could not load the library: ${describeError(err)}`));
@@ -81,7 +101,7 @@ export class MediaLibrary {
     const had = this.items.has(item.id);
     this.items.set(item.id, { ...(this.items.get(item.id) || {}), ...item });
     if (!had && this.totalBytes !== null) this.totalBytes += Number(item.size) || 0;
-    if (!had) this.app.onMediaChanged();
+    if (!had) this.api.scene.redraw();
   }
 
   /** Is this media id known? null while the library is not loaded (or not available). */
@@ -143,7 +163,7 @@ export class MediaLibrary {
         h("span.media-name", { title: name }, name),
         h("span.small.muted.media-age", this.metaText(item))),
       h("div.media-actions",
-        h("button.btn.small.primary", { type: "button", dataset: { action: "add" }, "aria-label": `Add ${name} to the scene`, onclick: () => this.app.addMedia(item) }, "Add"),
+        h("button.btn.small.primary", { type: "button", dataset: { action: "add" }, "aria-label": `Add ${name} to the scene`, onclick: () => this.api.scene.addMedia(item) }, "Add"),
         h("button.btn.small.danger", { type: "button", dataset: { action: "delete" }, "aria-label": `Delete ${name}`, onclick: () => this.remove(item) }, "Delete")),
     );
   }
@@ -190,7 +210,7 @@ export class MediaLibrary {
     const cancel = h("button.icon-btn", { type: "button", "aria-label": `Cancel ${file.name}`, title: "Cancel" }, "×");
     const row = h("li.upload", { dataset: { state: "uploading" } }, h("span.upload-name", { title: file.name }, file.name), bar, pct, status, cancel);
     this.uploadList.append(row);
-    const job = this.app.api.upload("/api/media", file, (share) => {
+    const job = this.api.upload("/api/media", file, (share) => {
       bar.value = share;
       pct.textContent = `${Math.round(share * 100)}%`;
     });
@@ -232,11 +252,11 @@ export class MediaLibrary {
       if (!ok) return;
     }
     try {
-      await this.app.api.del(`/api/media/${encodeURIComponent(item.id)}`, { query: force ? { force: "true" } : undefined });
+      await this.api.request("DELETE", `/api/media/${encodeURIComponent(item.id)}`, null, { query: force ? { force: "true" } : undefined });
       this.items.delete(item.id);
       if (this.totalBytes !== null) this.totalBytes = Math.max(0, this.totalBytes - (Number(item.size) || 0));
       this.render();
-      this.app.onMediaChanged();
+      this.api.scene.redraw();
       notify(`Deleted “${name}”`, { kind: "ok" });
     } catch (err) {
       if (err.status === 409 && err.code === "media_in_use" && !force) {

@@ -1,9 +1,11 @@
-// Text-to-speech: compose (text, language, rate, pitch, volume), presets kept in localStorage,
-// and the live queue with skip and clear (socket `tts.queue`).
+// The tts plugin's panel module: the TTS tab of the moderator panel. Compose (text, language, rate, pitch,
+// volume), presets kept in localStorage, and the live queue with skip and clear (socket `tts.queue`).
+// Ctrl+Enter in the text speaks.
 
-import { describeError } from "./api.js";
-import { notify, promptDialog } from "./notices.js";
-import { h, storage, syncList } from "./util.js";
+import { describeError } from "/js/mod/api.js";
+import { notify, promptDialog } from "/js/mod/notices.js";
+import { h, storage, syncList } from "/js/mod/util.js";
+import { useStyles } from "/js/lib/plugins.js";
 
 const PRESETS_KEY = "onionrp.tts.presets";
 const LAST_KEY = "onionrp.tts.last";
@@ -14,9 +16,34 @@ const LANGS = [
 ];
 const DEFAULTS = { lang: "en-US", rate: 1, pitch: 1, volume: 1 };
 
+/**
+ * Adds the TTS tab when the engine serves POST /api/tts/speak.
+ * @param {object} api  the panel's plugin api
+ */
+export default function setup(api) {
+  const caps = {
+    tts: api.hasRoute("POST", "/api/tts/speak"),
+    ttsQueue: api.hasRoute("GET", "/api/tts/queue"),
+    ttsSkip: api.hasRoute("POST", "/api/tts/skip"),
+    ttsClear: api.hasRoute("POST", "/api/tts/clear"),
+  };
+  if (!caps.tts) return;
+  useStyles(new URL("./panel.css", import.meta.url));
+  api.addTab({
+    id: "tts",
+    label: "TTS",
+    render(container) {
+      const panel = new TtsPanel(api, caps, container);
+      panel.init();
+      api.onReconnect(() => panel.refresh());
+    },
+  });
+}
+
 export class TtsPanel {
-  constructor(app, root) {
-    this.app = app;
+  constructor(api, caps, root) {
+    this.api = api;
+    this.caps = caps;
     this.root = root;
     this.store = storage("local");
     this.queueState = { current: null, queue: [] };
@@ -24,11 +51,6 @@ export class TtsPanel {
 
   init() {
     this.root.textContent = "";
-    if (!this.app.caps.tts) {
-      this.root.append(h("div.unavailable#tts-unavailable", h("strong", "Text-to-speech not available"),
-        h("p.muted.small", "This engine does not serve the TTS plugin.")));
-      return;
-    }
     const last = { ...DEFAULTS, ...this.store.getJSON(LAST_KEY, {}) };
     this.text = h("textarea#tts-text", { rows: 3, maxlength: 500, placeholder: "What should the stream hear? (Ctrl+Enter speaks)" });
     this.lang = h("input#tts-lang", { type: "text", list: "tts-langs", value: last.lang, autocomplete: "off", spellcheck: false });
@@ -69,10 +91,10 @@ export class TtsPanel {
     });
     this.queueList = h("ol.tts-queue#tts-queue", { "aria-label": "Speech queue" });
     this.clearBtn = h("button.btn.small.danger#tts-clear", { type: "button", onclick: () => this.clear() }, "Clear queue");
-    this.root.append(form, h("div.row.between.section-head", h("h3", "Queue"), this.app.caps.ttsClear ? this.clearBtn : null), this.queueList);
+    this.root.append(form, h("div.row.between.section-head", h("h3", "Queue"), this.caps.ttsClear ? this.clearBtn : null), this.queueList);
     this.renderPresets();
     this.renderQueue();
-    this.app.socket.on("tts.queue", (m) => {
+    this.api.on("tts.queue", (m) => {
       this.queueState = { current: m.current ?? null, queue: Array.isArray(m.queue) ? m.queue : [] };
       this.renderQueue();
     });
@@ -80,9 +102,9 @@ export class TtsPanel {
   }
 
   async refresh() {
-    if (!this.app.caps.ttsQueue) return;
+    if (!this.caps.ttsQueue) return;
     try {
-      const answer = await this.app.api.get("/api/tts/queue");
+      const answer = await this.api.request("GET", "/api/tts/queue");
       this.queueState = { current: answer.current ?? null, queue: Array.isArray(answer.queue) ? answer.queue : [] };
       this.renderQueue();
     } catch {
@@ -120,11 +142,11 @@ export class TtsPanel {
     this.speakBtn.disabled = true;
     this.result.textContent = "Sending…";
     try {
-      const answer = await this.app.api.post("/api/tts/speak", { json: { text, ...settings } });
+      const answer = await this.api.request("POST", "/api/tts/speak", { text, ...settings });
       const position = Number(answer.position);
       this.result.textContent = Number.isFinite(position) && position > 0 ? `Queued, position ${position}` : "Speaking now";
       this.text.value = "";
-      if (this.app.caps.ttsQueue) setTimeout(() => this.refresh(), 300);
+      if (this.caps.ttsQueue) setTimeout(() => this.refresh(), 300);
     } catch (err) {
       this.result.textContent = "";
       notify(`Speech not sent: ${describeError(err)}`, { kind: "error", timeout: 6000 });
@@ -194,7 +216,7 @@ export class TtsPanel {
       h("span.tts-state"),
       h("span.tts-text", { title: this.itemText(item) }, this.itemText(item)),
       item && item.lang ? h("span.small.muted", item.lang) : h("span"),
-      this.app.caps.ttsSkip
+      this.caps.ttsSkip
         ? h("button.btn.small", { type: "button", "aria-label": `Skip: ${this.itemText(item).slice(0, 40)}`, onclick: () => this.skip(item && item.id) }, "Skip")
         : h("span")),
     (node, { playing }) => {
@@ -206,7 +228,7 @@ export class TtsPanel {
 
   async skip(id) {
     try {
-      await this.app.api.post("/api/tts/skip", { json: id ? { id } : {} });
+      await this.api.request("POST", "/api/tts/skip", id ? { id } : {});
       notify("Skipped", { kind: "ok", timeout: 1500 });
       this.refresh();
     } catch (err) {
@@ -216,7 +238,7 @@ export class TtsPanel {
 
   async clear() {
     try {
-      await this.app.api.post("/api/tts/clear", { json: {} });
+      await this.api.request("POST", "/api/tts/clear", {});
       notify("Queue cleared", { kind: "ok", timeout: 1500 });
       this.refresh();
     } catch (err) {

@@ -1,11 +1,33 @@
 // Camera rooms: publisher/viewer state and the metrics matrix (fps, resolution, bitrate, loss,
 // jitter, RTT, dropped frames) per peer, with live sparklines. Streamers (the dashboard) also get a
-// button that copies a publisher link with a fresh token.
+// button that copies a publisher link with a fresh token. Used by panel.js (Camera tab) and admin.js (card).
 
-import { describeError } from "./api.js";
-import { drawSparkline } from "./chart.js";
-import { notify } from "./notices.js";
-import { copyText, finite, formatBitrate, h } from "./util.js";
+import { describeError } from "/js/mod/api.js";
+import { drawSparkline } from "/js/mod/chart.js";
+import { notify } from "/js/mod/notices.js";
+import { copyText, finite, formatBitrate, h } from "/js/mod/util.js";
+
+/** Which of the plugin's routes this engine serves, from a page's plugin api. */
+export function cameraCaps(api) {
+  return {
+    camera: api.hasRoute("GET", "/api/webrtc/rooms"),
+    cameraStats: api.hasRoute("GET", "/api/webrtc/rooms/{room}/stats"),
+    cameraToken: api.hasRoute("POST", "/api/webrtc/token"),
+  };
+}
+
+/** What CameraPanel needs, from a page's plugin api. */
+export function cameraHost(api, { streamer, isVisible }) {
+  return {
+    api: {
+      get: (path) => api.request("GET", path),
+      post: (path, options = {}) => api.request("POST", path, options.json),
+    },
+    caps: cameraCaps(api),
+    streamer,
+    isVisible,
+  };
+}
 
 const HISTORY = 60;
 
@@ -91,7 +113,7 @@ function roomName(room) {
 
 export class CameraPanel {
   /**
-   * @param {object} app  {api, caps, streamer: boolean, isVisible(): boolean}
+   * @param {object} app  {api, caps, streamer: boolean, isVisible(): boolean} (cameraHost())
    * @param {HTMLElement} root
    */
   constructor(app, root) {
@@ -106,11 +128,6 @@ export class CameraPanel {
 
   init() {
     this.root.textContent = "";
-    if (!this.app.caps.camera) {
-      this.root.append(h("div.unavailable#camera-unavailable", h("strong", "Camera not available"),
-        h("p.muted.small", "This engine does not serve the WebRTC signaling plugin.")));
-      return;
-    }
     this.available = true;
     this.list = h("div.rooms#camera-rooms");
     this.note = h("p.small.muted#camera-note");

@@ -164,6 +164,22 @@ export async function loadPlugins(page, listing, makeApi, { timeoutMs = PLUGIN_T
 }
 
 /**
+ * Adds stylesheets a module needs unless the page has them already (the engine adds the `styles` a plugin
+ * declares; this covers a module used before its declaration lists them).
+ * @param {...(string|URL)} hrefs  e.g. new URL("./panel.css", import.meta.url)
+ */
+export function useStyles(...hrefs) {
+  for (const raw of hrefs) {
+    const href = new URL(String(raw), location.href).href;
+    if ([...document.querySelectorAll('link[rel="stylesheet"]')].some((link) => link.href === href)) continue;
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = href;
+    document.head.appendChild(link);
+  }
+}
+
+/**
  * A registry of undo functions for one plugin's api: `track(fn)` keeps fn (returning it), `dispose()` runs them all
  * (newest first) and makes later registrations no-ops.
  */

@@ -150,9 +150,9 @@ export function createApi({ headers = () => ({}), onUnauthorized = () => {}, onN
 }
 
 /**
- * Which plugin features this engine serves, read once from the public `/api/plugins`.
- * A feature counts as present only when its route is registered, so a plugin that is loaded but
- * not finished (no routes yet) is reported as unavailable and its API is never called.
+ * What this engine serves, read once from the public `/api/plugins`: the listing, `has(method, path)` for its
+ * routes (a plugin module checks the routes it calls, so one that is loaded but not finished is never called),
+ * and the events plugins declare.
  */
 export async function loadCapabilities(api) {
   let listing = { plugins: [] };
@@ -172,17 +172,6 @@ export async function loadCapabilities(api) {
     }
   }
   const has = (method, path) => routes.has(`${method} ${path}`);
-  return {
-    listing,
-    has,
-    media: has("GET", "/api/media") && has("POST", "/api/media"),
-    mediaDelete: has("DELETE", "/api/media/{id}"),
-    tts: has("POST", "/api/tts/speak"),
-    ttsQueue: has("GET", "/api/tts/queue"),
-    ttsSkip: has("POST", "/api/tts/skip"),
-    ttsClear: has("POST", "/api/tts/clear"),
-    camera: has("GET", "/api/webrtc/rooms"),
-    cameraStats: has("GET", "/api/webrtc/rooms/{room}/stats"),
-    cameraToken: has("POST", "/api/webrtc/token"),
-  };
+  return { listing, has, events };
 }
+

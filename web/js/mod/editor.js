@@ -113,7 +113,8 @@ export class StageEditor {
     ordered.forEach(({ el }, rank) => {
       seen.add(el.id);
       let rec = this.records.get(el.id);
-      if (rec && rec.type !== el.type) {
+      // A plugin's preview registered (or removed) since the element was drawn: drawn again with it.
+      if (rec && (rec.type !== el.type || (rec.preview || null) !== this.previewOf(el.type))) {
         this.destroy(rec);
         rec = null;
       }
@@ -147,14 +148,25 @@ export class StageEditor {
       case "text":
         node = createTextNode();
         break;
-      case "webrtc":
-        // A live thumbnail once the room has a publisher (the overlay's viewer, muted), else its name.
-        rec.video = h("video.ed-camera", { muted: true, playsInline: true, autoplay: true, disablePictureInPicture: true });
-        rec.video.muted = true;
-        node = h("div.ov-webrtc", rec.video, h("span.ed-camera-label"));
-        break;
-      default:
-        node = h("div.ed-unknown", h("span", el.type));
+      default: {
+        // Plugin element types: the plugin's stage preview (addStagePreview), else a labelled box.
+        const preview = this.previewOf(el.type);
+        if (preview) {
+          try {
+            const made = preview.create(el) || {};
+            node = made.node instanceof HTMLElement ? made.node : h("div.ed-unknown");
+            Object.assign(rec, made, { id: el.id, type: el.type, styles: {} });
+            rec.preview = preview;
+          } catch (err) {
+            console.warn(`[editor] preview of '${el.type}'`, err);
+            node = null;
+          }
+        }
+        if (!node) {
+          const declared = this.app.ext ? this.app.ext.declared.get(el.type) : null;
+          node = h("div.ed-unknown", h("span", declared ? declared.label : el.type));
+        }
+      }
     }
     node.classList.add("ov-el", "ed-el");
     node.dataset.id = el.id;
@@ -164,9 +176,20 @@ export class StageEditor {
     return rec;
   }
 
+  /** The stage preview a plugin registered for a type, or null. */
+  previewOf(type) {
+    return (this.app.ext && this.app.ext.previews.get(type)) || null;
+  }
+
   destroy(rec) {
     this.records.delete(rec.id);
-    this.stopCamera(rec);
+    if (rec.preview && typeof rec.preview.destroy === "function") {
+      try {
+        rec.preview.destroy(rec);
+      } catch (err) {
+        console.warn(`[editor] preview of '${rec.type}'`, err);
+      }
+    }
     if (rec.node instanceof HTMLMediaElement) {
       try {
         rec.node.pause();
@@ -208,14 +231,12 @@ export class StageEditor {
         rec.text = label;
         node.querySelector(".ed-audio-name").textContent = label;
       }
-    } else if (el.type === "webrtc") {
-      const room = el.room || "";
-      if (rec.text !== room) {
-        rec.text = room;
-        this.stopCamera(rec);
-        this.startCamera(rec, room);
+    } else if (rec.preview && typeof rec.preview.update === "function") {
+      try {
+        rec.preview.update(rec, el);
+      } catch (err) {
+        console.warn(`[editor] preview of '${el.type}'`, err);
       }
-      if (rec.video) rec.video.style.objectFit = ["contain", "cover", "fill"].includes(el.fit) ? el.fit : "cover";
     }
     this.setStyle(rec, "left", `${finite(el.x, 0)}px`);
     this.setStyle(rec, "top", `${finite(el.y, 0)}px`);
@@ -230,42 +251,6 @@ export class StageEditor {
     if (el.type === "text") updateText(rec, el, (r, key, value) => this.setStyle(r, key, value));
     node.classList.toggle("ed-locked", el.locked === true);
     node.classList.toggle("ed-selected", this.app.selection.id === el.id);
-  }
-
-  /**
-   * Shows a camera element's room live: the overlay's own viewer (`/js/overlay-webrtc.js`, loaded on
-   * first use), muted. It waits for a publisher by itself; until a picture plays the box names the room
-   * and the state. Viewer tokens come from the overlay route, so with an overlay token configured the
-   * box keeps its name only.
-   */
-  async startCamera(rec, room) {
-    const label = rec.node.querySelector(".ed-camera-label");
-    const show = (state) => {
-      const playing = state === "playing";
-      rec.node.classList.toggle("ed-camera-live", playing);
-      label.textContent = playing ? "" : `camera: ${room}${state === "waiting" ? " · no publisher yet" : state === "error" ? " · no preview" : ""}`;
-    };
-    show("idle");
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(room) || typeof RTCPeerConnection === "undefined") return;
-    const token = (rec.cameraToken = {});
-    let RoomViewer;
-    try {
-      ({ RoomViewer } = await import("/js/overlay-webrtc.js"));
-    } catch {
-      return;
-    }
-    if (rec.cameraToken !== token || !this.records.has(rec.id)) return;
-    const viewer = new RoomViewer(room, rec.video, { wantSound: false });
-    rec.viewer = viewer;
-    viewer.start();
-    rec.cameraTimer = setInterval(() => show(viewer.state), 1000);
-  }
-
-  stopCamera(rec) {
-    rec.cameraToken = null;
-    clearInterval(rec.cameraTimer);
-    if (rec.viewer) rec.viewer.stop();
-    rec.viewer = null;
   }
 
   /** The selection frame and handles, in screen pixels (constant size whatever the scale). */

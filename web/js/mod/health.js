@@ -1,8 +1,10 @@
 // The health strip: socket state, overlays connected with the version they show and their lag,
-// acknowledgement latency and save rate (GET /api/metrics/realtime every 2 s).
+// acknowledgement latency and save rate (GET /api/metrics/realtime every 2 s), and plugins whose page module
+// failed to load.
 
 import { describeError } from "./api.js";
 import { h } from "./util.js";
+import { onPluginStatus, pluginStatus } from "../lib/plugins.js";
 
 export class HealthStrip {
   /**
@@ -22,7 +24,10 @@ export class HealthStrip {
     this.latency = h("span.health-item.small#health-latency");
     this.saves = h("span.health-item.small#health-saves");
     this.mods = h("span.health-item.small#health-mods");
-    root.append(this.conn, this.retry, this.overlays, this.chips, h("span.spacer"), this.latency, this.mods, this.saves);
+    this.plugins = h("span.health-item.small.plugins-failed#health-plugins", { hidden: true, role: "status" });
+    root.append(this.conn, this.retry, this.overlays, this.chips, h("span.spacer"), this.plugins, this.latency, this.mods, this.saves);
+    this.renderPlugins();
+    onPluginStatus(() => this.renderPlugins());
     if (app.socket) {
       app.socket.onState((state) => {
         this.renderConn();
@@ -66,6 +71,15 @@ export class HealthStrip {
     this.conn.querySelector(".label").textContent = text;
     this.conn.title = state === "open" ? "Live updates connected" : "Live updates are not connected; your edits are kept and sent when it is back";
     this.retry.hidden = state !== "closed";
+  }
+
+  /** Plugins whose module failed: named here (the rest of the panel works without them). */
+  renderPlugins() {
+    const failed = pluginStatus.failed;
+    this.plugins.hidden = failed.length === 0;
+    this.plugins.textContent = failed.length ? `⚠ plugin${failed.length === 1 ? "" : "s"} failed: ${failed.map((f) => f.name).join(", ")}` : "";
+    this.plugins.title = failed.map((f) => `${f.name}: ${f.error}`).join("\n");
+    this.plugins.dataset.failed = failed.map((f) => f.name).join(" ");
   }
 
   async refresh() {

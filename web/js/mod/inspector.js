@@ -1,6 +1,8 @@
-// The property inspector of the selected element: geometry, appearance, text, media playback.
+// The property inspector of the selected element: geometry, appearance, text, media playback, and for plugin
+// element types either the plugin's own inspector (addInspector) or fields made from the type's JSON schema.
 // Every control saves through the scene sync (typing is debounced; Enter or leaving the field saves at once).
 
+import { CORE_TYPES } from "./plugin-api.js";
 import { elementLabel, h } from "./util.js";
 import { FONTS } from "../text-style.js";
 
@@ -30,7 +32,8 @@ export class Inspector {
     this.currentType = null;
   }
 
-  render({ force = false } = {}) {
+  render({ force = false, rebuild = false } = {}) {
+    if (rebuild) this.currentId = null;
     const id = this.app.selection.id;
     const el = id ? this.app.sync.element(id) : null;
     if (!el) {
@@ -232,16 +235,11 @@ export class Inspector {
       }
       sections.push(h("fieldset.group", h("legend", el.type === "image" ? "Image" : el.type === "video" ? "Video" : "Audio"), media));
     }
-    if (el.type === "webrtc") {
-      sections.push(h("fieldset.group", h("legend", "Camera"),
-        this.control(el, "room", {
-          label: "Room",
-          type: "text",
-          parse: (v) => {
-            if (!/^[A-Za-z0-9._-]{1,64}$/.test(v.trim())) throw new Error("Letters, digits, '-', '_' or '.'");
-            return v.trim();
-          },
-        })));
+    this.custom = null;
+    this.serverProblem = null;
+    if (!CORE_TYPES.has(el.type)) {
+      const section = this.pluginSection(el);
+      if (section) sections.push(section);
     }
     const header = h("div.insp-head",
       h("div.insp-title", h("span.type-badge", el.type), h("span.insp-name")),
@@ -262,6 +260,11 @@ export class Inspector {
     const locked = el.locked === true;
     for (const binding of this.fields.values()) {
       const { field, input, type } = binding;
+      if (binding.prop) {
+        if ((input === focused && !force) || (input.getAttribute("aria-invalid") === "true" && !force)) continue;
+        this.fillProp(binding, el);
+        continue;
+      }
       const value = el[field];
       if (["x", "y", "width", "height", "rotation"].includes(field)) input.disabled = locked;
       if (input === focused && !force) continue;
@@ -296,11 +299,183 @@ export class Inspector {
       }
       if (type === "range") input.title = String(input.value);
     }
+    if (this.custom) {
+      try {
+        this.custom(el);
+      } catch (err) {
+        console.warn("[inspector] plugin inspector", err);
+      }
+    }
+    this.showServerProblem();
     if (this.playButton) {
       const playing = el.playing !== false;
       this.playButton.textContent = playing ? "Pause" : "Play";
       this.playButton.setAttribute("aria-label", playing ? "Pause on the overlay" : "Play on the overlay");
     }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Plugin element types
+
+  /** The plugin's inspector for the type, else fields from its schema, else a note. */
+  pluginSection(el) {
+    const ext = this.app.ext;
+    const declared = ext ? ext.declared.get(el.type) : null;
+    const legend = declared ? declared.label : el.type;
+    const custom = ext ? ext.inspectors.get(el.type) : null;
+    if (custom) {
+      const container = h("div.plugin-inspector-body", { dataset: { plugin: custom.plugin } });
+      const id = el.id;
+      const update = (patch, options) => this.app.updateElement(id, patch, { group: `field:${id}:plugin`, debounce: 200, ...options });
+      try {
+        const after = custom.render(container, el, update);
+        if (typeof after === "function") this.custom = after;
+      } catch (err) {
+        console.warn(`[inspector] ${custom.plugin}: inspector of '${el.type}'`, err);
+        container.textContent = "";
+        container.append(h("p.small.bad", `The ${custom.plugin} plugin's inspector failed: ${err && err.message ? err.message : err}`));
+      }
+      return h("fieldset.group", { dataset: { type: el.type } }, h("legend", legend), container);
+    }
+    const schema = declared && declared.schema;
+    if (!schema || !schema.properties || typeof schema.properties !== "object") {
+      return declared ? h("fieldset.group", h("legend", legend), h("p.small.muted", "This element type has no editable properties.")) : null;
+    }
+    const names = Object.keys(schema.properties);
+    const order = Array.isArray(schema["x-order"]) ? schema["x-order"].filter((n) => names.includes(n)) : [];
+    const ordered = [...order, ...names.filter((n) => !order.includes(n))];
+    const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+    const controls = ordered.map((name) => this.propControl(name, schema.properties[name] || {}, required.has(name))).filter(Boolean);
+    return h("fieldset.group.schema-fields", { dataset: { type: el.type } }, h("legend", legend), controls);
+  }
+
+  /** One control for `props.<name>` from its JSON schema. */
+  propControl(name, spec, required) {
+    const field = `props.${name}`;
+    const id = `insp-props-${name}`;
+    const label = typeof spec.title === "string" && spec.title ? spec.title : name;
+    const error = h("span.field-error", { id: `${id}-error` });
+    const kind = Array.isArray(spec.enum) ? "enum"
+      : spec.type === "boolean" ? "boolean"
+        : spec.type === "integer" || spec.type === "number" ? "number"
+          : spec.type === "string" && spec.format === "color" ? "color"
+            : spec.type === "string" ? "string" : null;
+    if (!kind) return h("p.small.muted", `${label}: edited by the plugin`);
+    let input;
+    if (kind === "enum") {
+      input = h("select", { id }, spec.enum.map((value) => h("option", { value: String(value) }, String(value))));
+    } else if (kind === "boolean") {
+      input = h("input", { id, type: "checkbox" });
+    } else if (kind === "number") {
+      input = h("input", { id, type: "number", min: spec.minimum, max: spec.maximum, step: spec.type === "integer" ? 1 : spec.multipleOf ?? "any", autocomplete: "off" });
+    } else if (kind === "color") {
+      input = h("input", { id, type: "color" });
+    } else if (spec["x-multiline"] === true) {
+      input = h("textarea", { id, rows: 3, maxlength: spec.maxLength, spellcheck: true });
+    } else {
+      input = h("input", { id, type: "text", maxlength: spec.maxLength, autocomplete: "off", spellcheck: false });
+    }
+    const parse = (raw) => {
+      if (kind === "boolean") return raw === true;
+      if (kind === "enum") return spec.enum.find((v) => String(v) === raw) ?? raw;
+      if (kind === "number") {
+        if (String(raw).trim() === "") {
+          if (required) throw new Error("Required");
+          return undefined;
+        }
+        const n = Number(raw);
+        if (!Number.isFinite(n)) throw new Error("Enter a number");
+        if (spec.type === "integer" && !Number.isInteger(n)) throw new Error("A whole number");
+        if (typeof spec.minimum === "number" && n < spec.minimum) throw new Error(`At least ${spec.minimum}`);
+        if (typeof spec.maximum === "number" && n > spec.maximum) throw new Error(`At most ${spec.maximum}`);
+        return n;
+      }
+      const text = String(raw);
+      if (typeof spec.maxLength === "number" && text.length > spec.maxLength) throw new Error(`At most ${spec.maxLength} characters`);
+      if (typeof spec.minLength === "number" && text.length < spec.minLength) throw new Error(`At least ${spec.minLength} characters`);
+      if (typeof spec.pattern === "string") {
+        let pattern = null;
+        try {
+          // The engine matches the whole text (PluginAPI ElementProperty.pattern).
+          pattern = new RegExp(`^(?:${spec.pattern})$`, "u");
+        } catch {
+          /* a pattern this browser cannot read: the engine checks it */
+        }
+        if (pattern && !pattern.test(text)) throw new Error("Not in the expected form");
+      }
+      return text;
+    };
+    const binding = { field, prop: name, spec, kind, input, error, type: kind === "boolean" ? "checkbox" : kind };
+    this.fields.set(field, binding);
+    const commit = (final) => {
+      let value;
+      try {
+        value = parse(kind === "boolean" ? input.checked : input.value);
+      } catch (problem) {
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", error.id);
+        error.textContent = problem.message;
+        return;
+      }
+      input.removeAttribute("aria-invalid");
+      error.textContent = "";
+      if (this.serverProblem && this.serverProblem.field === field) this.serverProblem = null;
+      const current = this.app.sync.element(this.currentId);
+      if (!current) return;
+      const props = { ...(current.props && typeof current.props === "object" ? current.props : {}) };
+      if ((props[name] ?? null) === (value ?? null)) {
+        if (final) this.app.sync.flushSoon();
+        return;
+      }
+      if (value === undefined) delete props[name];
+      else props[name] = value;
+      this.app.sync.update(this.currentId, { props }, {
+        group: `field:${this.currentId}:${field}`,
+        debounce: final ? 0 : kind === "string" ? 400 : 200,
+      });
+    };
+    const live = kind === "boolean" || kind === "enum" || kind === "color";
+    input.addEventListener("input", () => commit(live));
+    input.addEventListener("change", () => commit(true));
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (input.tagName !== "TEXTAREA" || e.ctrlKey || e.metaKey)) {
+        commit(true);
+        e.preventDefault();
+      }
+    });
+    const hint = typeof spec.description === "string" ? h("span.muted.small", spec.description) : null;
+    if (kind === "boolean") return h("div.field", h("label.check", { for: id }, input, h("span", label)), hint, error);
+    const range = kind === "number" && (typeof spec.minimum === "number" || typeof spec.maximum === "number")
+      ? h("span.unit", ` ${spec.minimum ?? "…"}–${spec.maximum ?? "…"}`) : null;
+    return h("div.field", { dataset: { prop: name } }, h("label", { for: id }, label, range), input, hint, error);
+  }
+
+  /** Shows `props.<name>` (or its schema default) in its control. */
+  fillProp(binding, el) {
+    const props = el.props && typeof el.props === "object" ? el.props : {};
+    const value = props[binding.prop] !== undefined ? props[binding.prop] : binding.spec.default;
+    const { input, kind } = binding;
+    if (kind === "boolean") input.checked = value === true;
+    else if (kind === "color") input.value = /^#[0-9a-f]{6}$/i.test(String(value || "")) ? value : /^#[0-9a-f]{3}$/i.test(String(value || "")) ? `#${[...String(value).slice(1)].map((c) => c + c).join("")}` : "#000000";
+    else input.value = value === undefined || value === null ? "" : String(value);
+    input.removeAttribute("aria-invalid");
+    binding.error.textContent = "";
+  }
+
+  /** A save the engine refused because of one field (invalid_scene, details.field): marks that field. */
+  serverError(elementId, field, message) {
+    this.serverProblem = { elementId, field, message };
+    this.showServerProblem();
+  }
+
+  showServerProblem() {
+    const problem = this.serverProblem;
+    if (!problem || problem.elementId !== this.currentId) return;
+    const binding = this.fields.get(problem.field);
+    if (!binding) return;
+    binding.input.setAttribute("aria-invalid", "true");
+    binding.input.setAttribute("aria-describedby", binding.error.id);
+    binding.error.textContent = problem.message.replace(/^Not saved: /, "");
   }
 
   togglePlay() {

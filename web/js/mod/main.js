@@ -1,20 +1,20 @@
 // The moderator panel (/mod): login with a one-time key, then the scene editor with layers,
-// inspector, media library, TTS, camera and the health strip, all live over /ws/moderator.
+// inspector and the health strip, all live over /ws/moderator. Plugins add the rest (tabs such as media,
+// TTS and camera, Add entries, inspectors) through their panel modules (./plugin-api.js).
 
 import { ApiError, createApi, describeError, loadCapabilities } from "./api.js";
-import { CameraPanel } from "./camera.js";
 import { StageEditor } from "./editor.js";
 import { HealthStrip } from "./health.js";
 import { Inspector } from "./inspector.js";
 import { LayerList, restackOps, stackOrder } from "./layers.js";
-import { MediaLibrary } from "./media.js";
 import { confirmDialog, dismiss, notify, promptDialog } from "./notices.js";
+import { PanelExtensions, panelApi } from "./plugin-api.js";
 import { SceneSync } from "./scene-sync.js";
 import { SceneSwitcher } from "./scenes.js";
 import { ModeratorSocket } from "./socket.js";
 import { tabs } from "./tabs.js";
-import { TtsPanel } from "./tts.js";
 import { $, clone, elementLabel, finite, h, isTyping, plural, randomId, storage } from "./util.js";
+import { loadPlugins, pluginStatus } from "../lib/plugins.js";
 
 const SESSION_KEY = "onionrp.mod.session";
 const FLASH_KEY = "onionrp.mod.flash";
@@ -181,7 +181,15 @@ async function startApp(saved, { fresh = false } = {}) {
     sheetToggle.setAttribute("aria-label", open ? "Close the panel" : "Open the panel");
   };
   sheetToggle.addEventListener("click", () => app.openSheet(!sheet.classList.contains("open")));
-  for (const tab of $("#right-tabs").querySelectorAll('[role="tab"]')) tab.addEventListener("click", () => app.openSheet(true));
+  $("#right-tabs").addEventListener("click", (event) => {
+    if (event.target instanceof Element && event.target.closest('[role="tab"]')) app.openSheet(true);
+  });
+  app.leftTabs = leftTabs;
+  app.rightTabs = rightTabs;
+  app.leftSide = $("#left-side");
+  app.rightSide = sheet;
+  app.stageWrap = $("#stage-wrap");
+  app.ext = new PanelExtensions(app.caps.listing);
 
   app.select = (id, { reveal = false } = {}) => {
     const changed = app.selection.id !== id;
@@ -192,6 +200,14 @@ async function startApp(saved, { fresh = false } = {}) {
       layers.render();
     }
     editor.drawSelection();
+  };
+  /** A shallow patch of an element; `props` is merged into its props (plugin element types). */
+  app.updateElement = (id, patch, options = {}) => {
+    const el = sync.element(id);
+    if (!el || !patch || typeof patch !== "object") return;
+    const fields = { ...patch };
+    if (fields.props && typeof fields.props === "object") fields.props = { ...(el.props || {}), ...fields.props };
+    sync.update(id, fields, { group: options.group || `plugin:${id}`, debounce: options.debounce ?? 0 });
   };
   app.setField = (id, field, value) => {
     const el = sync.element(id);
@@ -261,8 +277,22 @@ async function startApp(saved, { fresh = false } = {}) {
     app.addElement(element);
     notify(`Added “${element.name || element.id}” to ${sync.name}`, { kind: "ok", timeout: 2000 });
   };
+  /** Image or video: from the media source a plugin offers (a library), else a URL. */
   app.addPicked = async (kind) => {
-    const choice = await media.pick(kind);
+    const source = app.ext.mediaSource;
+    let choice = null;
+    if (source) {
+      choice = await source.pick(kind);
+    } else {
+      const src = await promptDialog({
+        title: `Add ${kind}`,
+        label: "URL",
+        placeholder: "https://… or /path/file",
+        confirmLabel: "Add",
+        validate: (v) => (/^(https?:\/\/|\/)/i.test(v) ? "" : "Enter an http(s) URL or a path starting with /"),
+      });
+      if (src) choice = { src };
+    }
     if (!choice) return;
     if (choice.item) {
       app.addMedia(choice.item);
@@ -273,17 +303,32 @@ async function startApp(saved, { fresh = false } = {}) {
     if (kind === "video") Object.assign(element, { loop: true, muted: false, volume: 1, playing: true });
     app.addElement(element);
   };
-  app.addCamera = async () => {
-    const room = await promptDialog({
-      title: "Add camera",
-      label: "WebRTC room",
-      placeholder: "cam1",
-      confirmLabel: "Add",
-      validate: (v) => (/^[A-Za-z0-9._-]{1,64}$/.test(v) ? "" : "Letters, digits, '-', '_' or '.'"),
-    });
-    if (!room) return;
-    const box = fitted(640, 360);
-    app.addElement({ id: randomId("cam"), type: "webrtc", room, ...box });
+  /** An Add-menu entry of a plugin element type: its create() gives the element's fields (null: cancelled). */
+  app.addFromEntry = async (entry) => {
+    if (!sync.local) return;
+    let partial;
+    try {
+      partial = await entry.create();
+    } catch (err) {
+      notify(`${entry.label}: ${describeError(err)}`, { kind: "error" });
+      return;
+    }
+    if (!partial || typeof partial !== "object") return;
+    // create() gives the new element's props, or {props, width?, height?, name?, ...} with other fields too.
+    if (partial.props === undefined) partial = { props: partial };
+    const declared = app.ext.declared.get(entry.type);
+    const box = fitted(partial.width ?? declared?.width ?? 320, partial.height ?? declared?.height ?? 180);
+    const props = { ...app.ext.defaults(entry.type), ...(partial.props || {}) };
+    const element = { id: randomId(entry.type), type: entry.type, ...box, ...partial };
+    if (Object.keys(props).length || declared?.schema) element.props = props;
+    else delete element.props;
+    app.addElement(element);
+  };
+  /** Scene coordinates of a point on screen, or null outside the stage. */
+  app.toScene = (clientX, clientY) => {
+    const rect = editor.frame.getBoundingClientRect();
+    const inside = clientX >= rect.left && clientX <= rect.right && clientY >= rect.top && clientY <= rect.bottom;
+    return inside ? { x: (clientX - rect.left) / editor.scale, y: (clientY - rect.top) / editor.scale } : null;
   };
   app.duplicateSelected = () => {
     const el = app.selection.id ? sync.element(app.selection.id) : null;
@@ -364,36 +409,45 @@ async function startApp(saved, { fresh = false } = {}) {
   app.resolveMedia = (el) => {
     if (el.src) return { url: el.src, missing: false };
     if (!el.media) return { url: "", missing: true };
-    const known = media.known(el.media);
+    const source = app.ext.mediaSource;
+    const known = source && typeof source.known === "function" ? source.known(el.media) : null;
     if (known === true) return { url: `/media/${encodeURIComponent(el.media)}`, missing: false };
     return { url: "", missing: known === false };
   };
   app.onMediaChanged = () => {
     if (editor) editor.render();
   };
-  app.isVisible = () => !document.hidden && rightTabs.current() === "tab-camera";
 
   // -- modules ---------------------------------------------------------------------------------
   const scenes = new SceneSwitcher(app, $("#scene-bar"));
   const editor = new StageEditor(app, $("#stage-wrap"));
   const layers = new LayerList(app, $("#layers"));
   const inspector = new Inspector(app, $("#inspector"));
-  const media = new MediaLibrary(app, $("#media"));
-  const tts = new TtsPanel(app, $("#tts"));
-  const camera = new CameraPanel({ ...app, streamer: false, isVisible: () => app.isVisible() }, $("#camera"));
   const health = new HealthStrip(app, $("#health"));
   app.editor = editor;
   $("#layer-count").replaceWith(layers.count);
   layers.count.id = "layer-count";
   layers.count.className = "count";
 
-  media.init();
-  tts.init();
-  camera.init();
-  if (app.caps.media) media.bindDrop($("#stage-wrap"), (item, event) => {
-    const rect = editor.frame.getBoundingClientRect();
-    const inside = event.clientX >= rect.left && event.clientX <= rect.right && event.clientY >= rect.top && event.clientY <= rect.bottom;
-    app.addMedia(item, inside ? { x: (event.clientX - rect.left) / editor.scale, y: (event.clientY - rect.top) / editor.scale } : null);
+  // -- plugins: their Add entries, stage previews and inspectors -----------------------------------
+  const addBar = $("#tab-layers .add-bar");
+  const renderAddEntries = () => {
+    for (const old of addBar.querySelectorAll("[data-entry]")) old.remove();
+    const used = new Set([...addBar.querySelectorAll("button[id]")].map((b) => b.id));
+    for (const entry of app.ext.entries) {
+      const id = used.has(`add-${entry.type}`) ? null : `add-${entry.type}`;
+      if (id) used.add(id);
+      addBar.append(h("button.btn.small", {
+        id, type: "button", "aria-label": `Add ${entry.label.toLowerCase()}`, dataset: { entry: entry.key, plugin: entry.plugin || "" },
+        onclick: () => app.addFromEntry(entry),
+      }, entry.label));
+    }
+  };
+  renderAddEntries();
+  app.ext.addEventListener("changed", (event) => {
+    if (event.detail === "entries") renderAddEntries();
+    else if (event.detail === "inspectors") inspector.render({ force: true, rebuild: true });
+    else editor.render();
   });
 
   // -- scene sync -> views -----------------------------------------------------------------------
@@ -459,7 +513,10 @@ async function startApp(saved, { fresh = false } = {}) {
     notify(event.detail.message, { kind: "conflict", key: "conflict", title: "Conflict — ", timeout: 0 });
   });
   sync.addEventListener("error", (event) => {
-    notify(event.detail.message, { kind: event.detail.transient ? "warn" : "error", key: "save-error", timeout: event.detail.transient ? 4000 : 8000 });
+    const { message, transient, field, element } = event.detail;
+    const where = field && element ? ` (${element}: ${field})` : "";
+    notify(`${message}${message.includes(field || "\u0000") ? "" : where}`, { kind: transient ? "warn" : "error", key: "save-error", timeout: transient ? 4000 : 8000 });
+    if (field && element) inspector.serverError(element, field, message);
   });
   sync.addEventListener("saved", () => dismiss("save-error"));
   sync.addEventListener("missing", async () => {
@@ -483,14 +540,17 @@ async function startApp(saved, { fresh = false } = {}) {
         dismiss("offline");
         sync.resync();
         scenes.refresh();
-        if (app.caps.media) media.load();
-        if (app.caps.tts) tts.refresh();
         notify("Back online", { kind: "ok", timeout: 2000, key: "online" });
       }
     } else if (state === "closed") {
       sync.setOnline(false);
     }
     renderStatus();
+  });
+
+  // -- plugin panel modules (in load order; the panel works meanwhile and without them) ---------------
+  loadPlugins("panel", app.caps.listing, (info) => panelApi(app, app.ext, info)).then(() => {
+    document.body.dataset.plugins = "ready";
   });
 
   // -- first load ------------------------------------------------------------------------------
@@ -512,7 +572,6 @@ async function startApp(saved, { fresh = false } = {}) {
   $("#add-text").addEventListener("click", () => app.addText());
   $("#add-image").addEventListener("click", () => app.addPicked("image"));
   $("#add-video").addEventListener("click", () => app.addPicked("video"));
-  $("#add-camera").addEventListener("click", () => app.addCamera());
   const snapToggle = $("#snap-toggle");
   snapToggle.addEventListener("change", () => {
     editor.snapping = snapToggle.checked;
@@ -528,17 +587,12 @@ async function startApp(saved, { fresh = false } = {}) {
     unauthorized = true;
     app.socket.stop();
     health.stop();
-    camera.stop();
     try {
       await app.api.post("/api/moderator/logout");
     } catch {
       /* ended either way */
     }
     backToLogin("You are logged out. Your key was used up; ask your streamer for a new one to come back.", "info");
-  });
-  leftTabs.onChange(() => {});
-  rightTabs.onChange((panel) => {
-    if (panel === "tab-camera") camera.tick();
   });
 
   document.addEventListener("keydown", (event) => onKey(event));
@@ -611,7 +665,7 @@ async function startApp(saved, { fresh = false } = {}) {
       get pending() { return sync.pendingCount; },
       get connection() { return app.socket.state; },
       get selected() { return app.selection.id; },
-      get caps() { return { media: app.caps.media, tts: app.caps.tts, camera: app.caps.camera }; },
+      get plugins() { return { loaded: [...pluginStatus.loaded], failed: pluginStatus.failed.map((f) => ({ ...f })), ready: pluginStatus.ready }; },
       element: (id) => clone(sync.element(id)),
     }),
   });
@@ -657,7 +711,7 @@ function showShortcuts() {
     ["← ↑ → ↓", "nudge 1 px"], ["Shift + arrows", "nudge 10 px"], ["Delete / Backspace", "delete"],
     ["Ctrl + D", "duplicate"], ["Ctrl + Z", "undo"], ["Ctrl + Shift + Z, Ctrl + Y", "redo"],
     ["H / L", "hide-show / lock-unlock"], ["[ / ]", "send backward / bring forward"],
-    ["Alt + ↑/↓ in Layers", "restack"], ["Esc", "cancel a drag, deselect"], ["Ctrl + Enter", "speak (in the TTS text)"],
+    ["Alt + ↑/↓ in Layers", "restack"], ["Esc", "cancel a drag, deselect"],
   ];
   const dialog = h("dialog.dialog", { "aria-labelledby": "dialog-title" },
     h("form", { method: "dialog" },

@@ -519,7 +519,11 @@ export class SceneSync extends EventTarget {
     }
     this.emit("reset", { reason: "refused" });
     this.recompute("refused");
-    if (!(err instanceof ApiError && err.status === 401)) this.emit("error", { message: `Not saved: ${this.lastError}` });
+    if (!(err instanceof ApiError && err.status === 401)) {
+      // invalid_scene names the element and the field (`props.value`): the inspector marks it.
+      const details = err instanceof ApiError && err.details ? err.details : {};
+      this.emit("error", { message: `Not saved: ${this.lastError}`, code: err && err.code, field: details.field, element: details.element });
+    }
     this.schedule();
   }
 

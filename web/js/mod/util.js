@@ -267,7 +267,11 @@ export function elementLabel(el) {
   if (!el) return "";
   if (el.name) return el.name;
   if (el.type === "text" && el.text) return el.text.replace(/\s+/g, " ").slice(0, 40) || el.id;
-  if (el.type === "webrtc" && el.room) return `camera ${el.room}`;
+  // Plugin element types: the type and the first short text property (a camera's room, a counter's title).
+  const props = el.props && typeof el.props === "object" ? el.props : null;
+  const named = props ? Object.values(props).find((v) => typeof v === "string" && v && v.length <= 40 && !v.startsWith("#")) : null;
+  if (named) return `${el.type} ${named}`;
+  if (typeof el.room === "string" && el.room) return `${el.type} ${el.room}`;
   return el.id;
 }
 
