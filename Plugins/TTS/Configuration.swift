@@ -13,7 +13,7 @@ enum SpeechMode: String, Sendable, Codable, CaseIterable {
 }
 
 /// A numeric request field's default and accepted range (`{default, min, max}` in overlay.yaml).
-struct NumberRange: Sendable, Equatable {
+struct NumberRange: Decodable, Sendable, Equatable {
     /// Used when the request leaves the field out.
     var `default`: Double
     /// Smallest accepted value.
@@ -29,16 +29,10 @@ struct NumberRange: Sendable, Equatable {
         self.max = max
     }
 
-    /// Decodes a partial override of `base`: keys left out keep the built-in numbers.
-    init(from decoder: any Decoder, base: NumberRange, hardMin: Double, hardMax: Double) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.default = try c.decodeIfPresent(Double.self, forKey: .default) ?? base.default
-        self.min = try c.decodeIfPresent(Double.self, forKey: .min) ?? base.min
-        self.max = try c.decodeIfPresent(Double.self, forKey: .max) ?? base.max
-        guard hardMin <= min, min <= self.default, self.default <= max, max <= hardMax else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                debugDescription: "need \(hardMin) <= min <= default <= max <= \(hardMax)"))
-        }
+    /// Why the range does not fit inside `hardMin...hardMax` with `min <= default <= max`, or nil.
+    func problem(hardMin: Double, hardMax: Double) -> String? {
+        hardMin <= min && min <= self.default && self.default <= max && max <= hardMax
+            ? nil : "need \(hardMin) <= min <= default <= max <= \(hardMax)"
     }
 
     /// True when `value` is inside the range.
@@ -46,7 +40,7 @@ struct NumberRange: Sendable, Equatable {
 }
 
 /// `plugins[name=tts].config`. Every key is optional; see docs/plugins/tts.md.
-struct TTSConfiguration: Decodable, Sendable {
+struct TTSConfiguration: DefaultedConfiguration {
     /// browser, server or auto.
     var mode: SpeechMode = .auto
     /// Longest accepted `text`, in characters (after whitespace is collapsed).
@@ -82,83 +76,33 @@ struct TTSConfiguration: Decodable, Sendable {
     /// Language tag (or its primary language) to espeak-ng voice, overriding the automatic choice.
     var espeakVoices: [String: String] = [:]
 
-    enum CodingKeys: String, CodingKey {
-        case mode, rate, pitch, volume, blocklist
-        case maxTextLength = "max_text_length"
-        case maxVoiceLength = "max_voice_length"
-        case maxQueueLength = "max_queue_length"
-        case defaultLang = "default_lang"
-        case timeoutBaseSeconds = "timeout_base_seconds"
-        case timeoutPerCharSeconds = "timeout_per_char_seconds"
-        case timeoutMaxSeconds = "timeout_max_seconds"
-        case espeakPath = "espeak_path"
-        case renderTimeoutSeconds = "render_timeout_seconds"
-        case maxConcurrentRenders = "max_concurrent_renders"
-        case cacheMaxBytes = "cache_max_bytes"
-        case espeakVoices = "espeak_voices"
-    }
-
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        if let text = try c.decodeIfPresent(String.self, forKey: .mode) {
-            guard let value = SpeechMode(rawValue: text) else {
-                throw DecodingError.dataCorruptedError(forKey: .mode, in: c,
-                    debugDescription: "expected browser, server or auto, found '\(text)'")
-            }
-            mode = value
+    /// Limits that hold together, checked after decoding.
+    func validate() throws {
+        func check(_ condition: Bool, _ key: String, _ message: String) throws {
+            if !condition { throw ConfigProblem(key, message) }
         }
-        maxTextLength = try c.decodeIfPresent(Int.self, forKey: .maxTextLength) ?? maxTextLength
-        maxVoiceLength = try c.decodeIfPresent(Int.self, forKey: .maxVoiceLength) ?? maxVoiceLength
-        maxQueueLength = try c.decodeIfPresent(Int.self, forKey: .maxQueueLength) ?? maxQueueLength
-        if let lang = try c.decodeIfPresent(String.self, forKey: .defaultLang) {
-            guard let canonical = LanguageTag.canonical(lang) else {
-                throw DecodingError.dataCorruptedError(forKey: .defaultLang, in: c,
-                    debugDescription: "'\(lang)' is not a language tag like en-US")
-            }
-            defaultLang = canonical
+        try check(LanguageTag.canonical(defaultLang) != nil, "default_lang", "'\(defaultLang)' is not a language tag like en-US")
+        for (key, range, low, high) in [("rate", rate, 0.1, 10.0), ("pitch", pitch, 0, 2), ("volume", volume, 0, 1)] {
+            if let problem = range.problem(hardMin: low, hardMax: high) { throw ConfigProblem(key, problem) }
         }
-        rate = try Self.range(c, .rate, base: rate, hardMin: 0.1, hardMax: 10)
-        pitch = try Self.range(c, .pitch, base: pitch, hardMin: 0, hardMax: 2)
-        volume = try Self.range(c, .volume, base: volume, hardMin: 0, hardMax: 1)
-        blocklist = try c.decodeIfPresent([String].self, forKey: .blocklist) ?? blocklist
-        timeoutBaseSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutBaseSeconds) ?? timeoutBaseSeconds
-        timeoutPerCharSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutPerCharSeconds) ?? timeoutPerCharSeconds
-        timeoutMaxSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutMaxSeconds) ?? timeoutMaxSeconds
-        espeakPath = try c.decodeIfPresent(String.self, forKey: .espeakPath) ?? espeakPath
-        renderTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .renderTimeoutSeconds) ?? renderTimeoutSeconds
-        maxConcurrentRenders = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentRenders) ?? maxConcurrentRenders
-        cacheMaxBytes = try c.decodeIfPresent(Int.self, forKey: .cacheMaxBytes) ?? cacheMaxBytes
-        espeakVoices = try c.decodeIfPresent([String: String].self, forKey: .espeakVoices) ?? espeakVoices
-
-        try Self.check(maxTextLength >= 1 && maxTextLength <= 5000, .maxTextLength, c, "must be 1...5000")
-        try Self.check(maxVoiceLength >= 1 && maxVoiceLength <= 500, .maxVoiceLength, c, "must be 1...500")
-        try Self.check(maxQueueLength >= 1 && maxQueueLength <= 10_000, .maxQueueLength, c, "must be 1...10000")
-        try Self.check(timeoutBaseSeconds >= 1, .timeoutBaseSeconds, c, "must be at least 1")
-        try Self.check(timeoutPerCharSeconds >= 0, .timeoutPerCharSeconds, c, "must not be negative")
-        try Self.check(timeoutMaxSeconds >= timeoutBaseSeconds, .timeoutMaxSeconds, c, "must be at least timeout_base_seconds")
-        try Self.check(!espeakPath.isEmpty, .espeakPath, c, "must not be empty")
-        try Self.check(renderTimeoutSeconds > 0 && renderTimeoutSeconds <= 600, .renderTimeoutSeconds, c, "must be in (0, 600]")
-        try Self.check(maxConcurrentRenders >= 1 && maxConcurrentRenders <= 64, .maxConcurrentRenders, c, "must be 1...64")
-        try Self.check(cacheMaxBytes >= 1 << 20, .cacheMaxBytes, c, "must be at least 1048576 (1 MiB)")
+        try check(maxTextLength >= 1 && maxTextLength <= 5000, "max_text_length", "must be 1...5000")
+        try check(maxVoiceLength >= 1 && maxVoiceLength <= 500, "max_voice_length", "must be 1...500")
+        try check(maxQueueLength >= 1 && maxQueueLength <= 10_000, "max_queue_length", "must be 1...10000")
+        try check(timeoutBaseSeconds >= 1, "timeout_base_seconds", "must be at least 1")
+        try check(timeoutPerCharSeconds >= 0, "timeout_per_char_seconds", "must not be negative")
+        try check(timeoutMaxSeconds >= timeoutBaseSeconds, "timeout_max_seconds", "must be at least timeout_base_seconds")
+        try check(!espeakPath.isEmpty, "espeak_path", "must not be empty")
+        try check(renderTimeoutSeconds > 0 && renderTimeoutSeconds <= 600, "render_timeout_seconds", "must be in (0, 600]")
+        try check(maxConcurrentRenders >= 1 && maxConcurrentRenders <= 64, "max_concurrent_renders", "must be 1...64")
+        try check(cacheMaxBytes >= 1 << 20, "cache_max_bytes", "must be at least 1048576 (1 MiB)")
         for word in blocklist {
-            try Self.check(!Blocklist.words(word).isEmpty, .blocklist, c, "entries must contain a letter or digit")
+            try check(!Blocklist.words(word).isEmpty, "blocklist", "entries must contain a letter or digit")
         }
         for (lang, voice) in espeakVoices {
-            try Self.check(LanguageTag.canonical(lang) != nil, .espeakVoices, c, "'\(lang)' is not a language tag")
-            try Self.check(EspeakVoices.isSafeName(voice), .espeakVoices, c, "'\(voice)' is not an espeak-ng voice name")
+            try check(LanguageTag.canonical(lang) != nil, "espeak_voices", "'\(lang)' is not a language tag")
+            try check(EspeakVoices.isSafeName(voice), "espeak_voices", "'\(voice)' is not an espeak-ng voice name")
         }
-    }
-
-    private static func range(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, base: NumberRange,
-                              hardMin: Double, hardMax: Double) throws -> NumberRange {
-        guard c.contains(key) else { return base }
-        return try NumberRange(from: try c.superDecoder(forKey: key), base: base, hardMin: hardMin, hardMax: hardMax)
-    }
-
-    private static func check(_ condition: Bool, _ key: CodingKeys, _ c: KeyedDecodingContainer<CodingKeys>,
-                              _ message: String) throws {
-        if !condition { throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: message) }
     }
 }

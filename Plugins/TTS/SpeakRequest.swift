@@ -142,7 +142,7 @@ struct SpeakRequest: Sendable, Equatable {
             throw PluginError.invalidField("text", "contains a blocked word")
         }
 
-        var lang = configuration.defaultLang
+        var lang = LanguageTag.canonical(configuration.defaultLang) ?? configuration.defaultLang
         if let value = members["lang"], value != .null {
             guard case .string(let given) = value else { throw PluginError.invalidField("lang", "must be a string like en-US") }
             guard let canonical = LanguageTag.canonical(given) else {

@@ -4,7 +4,7 @@ import Foundation
 import PluginAPI
 
 /// Which rooms an overlay (access `.overlay`) may get a viewer token for.
-enum OverlayRoomScope: String, Sendable {
+enum OverlayRoomScope: String, Sendable, Decodable, CaseIterable {
     /// Only rooms named by a `webrtc` element of the active scene.
     case scene
     /// Any valid room name.
@@ -12,7 +12,7 @@ enum OverlayRoomScope: String, Sendable {
 }
 
 /// `plugins[name=webrtc-signaling].config`. Every key is optional; unknown keys are refused.
-struct WebRTCSignalingConfiguration: Decodable, Sendable {
+struct WebRTCSignalingConfiguration: DefaultedConfiguration {
     // ICE
     /// STUN server URLs (`stun:` / `stuns:`) given to browsers. `WEBRTC_STUN_URLS` (comma-separated) overrides.
     var stunURLs: [String] = []
@@ -69,84 +69,28 @@ struct WebRTCSignalingConfiguration: Decodable, Sendable {
     /// Most rooms that get their own `room` label on /metrics (later rooms are counted only in totals).
     var metricsRoomLabels = 16
 
-    enum CodingKeys: String, CodingKey {
-        case stunURLs = "stun_urls"
-        case turnURLs = "turn_urls"
-        case turnSecret = "turn_secret"
-        case turnUsername = "turn_username"
-        case turnPassword = "turn_password"
-        case turnCredentialTTLSeconds = "turn_credential_ttl_seconds"
-        case turnRequiresToken = "turn_requires_token"
-        case tokenSecret = "token_secret"
-        case tokenTTLSeconds = "token_ttl_seconds"
-        case maxTokenTTLSeconds = "max_token_ttl_seconds"
-        case overlayTokenTTLSeconds = "overlay_token_ttl_seconds"
-        case overlayRooms = "overlay_rooms"
-        case replacePublisher = "replace_publisher"
-        case maxViewersPerRoom = "max_viewers_per_room"
-        case maxRooms = "max_rooms"
-        case maxMessageBytes = "max_message_bytes"
-        case idleTimeoutSeconds = "idle_timeout_seconds"
-        case maxErrors = "max_errors"
-        case messagesPerSecond = "messages_per_second"
-        case messageBurst = "message_burst"
-        case outboundQueue = "outbound_queue"
-        case metricsHistory = "metrics_history"
-        case metricsRoomLabels = "metrics_room_labels"
-    }
-
     /// The defaults (no `config:` section).
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        stunURLs = try c.decodeIfPresent([String].self, forKey: .stunURLs) ?? stunURLs
-        turnURLs = try c.decodeIfPresent([String].self, forKey: .turnURLs) ?? turnURLs
-        turnSecret = try c.decodeIfPresent(String.self, forKey: .turnSecret) ?? turnSecret
-        turnUsername = try c.decodeIfPresent(String.self, forKey: .turnUsername) ?? turnUsername
-        turnPassword = try c.decodeIfPresent(String.self, forKey: .turnPassword) ?? turnPassword
-        turnCredentialTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .turnCredentialTTLSeconds) ?? turnCredentialTTLSeconds
-        turnRequiresToken = try c.decodeIfPresent(Bool.self, forKey: .turnRequiresToken) ?? turnRequiresToken
-        tokenSecret = try c.decodeIfPresent(String.self, forKey: .tokenSecret) ?? tokenSecret
-        tokenTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .tokenTTLSeconds) ?? tokenTTLSeconds
-        maxTokenTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .maxTokenTTLSeconds) ?? maxTokenTTLSeconds
-        overlayTokenTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .overlayTokenTTLSeconds) ?? overlayTokenTTLSeconds
-        if let scope = try c.decodeIfPresent(String.self, forKey: .overlayRooms) {
-            guard let parsed = OverlayRoomScope(rawValue: scope) else {
-                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.overlayRooms],
-                                                        debugDescription: "expected 'scene' or 'any', found '\(scope)'"))
-            }
-            overlayRooms = parsed
+    /// Ranges of the numbers, checked after decoding.
+    func validate() throws {
+        func check(_ ok: Bool, _ key: String, _ message: String) throws {
+            guard ok else { throw ConfigProblem(key, message) }
         }
-        replacePublisher = try c.decodeIfPresent(Bool.self, forKey: .replacePublisher) ?? replacePublisher
-        maxViewersPerRoom = try c.decodeIfPresent(Int.self, forKey: .maxViewersPerRoom) ?? maxViewersPerRoom
-        maxRooms = try c.decodeIfPresent(Int.self, forKey: .maxRooms) ?? maxRooms
-        maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? maxMessageBytes
-        idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
-        maxErrors = try c.decodeIfPresent(Int.self, forKey: .maxErrors) ?? maxErrors
-        messagesPerSecond = try c.decodeIfPresent(Int.self, forKey: .messagesPerSecond) ?? messagesPerSecond
-        messageBurst = try c.decodeIfPresent(Int.self, forKey: .messageBurst) ?? messageBurst
-        outboundQueue = try c.decodeIfPresent(Int.self, forKey: .outboundQueue) ?? outboundQueue
-        metricsHistory = try c.decodeIfPresent(Int.self, forKey: .metricsHistory) ?? metricsHistory
-        metricsRoomLabels = try c.decodeIfPresent(Int.self, forKey: .metricsRoomLabels) ?? metricsRoomLabels
-
-        func check(_ ok: Bool, _ key: CodingKeys, _ message: String) throws {
-            guard ok else { throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key], debugDescription: message)) }
-        }
-        try check((60...172_800).contains(turnCredentialTTLSeconds), .turnCredentialTTLSeconds, "must be between 60 and 172800")
-        try check((1...2_592_000).contains(maxTokenTTLSeconds), .maxTokenTTLSeconds, "must be between 1 and 2592000 (30 days)")
-        try check((1...maxTokenTTLSeconds).contains(tokenTTLSeconds), .tokenTTLSeconds, "must be between 1 and max_token_ttl_seconds")
-        try check((5...3600).contains(overlayTokenTTLSeconds), .overlayTokenTTLSeconds, "must be between 5 and 3600")
-        try check((1...1000).contains(maxViewersPerRoom), .maxViewersPerRoom, "must be between 1 and 1000")
-        try check((1...10_000).contains(maxRooms), .maxRooms, "must be between 1 and 10000")
-        try check((1024...(1 << 20)).contains(maxMessageBytes), .maxMessageBytes, "must be between 1024 and 1048576")
-        try check((1...3600).contains(idleTimeoutSeconds), .idleTimeoutSeconds, "must be between 1 and 3600")
-        try check((1...10_000).contains(maxErrors), .maxErrors, "must be between 1 and 10000")
-        try check((1...10_000).contains(messagesPerSecond), .messagesPerSecond, "must be between 1 and 10000")
-        try check((1...100_000).contains(messageBurst), .messageBurst, "must be between 1 and 100000")
-        try check((8...100_000).contains(outboundQueue), .outboundQueue, "must be between 8 and 100000")
-        try check((1...1000).contains(metricsHistory), .metricsHistory, "must be between 1 and 1000")
-        try check((0...1000).contains(metricsRoomLabels), .metricsRoomLabels, "must be between 0 and 1000")
+        try check((60...172_800).contains(turnCredentialTTLSeconds), "turn_credential_ttl_seconds", "must be between 60 and 172800")
+        try check((1...2_592_000).contains(maxTokenTTLSeconds), "max_token_ttl_seconds", "must be between 1 and 2592000 (30 days)")
+        try check((1...maxTokenTTLSeconds).contains(tokenTTLSeconds), "token_ttl_seconds", "must be between 1 and max_token_ttl_seconds")
+        try check((5...3600).contains(overlayTokenTTLSeconds), "overlay_token_ttl_seconds", "must be between 5 and 3600")
+        try check((1...1000).contains(maxViewersPerRoom), "max_viewers_per_room", "must be between 1 and 1000")
+        try check((1...10_000).contains(maxRooms), "max_rooms", "must be between 1 and 10000")
+        try check((1024...(1 << 20)).contains(maxMessageBytes), "max_message_bytes", "must be between 1024 and 1048576")
+        try check((1...3600).contains(idleTimeoutSeconds), "idle_timeout_seconds", "must be between 1 and 3600")
+        try check((1...10_000).contains(maxErrors), "max_errors", "must be between 1 and 10000")
+        try check((1...10_000).contains(messagesPerSecond), "messages_per_second", "must be between 1 and 10000")
+        try check((1...100_000).contains(messageBurst), "message_burst", "must be between 1 and 100000")
+        try check((8...100_000).contains(outboundQueue), "outbound_queue", "must be between 8 and 100000")
+        try check((1...1000).contains(metricsHistory), "metrics_history", "must be between 1 and 1000")
+        try check((0...1000).contains(metricsRoomLabels), "metrics_room_labels", "must be between 0 and 1000")
     }
 
     /// The configuration with the `WEBRTC_*` environment variables applied, checked as a whole.

@@ -139,6 +139,115 @@ public enum ConfigDecoder {
     }
 }
 
+/// A configuration that is a plain struct with default values: every key is optional, and a key left out keeps
+/// the value the property is declared with.
+///
+/// ```swift
+/// struct Configuration: DefaultedConfiguration {
+///     var maxQueueLength = 50          // overlay.yaml: max_queue_length
+///     var rate = Range(min: 0.1, max: 4) // a nested struct: keys left out inside it keep these numbers too
+///     func validate() throws {
+///         guard maxQueueLength > 0 else { throw ConfigProblem("max_queue_length", "must be positive") }
+///     }
+/// }
+/// ```
+///
+/// The configuration decoder finds keys by the snake_case form of each property name (`maxQueueLength` is
+/// `max_queue_length`; a `CodingKeys` enum names keys the conversion gets wrong, such as acronyms), reports every
+/// bad value at once with its line, and then calls ``validate()``.
+public protocol DefaultedConfiguration: Decodable, Sendable {
+    /// The configuration with every default.
+    init()
+    /// Checks values together after decoding; throw ``ConfigProblem`` naming the key (`rate.min`) to report it
+    /// at that key's line.
+    func validate() throws
+}
+
+extension DefaultedConfiguration {
+    /// Default: nothing to check.
+    public func validate() throws {}
+}
+
+/// A problem ``DefaultedConfiguration/validate()`` found: the key (relative to the configuration, dotted for
+/// nested keys) and what is wrong.
+public struct ConfigProblem: Error, Sendable, Equatable {
+    /// e.g. `max_text_length` or `rate.min`.
+    public let key: String
+    /// e.g. `must be 1...5000`.
+    public let message: String
+
+    /// Creates a problem.
+    public init(_ key: String, _ message: String) {
+        self.key = key
+        self.message = message
+    }
+}
+
+/// The YAML key of a property name: `maxQueueLength` -> `max_queue_length`, `redisURL` -> `redis_url`,
+/// `moderatorKeyTTLSeconds` -> `moderator_key_ttl_seconds`, `stunURLs` -> `stun_urls`. Snake-case names are unchanged.
+public func configKeyName(_ name: String) -> String {
+    let characters = Array(name)
+    var out = ""
+    for (index, character) in characters.enumerated() {
+        if character.isUppercase, index > 0 {
+            let previous = characters[index - 1]
+            let next = index + 1 < characters.count ? characters[index + 1] : nil
+            // `URLs`: a plural `s` after an acronym belongs to it (`stunURLs` -> `stun_urls`).
+            let pluralOfAcronym = next == "s" && (index + 2 == characters.count || characters[index + 2].isUppercase)
+            if previous.isLowercase || previous.isNumber || (previous.isUppercase && (next?.isLowercase ?? false) && !pluralOfAcronym) {
+                out.append("_")
+            }
+        }
+        out.append(contentsOf: character.lowercased())
+    }
+    return out
+}
+
+/// The key as written in the file: dictionary keys as they are, property names in snake_case.
+func fileKey(_ key: any CodingKey) -> String {
+    if key is ConfigCodingKey || String(describing: type(of: key)).contains("DictionaryCodingKey") { return key.stringValue }
+    return configKeyName(key.stringValue)
+}
+
+/// The raw string values of an enum's cases.
+func caseNames<C: CaseIterable>(_ type: C.Type) -> [String] {
+    C.allCases.compactMap { ($0 as? any RawRepresentable)?.rawValue as? String }
+}
+
+/// The stored properties of a value by name, for the defaults of a ``DefaultedConfiguration``.
+func defaultFields(of value: Any) -> [String: Any] {
+    var fields: [String: Any] = [:]
+    for child in Mirror(reflecting: value).children {
+        if let label = child.label { fields[label] = child.value }
+    }
+    return fields
+}
+
+extension ConfigDecoder {
+    /// Parses a size as written in `overlay.yaml` (keys ending in `_bytes`): `123`, `1_000`, `25MiB`, `1.5 GB`
+    /// (KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB and K/M/G/T of 1024); nil for anything else or past `Int.max`.
+    public static func byteCount(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "")
+        let number = trimmed.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+        let unit = trimmed.dropFirst(number.count).trimmingCharacters(in: .whitespaces).lowercased()
+        let multipliers: [String: Double] = [
+            "": 1, "b": 1,
+            "k": 1024, "kb": 1e3, "kib": 1024,
+            "m": 1_048_576, "mb": 1e6, "mib": 1_048_576,
+            "g": 1_073_741_824, "gb": 1e9, "gib": 1_073_741_824,
+            "t": 1_099_511_627_776, "tb": 1e12, "tib": 1_099_511_627_776,
+        ]
+        guard !number.isEmpty, let multiplier = multipliers[unit] else { return nil }
+        if unit.isEmpty || unit == "b" {
+            return Int(number)
+        }
+        guard let value = Double(number), value.isFinite else { return nil }
+        let bytes = (value * multiplier).rounded()
+        guard bytes >= 0, bytes < 9.2e18 else { return nil }
+        return Int(bytes)
+    }
+}
+
 /// Several configuration problems.
 public struct ConfigErrorList: Error, Sendable {
     /// The problems, in file order.
@@ -157,7 +266,7 @@ struct ConfigCodingKey: CodingKey {
 func renderPath(_ path: [any CodingKey]) -> String {
     var out = ""
     for key in path {
-        if let index = key.intValue { out += "[\(index)]" } else { out += out.isEmpty ? key.stringValue : "." + key.stringValue }
+        if let index = key.intValue { out += "[\(index)]" } else { out += out.isEmpty ? fileKey(key) : "." + fileKey(key) }
     }
     return out
 }
@@ -235,7 +344,7 @@ final class KeyTracker: @unchecked Sendable {
         case .keyNotFound(let key, let context):
             let parent = locate(context.codingPath, in: root)
             return ConfigError(path: renderPath(context.codingPath + [key]), line: parent.line, column: parent.column,
-                               message: "missing required key '\(key.stringValue)'")
+                               message: "missing required key '\(fileKey(key))'")
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
             let node = locate(context.codingPath, in: root)
             return ConfigError(path: renderPath(context.codingPath), line: node.line, column: node.column,
@@ -250,7 +359,7 @@ final class KeyTracker: @unchecked Sendable {
         for key in path {
             switch node.value {
             case .mapping(let pairs):
-                guard let next = pairs.first(where: { $0.key == key.stringValue })?.value else { return node }
+                guard let next = pairs.first(where: { $0.key == fileKey(key) })?.value else { return node }
                 node = next
             case .sequence(let items):
                 guard let index = key.intValue, items.indices.contains(index) else { return node }
@@ -267,6 +376,8 @@ struct NodeDecoder: Decoder {
     let node: ConfigNode
     let codingPath: [any CodingKey]
     let tracker: KeyTracker
+    /// The declared values of the properties being decoded (a ``DefaultedConfiguration`` or a struct inside one).
+    var defaults: [String: Any]? = nil
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func error(_ message: String) -> ConfigError {
@@ -277,7 +388,8 @@ struct NodeDecoder: Decoder {
         if node.isNull {
             let empty = ConfigNode(.mapping([]), line: node.line, column: node.column)
             let index = tracker.register(path: codingPath, node: empty)
-            return KeyedDecodingContainer(KeyedNodeContainer<Key>(node: empty, pairs: [], codingPath: codingPath, tracker: tracker, index: index))
+            return KeyedDecodingContainer(KeyedNodeContainer<Key>(node: empty, pairs: [], codingPath: codingPath, tracker: tracker, index: index,
+                                                                  defaults: defaults))
         }
         guard case .mapping(let pairs) = node.value else { throw error("expected a mapping, found \(node.kindName)") }
         var seen = Set<String>()
@@ -286,7 +398,8 @@ struct NodeDecoder: Decoder {
                               column: pair.value.column, message: "duplicate key '\(pair.key)'")
         }
         let index = tracker.register(path: codingPath, node: node)
-        return KeyedDecodingContainer(KeyedNodeContainer<Key>(node: node, pairs: pairs, codingPath: codingPath, tracker: tracker, index: index))
+        return KeyedDecodingContainer(KeyedNodeContainer<Key>(node: node, pairs: pairs, codingPath: codingPath, tracker: tracker, index: index,
+                                                              defaults: defaults))
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -323,7 +436,43 @@ struct NodeDecoder: Decoder {
             if let integerType = type as? any FixedWidthInteger.Type {
                 return try typed(try integer(integerType))
             }
-            return try T(from: self)
+            if let defaulted = type as? any DefaultedConfiguration.Type {
+                var decoder = self
+                decoder.defaults = defaultFields(of: defaulted.init())
+                let value = try T(from: decoder)
+                try validate(value)
+                return value
+            }
+            do {
+                return try T(from: self)
+            } catch let error as DecodingError {
+                // An enum of strings: name what is accepted instead of Swift's "Cannot initialize ...".
+                if let cases = type as? any CaseIterable.Type, case .scalar(let text, _) = node.value {
+                    let names = caseNames(cases).map { "'\($0)'" }
+                    if let last = names.last {
+                        let list = names.count == 1 ? last : names.dropLast().joined(separator: ", ") + " or " + last
+                        throw self.error("expected \(list), found '\(text)'")
+                    }
+                }
+                throw error
+            }
+        }
+    }
+
+    /// Runs a configuration's ``DefaultedConfiguration/validate()``, reporting a problem at its key's line.
+    func validate<T>(_ value: T) throws {
+        guard let configuration = value as? any DefaultedConfiguration else { return }
+        do {
+            try configuration.validate()
+        } catch let problem as ConfigProblem {
+            var target = node
+            for part in problem.key.split(separator: ".") {
+                guard case .mapping(let pairs) = target.value, let next = pairs.first(where: { $0.key == part })?.value else { break }
+                target = next
+            }
+            let base = renderPath(codingPath)
+            throw ConfigError(path: base.isEmpty ? problem.key : base + "." + problem.key, line: target.line, column: target.column,
+                              message: problem.message)
         }
     }
 
@@ -335,6 +484,13 @@ struct NodeDecoder: Decoder {
 
     func integer<I: FixedWidthInteger>(_ type: I.Type) throws -> I {
         let text = try scalarText("a whole number").replacingOccurrences(of: "_", with: "")
+        // A size (`*_bytes` keys) may carry a unit: 25MiB, 500 MB, 1GiB.
+        if let last = codingPath.last, fileKey(last).hasSuffix("_bytes"), I(text) == nil {
+            guard let bytes = ConfigDecoder.byteCount(text), let value = I(exactly: bytes) else {
+                throw error("expected a size such as 26214400, 25MiB or 1GB, found '\(text)'")
+            }
+            return value
+        }
         guard let value = I(text) else {
             if Int64(text) != nil || UInt64(text) != nil {
                 throw error("'\(text)' is out of range (\(I.min)...\(I.max))")
@@ -357,12 +513,34 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let codingPath: [any CodingKey]
     let tracker: KeyTracker
     let index: Int
+    /// Declared values by property name; a key the file leaves out decodes to its declared value.
+    let defaults: [String: Any]?
 
     var allKeys: [Key] { pairs.compactMap { Key(stringValue: $0.key) } }
 
     func lookup(_ key: Key) -> ConfigNode? {
-        tracker.markUsed(index, key: key.stringValue)
-        return pairs.first(where: { $0.key == key.stringValue })?.value
+        let name = fileKey(key)
+        tracker.markUsed(index, key: name)
+        return pairs.first(where: { $0.key == name })?.value
+    }
+
+    /// The declared value of `key`, when the type being decoded has defaults.
+    func fallback<T>(_ key: Key, as type: T.Type) -> T? { defaults?[key.stringValue] as? T }
+
+    /// A key with a declared value: absent, it keeps that value; a bad value is recorded (every problem of the
+    /// file is reported together) and the declared value stands in so decoding goes on.
+    func decodeDefaulted<T: Decodable>(_ type: T.Type, _ key: Key, fallback: T) throws -> T {
+        guard let value = lookup(key) else { return fallback }
+        var child = NodeDecoder(node: value, codingPath: codingPath + [key], tracker: tracker)
+        child.defaults = defaultFields(of: fallback)
+        do {
+            return try child.decodeValue(T.self)
+        } catch let error as ConfigError {
+            tracker.recordSoft(error)
+        } catch let error as DecodingError {
+            tracker.recordSoft(tracker.convert(error, root: value, base: codingPath + [key]))
+        }
+        return fallback
     }
 
     func contains(_ key: Key) -> Bool { lookup(key) != nil }
@@ -376,13 +554,17 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     func decodeNil(forKey key: Key) throws -> Bool { lookup(key)?.isNull ?? true }
-    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try child(key).decodeValue(T.self) }
+    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
+        if let fallback = fallback(key, as: T.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(T.self)
+    }
     /// A problem in an optional key is recorded and the key treated as absent, so decoding goes on
     /// and every problem of the file is reported together.
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? { try softDecode(type, key) }
 
     private func softDecode<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T? {
-        guard let value = lookup(key), !value.isNull else { return nil }
+        guard let value = lookup(key) else { return fallback(key, as: T.self) }
+        guard !value.isNull else { return nil }
         let child = NodeDecoder(node: value, codingPath: codingPath + [key], tracker: tracker)
         do {
             return try child.decodeValue(T.self)
@@ -407,26 +589,68 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeIfPresent(_ type: UInt16.Type, forKey key: Key) throws -> UInt16? { try softDecode(type, key) }
     func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try softDecode(type, key) }
     func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try softDecode(type, key) }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try child(key).decodeValue(type) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try child(key).decodeValue(type) }
-    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try child(key).decodeValue(type) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try child(key).decodeValue(type) }
-    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try child(key).decodeValue(type) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try child(key).integer(type) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try child(key).integer(type) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try child(key).decodeValue(type) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try child(key).decodeValue(type) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try child(key).decodeValue(type) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try child(key).integer(type) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try child(key).decodeValue(type) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try child(key).decodeValue(type) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try child(key).decodeValue(type) }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
+        if let fallback = fallback(key, as: Bool.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String {
+        if let fallback = fallback(key, as: String.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
+        if let fallback = fallback(key, as: Double.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float {
+        if let fallback = fallback(key, as: Float.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int {
+        if let fallback = fallback(key, as: Int.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 {
+        if let fallback = fallback(key, as: Int8.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).integer(type)
+    }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 {
+        if let fallback = fallback(key, as: Int16.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).integer(type)
+    }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 {
+        if let fallback = fallback(key, as: Int32.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 {
+        if let fallback = fallback(key, as: Int64.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt {
+        if let fallback = fallback(key, as: UInt.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 {
+        if let fallback = fallback(key, as: UInt8.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).integer(type)
+    }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 {
+        if let fallback = fallback(key, as: UInt16.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 {
+        if let fallback = fallback(key, as: UInt32.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 {
+        if let fallback = fallback(key, as: UInt64.self) { return try decodeDefaulted(type, key, fallback: fallback) }
+        return try child(key).decodeValue(type)
+    }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
         try child(key).container(keyedBy: type)
     }
     func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { try child(key).unkeyedContainer() }
-    func superDecoder() throws -> any Decoder { NodeDecoder(node: node, codingPath: codingPath, tracker: tracker) }
+    func superDecoder() throws -> any Decoder { NodeDecoder(node: node, codingPath: codingPath, tracker: tracker, defaults: defaults) }
     func superDecoder(forKey key: Key) throws -> any Decoder { try child(key) }
 }
 

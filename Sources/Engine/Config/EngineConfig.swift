@@ -19,7 +19,7 @@ public struct EngineConfig: Sendable {
 }
 
 /// `server:`.
-public struct ServerConfig: Decodable, Sendable {
+public struct ServerConfig: DefaultedConfiguration {
     /// Address to listen on (`HOST`).
     public var host = "127.0.0.1"
     /// Port to listen on (`PORT`); 0 picks a free port.
@@ -46,40 +46,10 @@ public struct ServerConfig: Decodable, Sendable {
     public var bodyTimeoutSeconds = 30
 
     public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case host, port
-        case publicURL = "public_url"
-        case dataDir = "data_dir"
-        case uploadsDir = "uploads_dir"
-        case pluginsDir = "plugins_dir"
-        case webDir = "web_dir"
-        case shutdownGraceSeconds = "shutdown_grace_seconds"
-        case maxConnections = "max_connections"
-        case headerTimeoutSeconds = "header_timeout_seconds"
-        case idleTimeoutSeconds = "idle_timeout_seconds"
-        case bodyTimeoutSeconds = "body_timeout_seconds"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        host = try c.decodeIfPresent(String.self, forKey: .host) ?? host
-        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
-        publicURL = try c.decodeIfPresent(String.self, forKey: .publicURL) ?? publicURL
-        dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? dataDir
-        uploadsDir = try c.decodeIfPresent(String.self, forKey: .uploadsDir) ?? uploadsDir
-        pluginsDir = try c.decodeIfPresent(String.self, forKey: .pluginsDir) ?? pluginsDir
-        webDir = try c.decodeIfPresent(String.self, forKey: .webDir) ?? webDir
-        shutdownGraceSeconds = try c.decodeIfPresent(Int.self, forKey: .shutdownGraceSeconds) ?? shutdownGraceSeconds
-        maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
-        headerTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .headerTimeoutSeconds) ?? headerTimeoutSeconds
-        idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
-        bodyTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .bodyTimeoutSeconds) ?? bodyTimeoutSeconds
-    }
 }
 
 /// `security:`.
-public struct SecurityConfig: Decodable, Sendable {
+public struct SecurityConfig: DefaultedConfiguration {
     /// The streamer's secret (`STREAMER_API_TOKEN`); empty: one is generated and kept in the data folder.
     public var streamerToken = ""
     /// When set, overlays must present it (`?token=` or `x-overlay-token`) (`OVERLAY_TOKEN`).
@@ -92,29 +62,12 @@ public struct SecurityConfig: Decodable, Sendable {
     public var trustedProxies: [String] = []
 
     public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case streamerToken = "streamer_token"
-        case overlayToken = "overlay_token"
-        case strictOrigin = "strict_origin"
-        case allowedOrigins = "allowed_origins"
-        case trustedProxies = "trusted_proxies"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        streamerToken = try c.decodeIfPresent(String.self, forKey: .streamerToken) ?? streamerToken
-        overlayToken = try c.decodeIfPresent(String.self, forKey: .overlayToken) ?? overlayToken
-        strictOrigin = try c.decodeIfPresent(Bool.self, forKey: .strictOrigin) ?? strictOrigin
-        allowedOrigins = try c.decodeIfPresent([String].self, forKey: .allowedOrigins) ?? allowedOrigins
-        trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? trustedProxies
-    }
 }
 
 /// `storage:`.
-public struct StorageConfig: Decodable, Sendable {
+public struct StorageConfig: DefaultedConfiguration {
     /// Where keys, sessions and counters live.
-    public enum Backend: String, Decodable, Sendable {
+    public enum Backend: String, Decodable, Sendable, CaseIterable {
         /// In the engine's memory (the default; state is lost on restart).
         case embedded
         /// A Redis server at `redis_url`.
@@ -128,40 +81,16 @@ public struct StorageConfig: Decodable, Sendable {
     public var persistEmbedded = true
 
     public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case backend
-        case redisURL = "redis_url"
-        case persistEmbedded = "persist_embedded"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        backend = try c.decodeIfPresent(Backend.self, forKey: .backend) ?? backend
-        redisURL = try c.decodeIfPresent(String.self, forKey: .redisURL) ?? redisURL
-        persistEmbedded = try c.decodeIfPresent(Bool.self, forKey: .persistEmbedded) ?? persistEmbedded
-    }
 }
 
 /// `sessions:`.
-public struct SessionsConfig: Decodable, Sendable {
+public struct SessionsConfig: DefaultedConfiguration {
     /// Lifetime of an unconsumed moderator key (`MODERATOR_KEY_TTL_SECONDS`).
     public var moderatorKeyTTLSeconds = 600
     /// Idle lifetime of a moderator session (`MODERATOR_SESSION_TTL_SECONDS`).
     public var moderatorSessionTTLSeconds = 43_200
 
     public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case moderatorKeyTTLSeconds = "moderator_key_ttl_seconds"
-        case moderatorSessionTTLSeconds = "moderator_session_ttl_seconds"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        moderatorKeyTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .moderatorKeyTTLSeconds) ?? moderatorKeyTTLSeconds
-        moderatorSessionTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .moderatorSessionTTLSeconds) ?? moderatorSessionTTLSeconds
-    }
 }
 
 /// One rate-limit bucket's numbers.
@@ -184,7 +113,7 @@ public struct RateLimitConfig: Decodable, Sendable, Equatable {
 }
 
 /// `limits:`.
-public struct LimitsConfig: Decodable, Sendable {
+public struct LimitsConfig: DefaultedConfiguration {
     /// Largest request body a route reads whole, unless the route sets its own.
     public var maxBodyBytes = 1 << 20
     /// Largest inbound WebSocket message on the engine channels.
@@ -199,29 +128,10 @@ public struct LimitsConfig: Decodable, Sendable {
     public var rate: [String: RateLimitConfig] = [:]
 
     public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case maxBodyBytes = "max_body_bytes"
-        case wsMaxMessageBytes = "ws_max_message_bytes"
-        case wsOutboundQueue = "ws_outbound_queue"
-        case wsSendTimeoutSeconds = "ws_send_timeout_seconds"
-        case wsPingSeconds = "ws_ping_seconds"
-        case rate
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
-        wsMaxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .wsMaxMessageBytes) ?? wsMaxMessageBytes
-        wsOutboundQueue = try c.decodeIfPresent(Int.self, forKey: .wsOutboundQueue) ?? wsOutboundQueue
-        wsSendTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .wsSendTimeoutSeconds) ?? wsSendTimeoutSeconds
-        wsPingSeconds = try c.decodeIfPresent(Int.self, forKey: .wsPingSeconds) ?? wsPingSeconds
-        rate = try c.decodeIfPresent([String: RateLimitConfig].self, forKey: .rate) ?? rate
-    }
 }
 
 /// `scene:`.
-public struct SceneConfig: Decodable, Sendable {
+public struct SceneConfig: DefaultedConfiguration {
     /// Most elements in one scene.
     public var maxElements = 500
     /// Longest text of a text element.
@@ -234,23 +144,6 @@ public struct SceneConfig: Decodable, Sendable {
     public var maxBodyBytes = 2 << 20
 
     public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case maxElements = "max_elements"
-        case maxTextLength = "max_text_length"
-        case historySize = "history_size"
-        case historyMaxAgeSeconds = "history_max_age_seconds"
-        case maxBodyBytes = "max_body_bytes"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        maxElements = try c.decodeIfPresent(Int.self, forKey: .maxElements) ?? maxElements
-        maxTextLength = try c.decodeIfPresent(Int.self, forKey: .maxTextLength) ?? maxTextLength
-        historySize = try c.decodeIfPresent(Int.self, forKey: .historySize) ?? historySize
-        historyMaxAgeSeconds = try c.decodeIfPresent(Int.self, forKey: .historyMaxAgeSeconds) ?? historyMaxAgeSeconds
-        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? maxBodyBytes
-    }
 }
 
 /// One entry of `plugins:`.

@@ -12,23 +12,17 @@ public func onionrpPluginEntry(_ host: UInt32, _ built: UnsafeMutablePointer<UIn
 
 /// The plugin's `config:` section in overlay.yaml, decoded strictly (unknown keys and wrong types are
 /// refused with their YAML line). Every key is optional.
-struct CounterConfiguration: Decodable, Sendable {
+struct CounterConfiguration: DefaultedConfiguration {
     /// Largest change one request may make (`{"by": n}` with |n| at most this).
     var maxStep: Int64 = 100
     /// Highest value a counter may reach; the element's `target` may not exceed it either.
     var maximum: Int64 = 1_000_000
 
-    enum CodingKeys: String, CodingKey {
-        case maxStep = "max_step"
-        case maximum
-    }
-
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        maxStep = try container.decodeIfPresent(Int64.self, forKey: .maxStep) ?? maxStep
-        maximum = try container.decodeIfPresent(Int64.self, forKey: .maximum) ?? maximum
+    func validate() throws {
+        guard maxStep > 0 else { throw ConfigProblem("max_step", "must be positive") }
+        guard maximum > 0 else { throw ConfigProblem("maximum", "must be positive") }
     }
 }
 

@@ -10,19 +10,13 @@ public func onionrpPluginEntry(_ host: UInt32, _ built: UnsafeMutablePointer<UIn
 }
 
 /// The plugin's `config:` section in overlay.yaml. Unknown keys and wrong types are refused with their line.
-struct HelloConfiguration: Decodable, Sendable {
+struct HelloConfiguration: DefaultedConfiguration {
     /// The word the route answers with.
     var greeting: String = "hello"
     /// Where the route lives.
     var route: String = "/api/hello"
 
-    enum CodingKeys: String, CodingKey { case greeting, route }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        greeting = try container.decodeIfPresent(String.self, forKey: .greeting) ?? greeting
-        route = try container.decodeIfPresent(String.self, forKey: .route) ?? route
-    }
+    init() {}
 }
 
 final class HelloPlugin: OverlayPlugin {
