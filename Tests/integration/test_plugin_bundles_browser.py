@@ -260,3 +260,29 @@ def test_a_module_that_throws_or_hangs_is_isolated_and_listed_as_failed(engines,
     screenshot(driver, "mod-plugins-failed.png")
     errors = console.severe()
     assert errors and all("tts" in e["message"] or "media" in e["message"] for e in errors), errors
+
+
+def test_without_api_plugins_the_pages_run_their_core(engines, driver):
+    if not all(built(name) for name in OPTIONAL):
+        pytest.skip("the optional plugins are not built")
+    engine = engines(config())
+    put_scene(engine, [{"id": "t", "type": "text", "text": "Core only", "x": 0, "y": 0, "width": 400, "height": 100}])
+    # The browser cannot reach /api/plugins (an engine behind a proxy that drops it, a network error).
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/plugins*"]})
+    console = Console(driver)
+
+    driver.get(engine.url + "/overlay?overlay_id=no-listing")
+    status = wait_plugins(driver)
+    assert status["loaded"] == [] and status["failed"] == []
+    wait_for(lambda: driver.execute_script("return overlayState.version") == scene(engine)["_version"], message="the scene applied")
+    assert driver.execute_script("return document.querySelector('[data-id=\"t\"]').textContent") == "Core only"
+
+    login(driver, engine, generate_key(engine, "No listing"))
+    for missing in ("tab-btn-media", "tab-btn-tts", "tab-btn-camera", "add-webrtc"):
+        assert not present(driver, missing), missing
+    driver.find_element(By.ID, "add-text").click()
+    wait_for(lambda: sum(el["type"] == "text" for el in scene(engine)["elements"]) == 2, message="the text saved")
+    assert not [url for url in requested(driver) if "/plugins/" in url and "/api/plugins" not in url]
+    # Only the blocked request itself shows up in the console.
+    assert console.severe(allow=[("/api/plugins", "ERR_BLOCKED_BY_CLIENT")]) == []
