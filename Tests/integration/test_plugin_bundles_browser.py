@@ -286,3 +286,52 @@ def test_without_api_plugins_the_pages_run_their_core(engines, driver):
     assert not [url for url in requested(driver) if "/plugins/" in url and "/api/plugins" not in url]
     # Only the blocked request itself shows up in the console.
     assert console.severe(allow=[("/api/plugins", "ERR_BLOCKED_BY_CLIENT")]) == []
+
+
+def test_an_element_that_loads_asynchronously_holds_the_version_until_it_is_ready(engines, driver, tmp_path):
+    if not built("webrtc-signaling"):
+        pytest.skip("webrtc-signaling not built")
+    # The webrtc type drawn by a test module: each element stays loading until the page releases it.
+    web = tmp_path / "webrtc-web"
+    write_module(web, "overlay.js", """
+        export default function setup(api) {
+          window.release = {};
+          api.registerElementType("webrtc", {
+            create(el) {
+              const node = document.createElement("div");
+              node.className = "slow";
+              return {node};
+            },
+            update(rec, el) {
+              if (rec.tracked) return;
+              rec.tracked = true;
+              api.trackLoad(rec, new Promise((resolve, reject) => { window.release[el.id] = {resolve, reject}; }), 8000);
+            },
+          });
+        }
+    """)
+    for name in ("panel.js", "admin.js"):
+        write_module(web, name, "export default function setup() {}\n")
+    for name in ("publish.html", "preview.html"):
+        write_module(web, name, "<!doctype html><title>stub</title>\n")
+    engine = engines(plugin_config({"name": "moderator-keys"}, {"name": "webrtc-signaling", "config": {}, "web": str(web)}))
+    first = put_scene(engine, [{"id": "t", "type": "text", "text": "x", "x": 0, "y": 0, "width": 100, "height": 50}])
+    driver.get(engine.url + "/overlay?overlay_id=slow&debug=1")
+    wait_plugins(driver)
+    wait_for(lambda: driver.execute_script("return overlayState.version") == first, message="the first version")
+
+    second = put_scene(engine, [{"id": "cam", "type": "webrtc", "props": {"room": "a"}, "x": 0, "y": 0, "width": 100, "height": 50}])
+    wait_for(lambda: driver.execute_script("return !!(window.release && release.cam)"), message="the element created")
+    time.sleep(0.6)
+    shown = driver.execute_script("const n = document.querySelector('.slow'); return {v: overlayState.version, vis: getComputedStyle(n).visibility}")
+    assert shown == {"v": first, "vis": "hidden"}, "acknowledged before the element loaded"
+    driver.execute_script("release.cam.resolve()")
+    wait_for(lambda: driver.execute_script("return overlayState.version") == second, message="the version acknowledged once loaded")
+    assert driver.execute_script("return getComputedStyle(document.querySelector('.slow')).visibility") == "visible"
+
+    # A load that fails counts as done too (like a media element that failed): reported in the debug box.
+    third = put_scene(engine, [{"id": "cam2", "type": "webrtc", "props": {"room": "b"}, "x": 0, "y": 0, "width": 100, "height": 50}])
+    wait_for(lambda: driver.execute_script("return !!release.cam2"), message="the second element created")
+    driver.execute_script("release.cam2.reject(new Error('camera gone'))")
+    wait_for(lambda: driver.execute_script("return overlayState.version") == third, message="acknowledged after the failure")
+    assert "camera gone" in driver.find_element(By.ID, "ov-debug").text
