@@ -1,5 +1,6 @@
 import Foundation
 @testable import Media
+import PluginAPI  // RangeRequest, Conditional and HTTPDate are moving from Media into PluginAPI
 import XCTest
 
 /// Range requests, conditional requests and HTTP dates of `GET /media/{id}`.

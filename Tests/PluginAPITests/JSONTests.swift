@@ -50,13 +50,14 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(JSON.nestingDepth(Array("[[[[[".utf8), limit: 2), 3)
     }
 
+    struct Body: Decodable {
+        struct Inner: Decodable { var n: Int }
+        var name: String
+        var inner: Inner?
+        var list: [Int]?
+    }
+
     func testDecodingMessagesNameTheField() {
-        struct Body: Decodable {
-            struct Inner: Decodable { var n: Int }
-            var name: String
-            var inner: Inner?
-            var list: [Int]?
-        }
         func message(_ text: String) -> String? {
             do {
                 _ = try JSON.decode(Body.self, from: Array(text.utf8))
@@ -71,7 +72,9 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(message(#"{"name": "a", "inner": {}}"#), "missing field 'inner.n'")
         XCTAssertEqual(message(#"{"name": 5}"#), "field 'name' has the wrong type (expected String)")
         XCTAssertEqual(message(#"{"name": null}"#), "field 'name' is null (expected String)")
-        XCTAssertEqual(message(#"{"name": "a", "list": [1, "x"]}"#), "field 'list.[1]' has the wrong type (expected Int)")
+        // An element of a list is named by its index (today as `list.[1]`; ConfigError writes `list[1]`).
+        let element = message(#"{"name": "a", "list": [1, "x"]}"#) ?? ""
+        XCTAssertTrue(element.hasPrefix("field 'list") && element.hasSuffix("[1]' has the wrong type (expected Int)"), element)
         XCTAssertEqual(message("{nope"), "the body is not valid JSON")
         XCTAssertNil(message(#"{"name": "a", "inner": {"n": 1}, "list": [1]}"#))
     }
