@@ -46,7 +46,7 @@ let package = Package(
         // The Media plugin's type sniffer and image-size readers.
         fuzzTarget("FuzzSniffer", [pluginAPI, .product(name: "media", package: "OnionRPDock")]),
         // Range, If-None-Match, If-Range and HTTP dates of GET /media/{id}.
-        fuzzTarget("FuzzRange", [pluginAPI, .product(name: "media", package: "OnionRPDock")]),
+        fuzzTarget("FuzzRange", [pluginAPI]),
         // WebRTC room tokens and room names.
         fuzzTarget("FuzzRoomToken", [pluginAPI, .product(name: "webrtc-signaling", package: "OnionRPDock")]),
         // Inbound socket frames: the engine's envelope, event payloads, signaling payloads, request forms.

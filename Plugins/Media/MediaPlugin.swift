@@ -15,8 +15,6 @@ final class MediaPlugin: OverlayPlugin {
     static let version = "1.0.0"
     static let summary = "Media library: uploads checked by content, stored once by hash, served with ranges"
 
-    /// Size of each read when a file is served.
-    static let readChunkSize = 64 << 10
     /// The default upload rate limit (`limits.rate.media.upload` overrides it).
     static let uploadRateLimit = RateLimit(name: "media.upload", burst: 10, perMinute: 30)
 
@@ -306,71 +304,15 @@ final class MediaPlugin: OverlayPlugin {
         if !configuration.accelRedirectPrefix.isEmpty {
             return try accelRedirect(record)
         }
-        let etag = "\"\(record.sha256)\""
-        let lastModified = HTTPDate.format(record.createdAt)
-        var headers: HTTPHeaders = [
-            "content-type": record.mime,
-            "etag": etag,
-            "last-modified": lastModified,
-            "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
-            "accept-ranges": "bytes",
-            "x-content-type-options": "nosniff",
-        ]
-
-        // Conditional GET: If-None-Match wins over If-Modified-Since.
-        let notModified: Bool
-        if let noneMatch = request.headers["if-none-match"] {
-            notModified = Conditional.noneMatchHits(noneMatch, etag: etag)
-        } else if let since = request.headers["if-modified-since"].flatMap(HTTPDate.parse) {
-            notModified = record.createdAt.timeIntervalSince1970.rounded(.down) <= since.timeIntervalSince1970
-        } else {
-            notModified = false
-        }
-        if notModified {
-            headers.set("content-length", "\(record.size)")
-            return PluginResponse(status: 304, headers: headers, body: .empty)
-        }
-
-        var range = RangeRequest.parse(request.headers["range"], size: record.size)
-        if let ifRange = request.headers["if-range"], !Conditional.ifRangeHolds(ifRange, etag: etag, lastModified: lastModified) {
-            range = .whole
-        }
-        let status: Int
-        let first: Int
-        let count: Int
-        switch range {
-        case .whole:
-            (status, first, count) = (200, 0, record.size)
-        case .single(let start, let last):
-            (status, first, count) = (206, start, last - start + 1)
-            headers.set("content-range", "bytes \(start)-\(last)/\(record.size)")
-        case .unsatisfiable:
-            var error = PluginError(status: 416, code: "range_not_satisfiable",
-                                    message: "the range is past the end of the file (\(record.size) bytes)")
-            error.headers = ["content-range": "bytes */\(record.size)", "accept-ranges": "bytes"]
-            throw error
-        }
-
         let file = try await openStoredFile(record)
-        if request.method == .head {
-            headers.set("content-length", "\(count)")
-            return PluginResponse(status: status, headers: headers, body: .empty)
-        }
         let served = metrics.servedBytes
-        return PluginResponse(status: status, headers: headers, body: .stream(length: count) { writer in
-            var offset = first
-            var remaining = count
-            while remaining > 0 {
-                let want = min(Self.readChunkSize, remaining)
-                let at = offset
-                let bytes = try await BlockingIO.run { try file.read(count: want, at: at) }
-                guard !bytes.isEmpty else { throw FileIOError(operation: "read (file shorter than recorded)", path: file.path, code: EIO) }
-                try await writer.write(bytes)
-                offset += bytes.count
-                remaining -= bytes.count
-                served.increment(by: Int64(bytes.count))
-            }
-        })
+        return try FileResponse.serve(request, file: file, size: record.size, etag: "\"\(record.sha256)\"", lastModified: record.createdAt,
+                                      headers: [
+                                          "content-type": record.mime,
+                                          "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
+                                          "x-content-type-options": "nosniff",
+                                      ],
+                                      onSent: { served.increment(by: Int64($0)) })
     }
 
     /// The answer for a reverse proxy that sends the bytes itself (`accel_redirect_prefix`): the caller

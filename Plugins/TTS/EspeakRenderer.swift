@@ -236,11 +236,3 @@ final class EspeakRenderer: Sendable {
     /// Kills renders still running (engine shutdown).
     func shutdown() { processes.killAll() }
 }
-
-extension Duration {
-    /// The duration in whole milliseconds.
-    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-
-    /// The duration in seconds as a Double.
-    var secondsValue: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -187,7 +187,7 @@ final class TTSPlugin: OverlayPlugin {
     func timeout(for speak: SpeakRequest, audio: Duration?) -> Duration {
         var seconds = configuration.timeoutBaseSeconds
             + configuration.timeoutPerCharSeconds * Double(speak.text.count) / max(speak.rate, 0.1)
-        if let audio { seconds = max(seconds, audio.secondsValue + configuration.timeoutBaseSeconds) }
+        if let audio { seconds = max(seconds, audio.inSeconds + configuration.timeoutBaseSeconds) }
         return .milliseconds(Int64(min(seconds, configuration.timeoutMaxSeconds) * 1000))
     }
 

@@ -37,8 +37,8 @@ final class Peer: Sendable {
         var violations = 0
         var dropped = 0
         var lastActivity: ContinuousClock.Instant
-        var tokens: Double
-        var refilledAt: ContinuousClock.Instant
+        /// The inbound message rate limit.
+        var bucket: TokenBucket
     }
 
     /// Server-assigned id: `p-…` for a publisher, `v-…` for a viewer. Used as `from` on routed messages.
@@ -56,8 +56,6 @@ final class Peer: Sendable {
     private let continuation: AsyncStream<Outgoing>.Continuation
     private let closing = Atomic<Bool>(false)
     private let counters: Mutex<Counters>
-    private let burst: Double
-    private let perSecond: Double
 
     /// Creates a peer for a socket that passed the upgrade check.
     init(id: String, role: PeerRole, room: String, tokenID: String, session: any WebSocketSession,
@@ -70,9 +68,7 @@ final class Peer: Sendable {
         self.connectedAt = Date()
         (queue, continuation) = AsyncStream.makeStream(of: Outgoing.self, bufferingPolicy: .bufferingOldest(queueLimit))
         let now = ContinuousClock.now
-        self.counters = Mutex(Counters(lastActivity: now, tokens: Double(burst), refilledAt: now))
-        self.burst = Double(burst)
-        self.perSecond = Double(perSecond)
+        self.counters = Mutex(Counters(lastActivity: now, bucket: TokenBucket(burst: Double(burst), perSecond: Double(perSecond), now: now)))
     }
 
     /// The frames the peer sends.
@@ -151,11 +147,7 @@ final class Peer: Sendable {
             let now = ContinuousClock.now
             c.received += 1
             c.lastActivity = now
-            c.tokens = min(burst, c.tokens + (now - c.refilledAt).inSeconds * perSecond)
-            c.refilledAt = now
-            guard c.tokens >= 1 else { return false }
-            c.tokens -= 1
-            return true
+            return c.bucket.take(now: now) == nil
         }
     }
 
@@ -177,7 +169,3 @@ final class Peer: Sendable {
     var snapshot: Counters { counters.withLock { $0 } }
 }
 
-extension Duration {
-    /// The duration in seconds, as a Double.
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

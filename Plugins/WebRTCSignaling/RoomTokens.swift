@@ -151,16 +151,14 @@ struct RoomTokenSigner: Sendable {
 
     /// Creates `path` with mode 0600 from the first byte on (`O_EXCL`: never over an existing file) and syncs it.
     private static func writeNewPrivateFile(_ path: String, _ bytes: [UInt8]) -> Bool {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if written < 0, errno == EINTR { continue }
-            guard written > 0 else { return false }
-            offset += written
+        do {
+            let file = try FileDescriptor.create(path, mode: 0o600)
+            try file.write(bytes)
+            try file.sync()
+            FileOps.syncDirectory((path as NSString).deletingLastPathComponent)
+            return true
+        } catch {
+            return false
         }
-        return fsync(fd) == 0
     }
 }

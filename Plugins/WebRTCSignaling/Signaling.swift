@@ -38,9 +38,9 @@ final class Signaling: Sendable {
     }
 
     /// Milliseconds since 1970.
-    static func nowMillis() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+    static func nowMillis() -> Int64 { WallClock.nowMilliseconds }
     /// Seconds since 1970.
-    static func nowSeconds() -> Int64 { Int64(Date().timeIntervalSince1970) }
+    static func nowSeconds() -> Int64 { WallClock.nowSeconds }
 
     // MARK: admission
 

@@ -201,8 +201,7 @@ extension OverlayEngine {
             return text
         }
         let token = crypto.randomToken(bytes: 24)
-        try Data((token + "\n").utf8).write(to: file, options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        try FileOps.atomicWrite(Array((token + "\n").utf8), to: file.path, mode: 0o600)
         logger.notice("no streamer token configured; generated one and saved it in \(file.path): \(token)")
         return token
     }
@@ -223,6 +222,6 @@ extension OverlayEngine {
         }
     }
 
-    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func nowMillis() -> Int64 { WallClock.nowMilliseconds }
 
 }

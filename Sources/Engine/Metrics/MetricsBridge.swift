@@ -79,5 +79,5 @@ struct GaugeBox: MetricGauge {
 
 struct TimerBox: MetricTimer {
     let timer: Metrics.Timer
-    func record(_ duration: Duration) { timer.recordNanoseconds(Int64(duration.seconds * 1e9)) }
+    func record(_ duration: Duration) { timer.recordNanoseconds(Int64(duration.inSeconds * 1e9)) }
 }

@@ -161,7 +161,7 @@ public final class SceneStore: SceneAccess, Sendable {
         return scene
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static func now() -> Int64 { WallClock.nowMilliseconds }
 
     /// History retention: the newest `historySize` entries, none older than `historyMaxAgeSeconds`;
     /// the newest entry is always kept.
@@ -374,7 +374,7 @@ public final class SceneStore: SceneAccess, Sendable {
             do {
                 try self.writeRevision(revision)
                 try FileManager.default.removeItem(at: folder)
-                AtomicFile.syncDirectory(self.directory)
+                FileOps.syncDirectory(self.directory.path)
             } catch {
                 self.logger.error("cannot delete scene folder \(folder.path): \(error)")
                 throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be deleted: \(error)",
@@ -401,20 +401,20 @@ public final class SceneStore: SceneAccess, Sendable {
         let folder = directory.appendingPathComponent(record.scene.name)
         if !FileManager.default.fileExists(atPath: folder.path) {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            AtomicFile.syncDirectory(directory)
+            FileOps.syncDirectory(directory.path)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        try AtomicFile.write(Array(try encoder.encode(record)), to: folder.appendingPathComponent("\(record.scene.version).json"))
+        try FileOps.atomicWrite(Array(try encoder.encode(record)), to: folder.appendingPathComponent("\(record.scene.version).json").path)
     }
 
     private func writeActive(_ name: String) throws {
-        try AtomicFile.write(Array(try JSONEncoder().encode(["active": name])), to: directory.appendingPathComponent("_active.json"))
+        try FileOps.atomicWrite(Array(try JSONEncoder().encode(["active": name])), to: directory.appendingPathComponent("_active.json").path)
     }
 
     /// Records the highest version given (read back by ``load(directory:historySize:logger:)``).
     private func writeRevision(_ revision: Int64) throws {
-        try AtomicFile.write(Array(try JSONEncoder().encode(["revision": revision])), to: directory.appendingPathComponent("_revision.json"))
+        try FileOps.atomicWrite(Array(try JSONEncoder().encode(["revision": revision])), to: directory.appendingPathComponent("_revision.json").path)
     }
 
     /// Waits until every queued save has finished (tests and shutdown).

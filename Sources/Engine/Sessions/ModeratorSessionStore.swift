@@ -43,7 +43,7 @@ public final class ModeratorSessionStore: ModeratorSessions {
         let secret = crypto.randomToken(bytes: 32)
         let id = publicID(forSecret: secret)
         let now = Date()
-        let record = Record(id: id, streamerID: streamerID, label: label, createdAt: now, expiresAt: now.addingTimeInterval(ttl.seconds))
+        let record = Record(id: id, streamerID: streamerID, label: label, createdAt: now, expiresAt: now.addingTimeInterval(ttl.inSeconds))
         try await store.set(Self.prefix + id, try JSON.encode(record), ttl: ttl)
         return NewModeratorSession(secret: secret, info: info(record))
     }
@@ -57,7 +57,7 @@ public final class ModeratorSessionStore: ModeratorSessions {
         // and here stays a revoke (writing the record back would have brought the session back).
         // The stored record keeps its first expiry; the store's TTL is the truth.
         guard try await store.expire(Self.prefix + id, ttl: ttl) else { return nil }
-        record.expiresAt = Date().addingTimeInterval(ttl.seconds)
+        record.expiresAt = Date().addingTimeInterval(ttl.inSeconds)
         return info(record)
     }
 

@@ -12,14 +12,9 @@ public final class EmbeddedStore: EngineStore {
         var expiresAt: ContinuousClock.Instant?
     }
 
-    private struct Bucket {
-        var tokens: Double
-        var updated: ContinuousClock.Instant
-    }
-
     private struct State {
         var entries: [String: Entry] = [:]
-        var buckets: [String: Bucket] = [:]
+        var buckets: [String: TokenBucket] = [:]
         var operations = 0
         /// Entries changed since the last snapshot was written.
         var dirty = false
@@ -54,7 +49,7 @@ public final class EmbeddedStore: EngineStore {
         if let data = FileManager.default.contents(atPath: file.path) {
             do {
                 let snapshot = try JSONDecoder().decode(Snapshot.self, from: data)
-                let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+                let wallNow = WallClock.nowMilliseconds
                 let now = clock.now
                 var entries: [String: Entry] = [:]
                 for (key, item) in snapshot.entries {
@@ -89,7 +84,7 @@ public final class EmbeddedStore: EngineStore {
     private func writeSnapshotIfDirty(logger: Logger?) {
         guard let file = snapshotFile else { return }
         let now = clock.now
-        let wallNow = Int64(Date().timeIntervalSince1970 * 1000)
+        let wallNow = WallClock.nowMilliseconds
         let snapshot: Snapshot? = state.withLock { state in
             guard state.dirty else { return nil }
             state.dirty = false
@@ -99,7 +94,7 @@ public final class EmbeddedStore: EngineStore {
                 if let at = entry.expiresAt {
                     guard at > now else { continue }
                     let left = at - now
-                    expiry = wallNow + Int64(left.components.seconds) * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+                    expiry = wallNow + left.wholeMilliseconds
                 }
                 items[key] = Snapshot.Item(value: Data(entry.value).base64EncodedString(), expiresAt: expiry)
             }
@@ -107,7 +102,7 @@ public final class EmbeddedStore: EngineStore {
         }
         guard let snapshot else { return }
         do {
-            try AtomicFile.write(Array(try JSONEncoder().encode(snapshot)), to: file)
+            try FileOps.atomicWrite(Array(try JSONEncoder().encode(snapshot)), to: file.path)
             chmod(file.path, 0o600)
         } catch {
             state.withLock { $0.dirty = true }
@@ -138,7 +133,7 @@ public final class EmbeddedStore: EngineStore {
         state.operations += 1
         guard state.operations % 4096 == 0 else { return }
         state.entries = state.entries.filter { $0.value.expiresAt.map { $0 > now } ?? true }
-        state.buckets = state.buckets.filter { now - $0.value.updated < .seconds(3600) }
+        state.buckets = state.buckets.filter { now - $0.value.refilledAt < .seconds(3600) }
     }
 
     public func get(_ key: String) async throws -> [UInt8]? {
@@ -236,19 +231,12 @@ public final class EmbeddedStore: EngineStore {
 
     public func takeToken(_ key: String, burst: Int, perMinute: Int) async throws -> RateDecision {
         let now = clock.now
-        let rate = Double(perMinute) / 60.0
         return state.withLock { state in
-            var bucket = state.buckets[key] ?? Bucket(tokens: Double(burst), updated: now)
-            bucket.tokens = min(Double(burst), bucket.tokens + (now - bucket.updated).seconds * rate)
-            bucket.updated = now
-            if bucket.tokens >= 1 {
-                bucket.tokens -= 1
-                state.buckets[key] = bucket
-                return RateDecision(allowed: true, retryAfterSeconds: 0)
-            }
+            var bucket = state.buckets[key] ?? TokenBucket(burst: Double(burst), perSecond: Double(perMinute) / 60, now: now)
+            let wait = bucket.take(now: now)
             state.buckets[key] = bucket
-            let wait = Int(((1 - bucket.tokens) / rate).rounded(.up))
-            return RateDecision(allowed: false, retryAfterSeconds: max(1, wait))
+            guard let wait else { return RateDecision(allowed: true, retryAfterSeconds: 0) }
+            return RateDecision(allowed: false, retryAfterSeconds: max(1, Int(min(wait, 86_400).rounded(.up))))
         }
     }
 }

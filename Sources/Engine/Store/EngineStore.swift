@@ -54,11 +54,3 @@ struct NamespacedStore: KeyValueStore {
         try await base.keys(prefix: prefix + other).map { String($0.dropFirst(prefix.count)) }
     }
 }
-
-extension Duration {
-    /// The duration in (fractional) seconds.
-    var seconds: Double {
-        let parts = components
-        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
-    }
-}

@@ -106,7 +106,7 @@ public final class RedisStore: EngineStore {
     func run(_ words: String...) async throws -> RedisValue { try await run(words.map { Array($0.utf8) }) }
 
     static func milliseconds(_ duration: Duration) -> String {
-        String(max(1, Int64(duration.components.seconds) * 1000 + duration.components.attoseconds / 1_000_000_000_000_000))
+        String(max(1, duration.wholeMilliseconds))
     }
 
     // MARK: EngineStore

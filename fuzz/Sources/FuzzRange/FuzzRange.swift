@@ -1,4 +1,4 @@
-// Fuzzes what GET /media/{id} reads from request headers: Range (RangeRequest.parse),
+// Fuzzes what PluginAPI's FileResponse (GET /media/{id}, TTS audio) reads from request headers: Range (RangeRequest.parse),
 // If-None-Match and If-Range (Conditional), and HTTP dates (HTTPDate.parse / format).
 //
 // Input: 4 bytes of file size (little-endian, 1...2^31), then the header text.
@@ -7,7 +7,7 @@
 
 import Foundation
 import FuzzSupport
-@testable import Media
+import PluginAPI
 
 func fuzzOne(_ input: [UInt8]) {
     var reader = FuzzReader(input)

@@ -1,4 +1,5 @@
-// Media: file access with POSIX calls, run off the concurrency pool; atomic writes; HTTP dates.
+// Files for the engine and every plugin: POSIX calls run on the one pool for blocking work, atomic durable writes,
+// HTTP dates.
 
 import Dispatch
 import Foundation
@@ -9,29 +10,37 @@ import Darwin
 #endif
 
 /// A failed file operation: the call, the path and `errno`.
-struct FileIOError: Error, CustomStringConvertible {
+public struct FileIOError: Error, CustomStringConvertible, Sendable {
     /// The call that failed, e.g. `open`.
-    let operation: String
+    public let operation: String
     /// The file it was called on.
-    let path: String
+    public let path: String
     /// `errno` after the call.
-    let code: Int32
+    public let code: Int32
 
-    var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+    /// Creates an error.
+    public init(operation: String, path: String, code: Int32) {
+        self.operation = operation
+        self.path = path
+        self.code = code
+    }
+
+    public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
 
     /// True when the file or folder does not exist.
-    var isNotFound: Bool { code == ENOENT }
+    public var isNotFound: Bool { code == ENOENT }
     /// True when the disk or the user's disk quota is full.
-    var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
+    public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
 }
 
-/// Runs blocking file calls (open, read, write, fsync, rename) on GCD threads, so a slow disk
-/// never holds one of the few threads of Swift's cooperative pool.
-enum BlockingIO {
-    private static let queue = DispatchQueue(label: "onionrp.media.io", qos: .userInitiated, attributes: .concurrent)
+/// The one pool for blocking work of the engine and its plugins: file calls (open, read, write, fsync,
+/// rename), Redis commands, child processes. A slow disk or server never holds one of the few threads of
+/// Swift's cooperative pool, and nothing blocks an event loop.
+public enum BlockingIO {
+    private static let queue = DispatchQueue(label: "onionrp.blocking", qos: .userInitiated, attributes: .concurrent)
 
-    /// Runs `work` on an I/O thread and returns its result.
-    static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    /// Runs `work` on a pool thread and returns its result.
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try work() }) }
         }
@@ -42,11 +51,11 @@ enum BlockingIO {
 ///
 /// Reads use `pread` (no shared offset), so several tasks may read one descriptor at once.
 /// Writes append at the descriptor's offset and must come from one task at a time.
-final class FileDescriptor: Sendable {
+public final class FileDescriptor: Sendable {
     /// The descriptor.
-    let fd: Int32
+    public let fd: Int32
     /// The path it was opened with, for messages.
-    let path: String
+    public let path: String
 
     private init(fd: Int32, path: String) {
         self.fd = fd
@@ -56,21 +65,21 @@ final class FileDescriptor: Sendable {
     deinit { _ = close(fd) }
 
     /// Opens an existing file for reading.
-    static func openForReading(_ path: String) throws -> FileDescriptor {
+    public static func openForReading(_ path: String) throws -> FileDescriptor {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileIOError(operation: "open", path: path, code: errno) }
         return FileDescriptor(fd: fd, path: path)
     }
 
     /// Creates a new file for reading and writing; fails if it exists.
-    static func create(_ path: String, mode: mode_t = 0o600) throws -> FileDescriptor {
+    public static func create(_ path: String, mode: mode_t = 0o600) throws -> FileDescriptor {
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileIOError(operation: "create", path: path, code: errno) }
         return FileDescriptor(fd: fd, path: path)
     }
 
     /// Writes every byte of `bytes` at the current offset.
-    func write(_ bytes: [UInt8]) throws {
+    public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { raw in
             guard let base = raw.baseAddress else { return }
             var done = 0
@@ -86,7 +95,7 @@ final class FileDescriptor: Sendable {
     }
 
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
-    func read(count: Int, at offset: Int) throws -> [UInt8] {
+    public func read(count: Int, at offset: Int) throws -> [UInt8] {
         guard count > 0 else { return [] }
         var buffer = [UInt8](repeating: 0, count: count)
         let got: Int = try buffer.withUnsafeMutableBytes { raw in
@@ -108,12 +117,12 @@ final class FileDescriptor: Sendable {
     }
 
     /// Flushes the file's data to the disk.
-    func sync() throws {
+    public func sync() throws {
         guard fsync(fd) == 0 else { throw FileIOError(operation: "fsync", path: path, code: errno) }
     }
 
     /// The file's size now.
-    func size() throws -> Int {
+    public func size() throws -> Int {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw FileIOError(operation: "fstat", path: path, code: errno) }
         return Int(info.st_size)
@@ -130,23 +139,23 @@ private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) 
 }
 
 /// Whole-file operations: durable renames, removal, atomic writes.
-enum FileOps {
+public enum FileOps {
     /// Renames `from` to `to` (replacing `to`), then makes the rename durable.
-    static func rename(_ from: String, to: String) throws {
+    public static func rename(_ from: String, to: String) throws {
         guard Foundation.rename(from, to) == 0 else { throw FileIOError(operation: "rename", path: from, code: errno) }
         syncDirectory((to as NSString).deletingLastPathComponent)
     }
 
     /// Removes a file; a missing file is not an error. Returns whether it existed.
     @discardableResult
-    static func remove(_ path: String) throws -> Bool {
+    public static func remove(_ path: String) throws -> Bool {
         if unlink(path) == 0 { return true }
         if errno == ENOENT { return false }
         throw FileIOError(operation: "unlink", path: path, code: errno)
     }
 
     /// Makes renames and removals in `directory` durable.
-    static func syncDirectory(_ directory: String) {
+    public static func syncDirectory(_ directory: String) {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         _ = fsync(fd)
@@ -155,10 +164,11 @@ enum FileOps {
 
     /// Writes `bytes` to `path` so that after a crash the file holds the old or the new content,
     /// never a mix: a temporary file beside it, fsync, rename, fsync of the folder.
-    static func atomicWrite(_ bytes: [UInt8], to path: String) throws {
+    /// - Parameter mode: Permissions of the new file (0600 for secrets: the file is never readable by others, not even briefly).
+    public static func atomicWrite(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
         let temporary = path + ".tmp-\(getpid())"
         _ = try? remove(temporary)
-        let file = try FileDescriptor.create(temporary, mode: 0o644)
+        let file = try FileDescriptor.create(temporary, mode: mode)
         do {
             try file.write(bytes)
             try file.sync()
@@ -170,7 +180,7 @@ enum FileOps {
     }
 
     /// Size and modification time of `path`, or nil when it does not exist.
-    static func status(_ path: String) throws -> (size: Int, modified: Date)? {
+    public static func status(_ path: String) throws -> (size: Int, modified: Date)? {
         var info = stat()
         guard stat(path, &info) == 0 else {
             if errno == ENOENT { return nil }
@@ -182,12 +192,12 @@ enum FileOps {
 }
 
 /// HTTP dates (RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`).
-enum HTTPDate {
+public enum HTTPDate {
     private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// Formats `date` (to the second).
-    static func format(_ date: Date) -> String {
+    public static func format(_ date: Date) -> String {
         var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
@@ -197,7 +207,7 @@ enum HTTPDate {
     }
 
     /// Parses an IMF-fixdate; nil for anything else (the header is then ignored, as RFC 9110 says).
-    static func parse(_ text: String) -> Date? {
+    public static func parse(_ text: String) -> Date? {
         let fields = text.split(separator: " ")
         guard fields.count == 6, fields[5] == "GMT", let day = Int32(fields[1]), let month = months.firstIndex(of: String(fields[2])),
               let year = Int32(fields[3]) else { return nil }
