@@ -140,7 +140,7 @@ extension OverlayEngine {
             .register(engineRegistrar)
 
         var table = RouteTable()
-        for (method, path) in engineRoutes { table.claim(method: method, path: path, owner: "engine", file: nil) }
+        for route in ownRoutes { table.claim(method: "GET", path: route.path, owner: "engine", file: nil) }
         for route in engineRegistrar.routes {
             table.claim(method: route.method.rawValue, path: route.path, owner: "engine", file: nil)
             if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: "engine", file: nil) }
@@ -184,13 +184,6 @@ extension OverlayEngine {
         }
         return engine
     }
-
-    /// Routes the engine serves itself (plugins cannot claim them).
-    static let engineRoutes: [(String, String)] = [
-        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/plugins"),
-        ("GET", "/ws/overlay"), ("GET", "/ws/moderator"),
-        ("GET", "/"), ("GET", "/overlay"), ("GET", "/mod"), ("GET", "/admin"), ("GET", "/plugins/{name}/{file}"),
-    ]
 
     static func resolveStreamerToken(config: EngineConfig, dataDir: URL, crypto: OpenSSLCrypto, logger: Logger) throws -> String {
         if !config.security.streamerToken.isEmpty { return config.security.streamerToken }

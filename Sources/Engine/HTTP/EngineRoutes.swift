@@ -12,7 +12,6 @@ import HummingbirdCore
 import ServiceLifecycle
 import Synchronization
 
-
 extension OverlayEngine {
     // MARK: routes
 
@@ -23,67 +22,99 @@ extension OverlayEngine {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSON.encode(value))))
     }
 
-    func addEngineRoutes(_ router: Router<EngineRequestContext>) {
-        router.get("/healthz") { _, _ in
-            try self.json(["status": "ok"])
+    /// Every path the engine serves itself, in one table: ``prepare(config:logger:)`` claims them all (a plugin
+    /// cannot take one) and ``addEngineRoutes(_:)`` registers the ones that are routes.
+    struct OwnRoute: Sendable {
+        enum Kind: Sendable {
+            /// A GET (and HEAD) route.
+            case get(@Sendable (OverlayEngine, Request) async throws -> Response)
+            /// A channel socket: `/ws/overlay`, `/ws/moderator`.
+            case socket(SocketChannel, AccessLevel)
+            /// Served by the page and file middleware (claimed so that no plugin shadows it).
+            case page
         }
-        router.get("/readyz") { _, _ in
-            struct Ready: Encodable {
-                let status: String
-                let store: String
-                let store_ok: Bool
-                let store_error: String?
-                let plugins: [String]
-            }
-            var storeError: String?
-            do { try await self.store.ping() } catch { storeError = "\(error)" }
-            let ready = Ready(status: storeError == nil ? "ready" : "not_ready", store: self.store.backendName, store_ok: storeError == nil,
-                              store_error: storeError, plugins: self.plugins.map(\.name))
-            return try self.json(ready, status: storeError == nil ? .ok : .serviceUnavailable)
-        }
-        router.get("/metrics") { _, _ in
+        let path: String
+        let kind: Kind
+    }
+
+    static let ownRoutes: [OwnRoute] = [
+        OwnRoute(path: "/healthz", kind: .get { engine, _ in try engine.json(["status": "ok"]) }),
+        OwnRoute(path: "/readyz", kind: .get { engine, _ in try await engine.readiness() }),
+        OwnRoute(path: "/metrics", kind: .get { engine, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render())))
-        }
-        router.get("/api/plugins") { request, _ in
-            struct Listing: Encodable {
-                let engine_version: String
-                let api_version: String
-                let plugins: [PluginDescription]
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: engine.metrics.render())))
+        }),
+        OwnRoute(path: "/api/plugins", kind: .get { engine, request in try engine.pluginListing(request) }),
+        OwnRoute(path: "/ws/overlay", kind: .socket(.overlay, .overlay)),
+        OwnRoute(path: "/ws/moderator", kind: .socket(.moderator, .moderator)),
+        OwnRoute(path: "/", kind: .page),
+        OwnRoute(path: "/overlay", kind: .page),
+        OwnRoute(path: "/mod", kind: .page),
+        OwnRoute(path: "/admin", kind: .page),
+        OwnRoute(path: "/plugins/{name}/{file}", kind: .page),
+    ]
+
+    func addEngineRoutes(_ router: Router<EngineRequestContext>) {
+        for route in Self.ownRoutes {
+            switch route.kind {
+            case .get(let handler):
+                router.get(RouterPath(route.path)) { request, _ in try await handler(self, request) }
+            case .socket(let channel, let access):
+                addChannelSocket(router, path: route.path, channel: channel, access: access)
+            case .page:
+                break
             }
-            // Public: what the pages need. The library paths on the server only with the streamer token.
-            let streamer = self.access.isStreamerToken(request.headers[.streamerToken])
-            let plugins = self.pluginDescriptions.map { description -> PluginDescription in
-                var copy = description
-                if !streamer { copy.file = nil }
-                return copy
-            }
-            return try self.json(Listing(engine_version: Self.version, api_version: PluginAPIVersion.current.description,
-                                         plugins: plugins))
         }
-        socketRoute(router, "/ws/overlay", decide: { request, context in
-            let (caller, client) = try await self.admit(method: .get, access: .overlay, rateLimit: nil, request: request,
+    }
+
+    /// `GET /readyz`: 200 when the store answers, 503 otherwise.
+    func readiness() async throws -> Response {
+        struct Ready: Encodable {
+            let status: String
+            let store: String
+            let store_ok: Bool
+            let store_error: String?
+            let plugins: [String]
+        }
+        var storeError: String?
+        do { try await store.ping() } catch { storeError = "\(error)" }
+        let ready = Ready(status: storeError == nil ? "ready" : "not_ready", store: store.backendName, store_ok: storeError == nil,
+                          store_error: storeError, plugins: plugins.map(\.name))
+        return try json(ready, status: storeError == nil ? .ok : .serviceUnavailable)
+    }
+
+    /// `GET /api/plugins`: public, as the pages need it; the library paths on the server only with the streamer token.
+    func pluginListing(_ request: Request) throws -> Response {
+        struct Listing: Encodable {
+            let engine_version: String
+            let api_version: String
+            let plugins: [PluginDescription]
+        }
+        let streamer = access.isStreamerToken(request.headers[.streamerToken])
+        let plugins = pluginDescriptions.map { description -> PluginDescription in
+            var copy = description
+            if !streamer { copy.file = nil }
+            return copy
+        }
+        return try json(Listing(engine_version: Self.version, api_version: PluginAPIVersion.current.description, plugins: plugins))
+    }
+
+    /// `/ws/overlay` (`?overlay_id=` names it in the metrics) and `/ws/moderator`.
+    func addChannelSocket(_ router: Router<EngineRequestContext>, path: String, channel: SocketChannel, access level: AccessLevel) {
+        socketRoute(router, RouterPath(path), decide: { request, context in
+            let (caller, client) = try await self.admit(method: .get, access: level, rateLimit: nil, request: request,
                                                         context: context, upgrade: true)
-            if let id = PluginBridge.query(request.uri).first(where: { $0.name == "overlay_id" })?.value,
+            if channel == .overlay, let id = PluginBridge.query(request.uri).first(where: { $0.name == "overlay_id" })?.value,
                id.isEmpty || id.count > 64 || !SceneValidator.isIdentifier(id) {
                 throw PluginError.invalidField("overlay_id", "1-64 letters, digits, '-', '_' or '.'")
             }
             return Admission(caller: caller, client: client)
         }, serve: { inbound, outbound, context, admission in
-            let label = PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value
-            await self.hub.serve(channel: .overlay, caller: admission.caller, clientLabel: label,
+            let label = channel == .overlay ? PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value : nil
+            await self.hub.serve(channel: channel, caller: admission.caller, clientLabel: label,
                                  inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
                                  afterConnect: { self.sendHello($0); self.sendScene($0) })
         })
-        socketRoute(router, "/ws/moderator", decide: { request, context in
-            let (caller, client) = try await self.admit(method: .get, access: .moderator, rateLimit: nil, request: request,
-                                                        context: context, upgrade: true)
-            return Admission(caller: caller, client: client)
-        }, serve: { inbound, outbound, context, admission in
-            await self.hub.serve(channel: .moderator, caller: admission.caller, clientLabel: nil, inbound: inbound, outbound: outbound,
-                                 nioChannel: context.requestContext.channel, afterConnect: { self.sendHello($0); self.sendScene($0) })
-        })
     }
-
 }
