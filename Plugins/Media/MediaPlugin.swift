@@ -73,7 +73,7 @@ final class MediaPlugin: OverlayPlugin {
 
     func setUp(_ registrar: PluginRegistrar) async throws {
         // The panel's media library tab and upload UI (image, video and audio elements are the engine's own).
-        registrar.webModule(.panel, "panel.js")
+        registrar.webModule(.panel, "panel.js", styles: ["panel.css"])
         registrar.route(.post, "/api/media", access: .moderator, bodyLimit: configuration.largestFile + configuration.maxFormBytes,
                         rateLimit: Self.uploadRateLimit, summary: "upload a file (multipart/form-data, field 'file')") { request in
             try await self.upload(request)

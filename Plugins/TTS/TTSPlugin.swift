@@ -42,7 +42,7 @@ final class TTSPlugin: OverlayPlugin {
     func setUp(_ registrar: PluginRegistrar) async throws {
         // The overlay's speaker and the panel's TTS tab.
         registrar.webModule(.overlay, "overlay.js")
-        registrar.webModule(.panel, "panel.js")
+        registrar.webModule(.panel, "panel.js", styles: ["panel.css"])
         if configuration.mode != .browser {
             do {
                 try await renderer.probe()

@@ -57,8 +57,8 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         // card with publisher links, and the camera page.
         registrar.sceneElementType(Self.elementType)
         registrar.webModule(.overlay, "overlay.js")
-        registrar.webModule(.panel, "panel.js")
-        registrar.webModule(.admin, "admin.js")
+        registrar.webModule(.panel, "panel.js", styles: ["camera.css"])
+        registrar.webModule(.admin, "admin.js", styles: ["camera.css"])
         registrar.webPage("/publish", file: "publish.html")
         registrar.webPage("/preview", file: "preview.html")
         registrar.route(.get, "/api/webrtc/config", access: .public,

@@ -166,8 +166,8 @@ public enum FileOps {
     /// never a mix: a temporary file beside it, fsync, rename, fsync of the folder.
     /// - Parameter mode: Permissions of the new file (0600 for secrets: the file is never readable by others, not even briefly).
     public static func atomicWrite(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        _ = try? remove(temporary)
+        // A name of its own per call: two writers of one file never share (or delete) each other's temporary file.
+        let temporary = path + ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let file = try FileDescriptor.create(temporary, mode: mode)
         do {
             try file.write(bytes)

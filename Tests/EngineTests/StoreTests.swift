@@ -149,6 +149,40 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// Snapshot writes that meet (the periodic flush, close() from two places) never let an older snapshot land last,
+    /// nor trip over each other's temporary file: the last value written is the one read back.
+    func testEmbeddedSnapshotWritesThatMeetKeepTheNewestValue() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("store-race-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        do {
+            let store = try EmbeddedStore(snapshot: file, logger: Logger(label: "t"))
+            // Writers and flushes interleaved: a snapshot taken before a set and written after a later snapshot would
+            // lose that set.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<8 {
+                    group.addTask {
+                        for round in 0..<40 {
+                            try await store.setInteger("t\(task)-\(round)", Int64(round))
+                            await store.close()
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            await store.close()
+        }
+        let reopened = try EmbeddedStore(snapshot: file, logger: Logger(label: "t"))
+        for task in 0..<8 {
+            for round in 0..<40 {
+                let value = try await reopened.getInteger("t\(task)-\(round)")
+                XCTAssertEqual(value, Int64(round), "t\(task)-\(round) was lost")
+            }
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path)
+            .filter { $0.hasPrefix(file.lastPathComponent + ".tmp-") }
+        XCTAssertEqual(leftovers, [], "temporary files left behind")
+    }
+
     func testEmbeddedSnapshotSurvivesReopenWithTTLs() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: file) }

@@ -159,6 +159,7 @@ def test_a_web_key_replaces_the_shipped_folder(engines, tmp_path):
     own.mkdir()
     (own / "overlay.js").write_text("export default function setup(api) { globalThis.customSpeaker = true; }\n")
     (own / "panel.js").write_text("export default function setup(api) {}\n")
+    (own / "panel.css").write_text(".tts-own {}\n")
     engine = engines(plugin_config({"name": "tts", "web": str(own), "config": {"mode": "browser"}}))
     assert "customSpeaker" in requests.get(engine.url + "/plugins/tts/overlay.js").text
 

@@ -232,6 +232,8 @@ def test_a_module_that_throws_or_hangs_is_isolated_and_listed_as_failed(engines,
                                       '  throw new Error("tts panel broken on purpose");\n}\n')
     media_web = tmp_path / "media-web"
     write_module(media_web, "panel.js", "export default function setup() { return new Promise(() => {}); }\n")
+    for folder in (tts_web, media_web):
+        write_module(folder, "panel.css", "/* declared by the plugin */\n")
     engine = engines(config(web={"tts": tts_web, "media": media_web}))
     console = Console(driver)
 
@@ -314,6 +316,7 @@ def test_an_element_that_loads_asynchronously_holds_the_version_until_it_is_read
         write_module(web, name, "export default function setup() {}\n")
     for name in ("publish.html", "preview.html"):
         write_module(web, name, "<!doctype html><title>stub</title>\n")
+    write_module(web, "camera.css", "/* declared by the plugin */\n")
     engine = engines(plugin_config({"name": "moderator-keys"}, {"name": "webrtc-signaling", "config": {}, "web": str(web)}))
     first = put_scene(engine, [{"id": "t", "type": "text", "text": "x", "x": 0, "y": 0, "width": 100, "height": 50}])
     driver.get(engine.url + "/overlay?overlay_id=slow&debug=1")

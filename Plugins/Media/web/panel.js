@@ -10,7 +10,6 @@ import { describeError } from "/js/mod/api.js";
 import { confirmDialog, notify } from "/js/mod/notices.js";
 import { icon } from "/js/mod/icons.js";
 import { formatAgo, formatBytes, h, syncList } from "/js/mod/util.js";
-import { useStyles } from "/js/lib/plugins.js";
 
 /**
  * Adds the Media tab, the library as the panel's media source and uploads by dropping files on the stage.
@@ -18,7 +17,6 @@ import { useStyles } from "/js/lib/plugins.js";
  */
 export default function setup(api) {
   if (!api.hasRoute("GET", "/api/media") || !api.hasRoute("POST", "/api/media")) return;
-  useStyles(new URL("./panel.css", import.meta.url));
   api.addTab({
     id: "media",
     label: "Media",

@@ -5,7 +5,6 @@
 import { describeError } from "/js/mod/api.js";
 import { notify, promptDialog } from "/js/mod/notices.js";
 import { h, storage, syncList } from "/js/mod/util.js";
-import { useStyles } from "/js/lib/plugins.js";
 
 const PRESETS_KEY = "onionrp.tts.presets";
 const LAST_KEY = "onionrp.tts.last";
@@ -28,7 +27,6 @@ export default function setup(api) {
     ttsClear: api.hasRoute("POST", "/api/tts/clear"),
   };
   if (!caps.tts) return;
-  useStyles(new URL("./panel.css", import.meta.url));
   api.addTab({
     id: "tts",
     label: "TTS",

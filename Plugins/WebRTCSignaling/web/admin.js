@@ -1,7 +1,6 @@
 // The webrtc-signaling plugin's dashboard module (docs/plugin-bundles.md): the Camera card with every room,
 // its metrics, and a button that copies a publisher link (/publish with a fresh token).
 
-import { useStyles } from "/js/lib/plugins.js";
 import { CameraPanel, cameraCaps, cameraHost } from "./camera.js";
 
 /**
@@ -10,7 +9,6 @@ import { CameraPanel, cameraCaps, cameraHost } from "./camera.js";
  */
 export default function setup(api) {
   if (!cameraCaps(api).camera) return;
-  useStyles(new URL("./camera.css", import.meta.url));
   api.addCard({
     id: "camera",
     title: "Camera",

@@ -4,7 +4,6 @@
 
 import { promptDialog } from "/js/mod/notices.js";
 import { h } from "/js/mod/util.js";
-import { useStyles } from "/js/lib/plugins.js";
 import { CameraPanel, cameraCaps, cameraHost } from "./camera.js";
 import { RoomViewer, ROOM_RE } from "./viewer.js";
 
@@ -123,7 +122,6 @@ const roomInspector = {
  * @param {object} api  the panel's plugin api
  */
 export default function setup(api) {
-  useStyles(new URL("./camera.css", import.meta.url));
   api.addElementEntry({
     type: "webrtc",
     label: "Camera",

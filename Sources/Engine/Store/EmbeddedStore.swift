@@ -1,6 +1,7 @@
 // Store: the embedded in-process backend (the default), with TTLs checked on read and swept periodically.
 
 import Foundation
+import NIOConcurrencyHelpers
 import Logging
 @_spi(Engine) import PluginAPI
 import Synchronization
@@ -30,6 +31,9 @@ public final class EmbeddedStore: EngineStore {
     }
 
     private let state = Mutex(State())
+    /// Serializes snapshot writes (a pthread lock: it is held across the file write, and ThreadSanitizer cannot see a
+    /// contended `Synchronization.Mutex`).
+    private let snapshotWriter = NIOLock()
     private let clock = ContinuousClock()
     private let subscribers = Mutex<[String: [(id: Int, handler: @Sendable ([UInt8]) -> Void)]]>([:])
     private let nextSubscriber = Atomic<Int>(0)
@@ -81,7 +85,15 @@ public final class EmbeddedStore: EngineStore {
     deinit { flusher.withLock { $0?.cancel() } }
 
     /// Writes the snapshot when something changed since the last one.
+    ///
+    /// One writer at a time (the periodic flush and ``close()`` can meet), and the state is read inside that turn:
+    /// an older snapshot still being written can never land after a newer one.
     private func writeSnapshotIfDirty(logger: Logger?) {
+        guard snapshotFile != nil else { return }
+        snapshotWriter.withLock { writeSnapshotNow(logger: logger) }
+    }
+
+    private func writeSnapshotNow(logger: Logger?) {
         guard let file = snapshotFile else { return }
         let now = clock.now
         let wallNow = WallClock.nowMilliseconds
