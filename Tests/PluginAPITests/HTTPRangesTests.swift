@@ -1,9 +1,8 @@
 import Foundation
-@testable import Media
-import PluginAPI  // RangeRequest, Conditional and HTTPDate are moving from Media into PluginAPI
+import PluginAPI
 import XCTest
 
-/// Range requests, conditional requests and HTTP dates of `GET /media/{id}`.
+/// Range requests, conditional requests and HTTP dates, as `GET /media/{id}` and the TTS audio route answer them.
 final class HTTPSemanticsTests: XCTestCase {
     func testRangeHeaders() {
         let size = 1000
