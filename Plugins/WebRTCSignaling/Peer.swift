@@ -23,11 +23,6 @@ enum CloseCode {
 /// Everything sent to a peer goes through ``send(_:)``, which never waits: a writer task drains the queue into the
 /// socket, so a slow peer never slows the peer that routes a message to it. A full queue closes the slow peer.
 final class Peer: Sendable {
-    /// What the writer task does next.
-    enum Outgoing: Sendable {
-        case text(String)
-        case close(UInt16, String)
-    }
 
     /// Counters read by the stats route.
     struct Counters: Sendable {
@@ -52,9 +47,8 @@ final class Peer: Sendable {
     /// The token's id (logs only).
     let tokenID: String
     private let session: any WebSocketSession
-    private let queue: AsyncStream<Outgoing>
-    private let continuation: AsyncStream<Outgoing>.Continuation
-    private let closing = Atomic<Bool>(false)
+    /// PluginAPI's outbound queue: bounded (a full one closes the peer with 1013), never waited for.
+    private let outbox: OutboundQueue<String>
     private let counters: Mutex<Counters>
 
     /// Creates a peer for a socket that passed the upgrade check.
@@ -66,7 +60,7 @@ final class Peer: Sendable {
         self.tokenID = tokenID
         self.session = session
         self.connectedAt = Date()
-        (queue, continuation) = AsyncStream.makeStream(of: Outgoing.self, bufferingPolicy: .bufferingOldest(queueLimit))
+        outbox = OutboundQueue(limit: queueLimit, overflowCode: CloseCode.tryAgainLater, overflowReason: "too slow: the outbound queue is full")
         let now = ContinuousClock.now
         self.counters = Mutex(Counters(lastActivity: now, bucket: TokenBucket(burst: Double(burst), perSecond: Double(perSecond), now: now)))
     }
@@ -75,53 +69,46 @@ final class Peer: Sendable {
     var inbound: WebSocketInbound { session.inbound }
 
     /// True once a close was queued or the socket ended.
-    var isClosing: Bool { closing.load(ordering: .acquiring) }
+    var isClosing: Bool { outbox.isClosing }
 
     /// Queues a text frame. Returns false when the peer is closing or its queue is full (it is then closed, 1013).
     @discardableResult
     func send(_ text: String) -> Bool {
-        guard !isClosing else { return false }
-        switch continuation.yield(.text(text)) {
-        case .enqueued:
+        switch outbox.enqueue(text) {
+        case .queued, .coalesced:
             counters.withLock { $0.sent += 1 }
             return true
-        case .dropped:
+        case .overflowed:
             counters.withLock { $0.dropped += 1 }
-            abort(code: CloseCode.tryAgainLater, reason: "too slow: the outbound queue is full")
+            closeSocketNow(code: CloseCode.tryAgainLater, reason: "too slow: the outbound queue is full")
             return false
-        case .terminated:
-            return false
-        @unknown default:
+        case .closed:
             return false
         }
     }
 
     /// Queues a close after the frames already queued (so an error frame reaches the peer before the close).
     func close(code: UInt16, reason: String) {
-        guard !closing.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        if case .dropped = continuation.yield(.close(code, reason)) {
-            // The queue is full: the close cannot wait behind it.
-            closeNow(code: code, reason: reason)
-        }
+        outbox.close(code: code, reason: reason)
     }
 
     /// Closes at once, skipping what is queued (a stuck peer).
     func abort(code: UInt16, reason: String) {
-        closing.store(true, ordering: .releasing)
-        closeNow(code: code, reason: reason)
+        outbox.abort(code: code, reason: reason)
+        closeSocketNow(code: code, reason: reason)
     }
 
-    private func closeNow(code: UInt16, reason: String) {
+    /// Closes the socket without waiting for the writer, which may be stuck in a send to this very peer.
+    private func closeSocketNow(code: UInt16, reason: String) {
         let session = self.session
-        continuation.finish()
         Task { await session.close(code: code, reason: reason) }
     }
 
-    /// Drains the queue into the socket until a close, the end of the queue, or a failed write.
+    /// Drains the queue into the socket until a close or a failed write.
     func runWriter() async {
-        for await item in queue {
-            switch item {
-            case .text(let text):
+        while true {
+            switch await outbox.next() {
+            case .frame(let text):
                 do {
                     try await session.send(text)
                 } catch {
@@ -134,10 +121,9 @@ final class Peer: Sendable {
         }
     }
 
-    /// Ends the queue once the socket is gone (the writer then stops).
+    /// Ends the writer once the socket is gone (its close then finds the socket closed already).
     func finish() {
-        closing.store(true, ordering: .releasing)
-        continuation.finish()
+        outbox.abort(code: CloseCode.goingAway, reason: "closed")
     }
 
     /// Notes an inbound frame and takes one token from the rate bucket.

@@ -126,8 +126,8 @@ def test_failed_scene_write_answers_its_own_request_and_changes_nothing(engines)
     scene = requests.get(engine.url + "/api/scene").json()
     version = scene["_version"]
     folder = engine.workdir / "data" / "scenes" / "main"
-    # The write of the next version goes through `<version>.json.tmp-<pid>`; a folder there makes it fail.
-    blocker = folder / f"{version + 1}.json.tmp-{engine.proc.pid}"
+    # The next version is renamed into `<version>.json`; a folder there makes the write fail.
+    blocker = folder / f"{version + 1}.json"
     blocker.mkdir()
     with connect(f"{engine.ws_url}/ws/overlay") as overlay:
         first = json.loads(overlay.recv(timeout=5))

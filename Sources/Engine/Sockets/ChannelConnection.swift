@@ -1,4 +1,4 @@
-// Sockets: one live connection on an engine channel, with a bounded, coalescing outbound queue.
+// Sockets: one live connection on an engine channel, with PluginAPI's bounded, coalescing outbound queue.
 
 import Foundation
 import NIOCore
@@ -17,24 +17,12 @@ enum DropReason: String, Sendable {
 /// (e.g. `scene.full`) replaces an older queued frame with the same key, because a newer snapshot
 /// makes the older one useless. A full queue means the client is stuck: it is dropped, never waited for.
 public final class ChannelConnection: SocketConnection {
-    struct Item {
-        var frame: ByteBuffer
-        var key: String?
-    }
-
-    struct Queue {
-        var items: [Item] = []
-        var waiter: CheckedContinuation<Void, Never>?
-        var closing: (code: UInt16, reason: String)?
-    }
-
     public let id: String
     public let channel: SocketChannel
     public let caller: Caller
     /// Identifier of the overlay, when the page sent one (`?overlay_id=`).
     public let clientLabel: String?
-    let limit: Int
-    let queue = Mutex(Queue())
+    let outbox: OutboundQueue<ByteBuffer>
     let onDrop: @Sendable (ChannelConnection, DropReason) -> Void
     let onCoalesce: @Sendable () -> Void
     /// When the frame being written started (uptime nanoseconds), 0 when idle; read by the hub's watchdog.
@@ -49,7 +37,7 @@ public final class ChannelConnection: SocketConnection {
         self.channel = channel
         self.caller = caller
         self.clientLabel = clientLabel
-        self.limit = limit
+        self.outbox = OutboundQueue(limit: limit, overflowCode: 1008, overflowReason: "too slow: outbound queue full")
         self.onDrop = onDrop
         self.onCoalesce = onCoalesce
     }
@@ -68,78 +56,28 @@ public final class ChannelConnection: SocketConnection {
     /// - Returns: false when the connection is closing or was dropped for being stuck.
     @discardableResult
     func enqueue(_ frame: ByteBuffer, key: String?) -> Bool {
-        enum Outcome { case queued(CheckedContinuation<Void, Never>?), coalesced, closed, full }
-        let outcome: Outcome = queue.withLock { q in
-            if q.closing != nil { return .closed }
-            if let key, let index = q.items.lastIndex(where: { $0.key == key }) {
-                q.items[index].frame = frame
-                return .coalesced
-            }
-            if q.items.count >= limit {
-                q.closing = (1008, "too slow: outbound queue full")
-                q.items.removeAll()
-                let waiter = q.waiter
-                q.waiter = nil
-                waiter?.resume()
-                return .full
-            }
-            q.items.append(Item(frame: frame, key: key))
-            let waiter = q.waiter
-            q.waiter = nil
-            return .queued(waiter)
-        }
-        switch outcome {
-        case .queued(let waiter):
-            waiter?.resume()
+        switch outbox.enqueue(frame, key: key) {
+        case .queued:
             return true
         case .coalesced:
             onCoalesce()
             return true
         case .closed:
             return false
-        case .full:
+        case .overflowed:
             onDrop(self, .queueFull)
             return false
         }
     }
 
     public func close(code: UInt16, reason: String) {
-        let waiter: CheckedContinuation<Void, Never>? = queue.withLock { q in
-            if q.closing == nil { q.closing = (code, reason) }
-            let waiter = q.waiter
-            q.waiter = nil
-            return waiter
-        }
-        waiter?.resume()
-    }
-
-    /// What the writer does next.
-    enum Next {
-        case frame(ByteBuffer)
-        case close(code: UInt16, reason: String)
+        outbox.close(code: code, reason: reason)
     }
 
     /// Waits for the next frame to write, or for the close request. Queued frames are flushed before a
     /// requested close, except when the connection was dropped (its queue was cleared).
-    func next() async -> Next {
-        while true {
-            let ready: Next? = queue.withLock { q in
-                if !q.items.isEmpty { return .frame(q.items.removeFirst().frame) }
-                if let closing = q.closing { return .close(code: closing.code, reason: closing.reason) }
-                return nil
-            }
-            if let ready { return ready }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = queue.withLock { q in
-                    if !q.items.isEmpty || q.closing != nil { return true }
-                    q.waiter = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
-    }
+    func next() async -> OutboundQueue<ByteBuffer>.Next { await outbox.next() }
 
     /// Frames waiting to be written.
-    var queuedCount: Int { queue.withLock { $0.items.count } }
+    var queuedCount: Int { outbox.count }
 }
