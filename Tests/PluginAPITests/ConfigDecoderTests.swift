@@ -226,4 +226,30 @@ final class ConfigDecoderTests: XCTestCase {
         XCTAssertEqual(error?.path, "port")
         XCTAssertEqual(error?.message, "must be positive")
     }
+
+    /// Sizes: only keys named `*_bytes` take units, and the value must fit the property's width.
+    func testSizesTakeUnitsOnlyInBytesKeys() throws {
+        XCTAssertEqual(ConfigDecoder.byteCount("25MiB"), 26_214_400)
+        XCTAssertEqual(ConfigDecoder.byteCount(" 2 k "), 2048)
+        XCTAssertEqual(ConfigDecoder.byteCount("3KB"), 3000)
+        XCTAssertEqual(ConfigDecoder.byteCount("0.5KiB"), 512)
+        XCTAssertEqual(ConfigDecoder.byteCount("9223372036854775807"), Int.max)
+        for bad in ["", "MiB", "-5", "5 XB", "1.5", "1e3", "1..2MB", "9223372036854775808", "10000000TB"] {
+            XCTAssertNil(ConfigDecoder.byteCount(bad), bad)
+        }
+        struct Limits: Decodable {
+            var quotaBytes: Int
+            var smallBytes: UInt16?
+            var count: Int?
+        }
+        let limits = try ConfigDecoder.decode(Limits.self, from: map([("quota_bytes", s("1.5 GB", 2)), ("small_bytes", s("2KiB", 3))]))
+        XCTAssertEqual(limits.quotaBytes, 1_500_000_000)
+        XCTAssertEqual(limits.smallBytes, 2048)
+        var error = firstError(Limits.self, map([("quota_bytes", s("1", 2)), ("count", s("2KiB", 3))]))
+        XCTAssertEqual(error?.path, "count")
+        XCTAssertEqual(error?.message, "expected a whole number, found '2KiB'")
+        error = firstError(Limits.self, map([("quota_bytes", s("1", 2)), ("small_bytes", s("1MiB", 4))]))
+        XCTAssertEqual(error?.path, "small_bytes")
+        XCTAssertEqual(error?.line, 4)
+    }
 }
