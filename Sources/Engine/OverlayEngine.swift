@@ -152,11 +152,19 @@ public final class OverlayEngine: Sendable {
         let app = makeApplication()
         let shutdown = SocketShutdownService(engine: self)
         let ttl = config.sessions.moderatorSessionTTLSeconds
-        let sweep = SessionSweepService(hub: hub, sessions: sessions, interval: .milliseconds(min(10_000, max(500, ttl * 250))),
-                                        logger: logger)
+        let sessionSweep = SessionSweep(hub: hub, sessions: sessions, logger: logger)
+        let trim = MemoryTrim(limits: connectionLimits)
+        let hub = self.hub
+        var pollers = [
+            PeriodicService("session expiry", every: .milliseconds(min(10_000, max(500, ttl * 250)))) { await sessionSweep.sweep() },
+            PeriodicService("stuck writers", every: .seconds(1)) { hub.sweepStuckWriters() },
+            PeriodicService("memory trim", every: .seconds(5)) { trim.step() },
+        ]
+        if let embedded = store as? EmbeddedStore {
+            pollers.append(PeriodicService("store snapshot", every: .seconds(1)) { _ = try? await BlockingIO.run { embedded.flush() } })
+        }
         var groupConfig = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: shutdown), .init(service: sweep),
-                       .init(service: MemoryTrimService(limits: connectionLimits))],
+            services: [.init(service: app), .init(service: shutdown)] + pollers.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         // server.shutdown_grace_seconds bounds the drain of requests in flight; past it they are cancelled,

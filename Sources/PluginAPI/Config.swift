@@ -1,6 +1,7 @@
 // Configuration as a tree of YAML nodes with their lines, and a strict Decoder over it.
 
 import Foundation
+import Synchronization
 
 /// One node of `overlay.yaml`, with the position it came from.
 public struct ConfigNode: Sendable {
@@ -271,34 +272,38 @@ func renderPath(_ path: [any CodingKey]) -> String {
     return out
 }
 
-final class KeyTracker: @unchecked Sendable {
-    private let lock = NSLock()
-    private var mappings: [(path: [any CodingKey], node: ConfigNode, used: Set<String>)] = []
-    private var soft: [ConfigError] = []
+final class KeyTracker: Sendable {
+    private struct Mapping: @unchecked Sendable {
+        // `any CodingKey` is not Sendable; a tracker lives inside one decode call.
+        var path: [any CodingKey]
+        var node: ConfigNode
+        var used: Set<String>
+    }
+    private struct State: Sendable {
+        var mappings: [Mapping] = []
+        var soft: [ConfigError] = []
+    }
+    private let state = Mutex(State())
 
     func recordSoft(_ error: ConfigError) {
-        lock.lock(); defer { lock.unlock() }
-        soft.append(error)
+        state.withLock { $0.soft.append(error) }
     }
 
-    var softErrors: [ConfigError] {
-        lock.lock(); defer { lock.unlock() }
-        return soft
-    }
+    var softErrors: [ConfigError] { state.withLock { $0.soft } }
 
     func register(path: [any CodingKey], node: ConfigNode) -> Int {
-        lock.lock(); defer { lock.unlock() }
-        mappings.append((path, node, []))
-        return mappings.count - 1
+        state.withLock { state in
+            state.mappings.append(Mapping(path: path, node: node, used: []))
+            return state.mappings.count - 1
+        }
     }
 
     func markUsed(_ index: Int, key: String) {
-        lock.lock(); defer { lock.unlock() }
-        mappings[index].used.insert(key)
+        state.withLock { _ = $0.mappings[index].used.insert(key) }
     }
 
     func unknownKeys() -> [ConfigError] {
-        lock.lock(); defer { lock.unlock() }
+        let mappings = state.withLock { $0.mappings }
         var errors: [ConfigError] = []
         for entry in mappings {
             guard case .mapping(let pairs) = entry.node.value else { continue }

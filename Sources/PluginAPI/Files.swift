@@ -39,6 +39,12 @@ public struct FileIOError: Error, CustomStringConvertible, Sendable {
 public enum BlockingIO {
     private static let queue = DispatchQueue(label: "onionrp.blocking", qos: .userInitiated, attributes: .concurrent)
 
+    /// A serial queue whose work runs on this pool, one item at a time in the order given: for blocking work that
+    /// must not overlap (one connection, one file's writes).
+    public static func serialQueue(label: String) -> DispatchQueue {
+        DispatchQueue(label: label, target: queue)
+    }
+
     /// Runs `work` on a pool thread and returns its result.
     public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in

@@ -29,7 +29,7 @@ final class ConnectionLimits: Sendable {
     let overCapTotal = Atomic<Int>(0)
     /// Connections closed by a timeout.
     let timedOutTotal = Atomic<Int>(0)
-    /// The most connections open at once since memory was last given back (``MemoryTrimService``).
+    /// The most connections open at once since memory was last given back (``MemoryTrim``).
     let peakSinceTrim = Atomic<Int>(0)
     /// Connections closed since memory was last given back.
     let closedSinceTrim = Atomic<Int>(0)
@@ -428,9 +428,8 @@ final class ParseErrorResponder: ChannelInboundHandler, RemovableChannelHandler 
 /// mark (15,000 idle connections: +97 MiB that never came back). Every few seconds, when the open
 /// connections fell by `dropThreshold` from their peak, or `churnThreshold` connections closed,
 /// `malloc_trim(0)` returns the free pages.
-struct MemoryTrimService: Service {
+struct MemoryTrim: Sendable {
     let limits: ConnectionLimits
-    var interval: Duration = .seconds(5)
     var dropThreshold = 500
     var churnThreshold = 5000
 
@@ -440,18 +439,14 @@ struct MemoryTrimService: Service {
         return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
     }()
 
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await Task.sleep(for: interval) } catch { return }
-                let open = limits.open.load(ordering: .relaxed)
-                if limits.peakSinceTrim.load(ordering: .relaxed) - open >= dropThreshold
-                    || limits.closedSinceTrim.load(ordering: .relaxed) >= churnThreshold {
-                    limits.peakSinceTrim.store(open, ordering: .relaxed)
-                    limits.closedSinceTrim.store(0, ordering: .relaxed)
-                    _ = Self.trim?(0)
-                }
-            }
+    /// Trims when enough connections closed since the last time (run every few seconds).
+    func step() {
+        let open = limits.open.load(ordering: .relaxed)
+        if limits.peakSinceTrim.load(ordering: .relaxed) - open >= dropThreshold
+            || limits.closedSinceTrim.load(ordering: .relaxed) >= churnThreshold {
+            limits.peakSinceTrim.store(open, ordering: .relaxed)
+            limits.closedSinceTrim.store(0, ordering: .relaxed)
+            _ = Self.trim?(0)
         }
     }
 }

@@ -71,7 +71,7 @@ public final class SceneStore: SceneAccess, Sendable {
     let directory: URL
     let limits: SceneLimits
     let logger: Logger
-    let queue = DispatchQueue(label: "onionrp.scene-persistence")
+    let queue = BlockingIO.serialQueue(label: "onionrp.scene-persistence")
     let onChange: @Sendable (SceneChange) -> Void
 
     /// Opens (or creates) the scenes in `<data>/scenes`.

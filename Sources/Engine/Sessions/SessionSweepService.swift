@@ -5,21 +5,11 @@ import Logging
 import ServiceLifecycle
 
 /// A revoked session's sockets close at once (``ModeratorSessionStore/whenRevoked(_:)``); one that
-/// expires has no such moment, so its sockets are checked every `interval` and closed with 4401.
-struct SessionSweepService: Service {
+/// expires has no such moment, so its sockets are checked periodically (``PeriodicService``) and closed with 4401.
+struct SessionSweep: Sendable {
     let hub: ChannelHub
     let sessions: ModeratorSessionStore
-    let interval: Duration
     let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await Task.sleep(for: interval) } catch { return }
-                await sweep()
-            }
-        }
-    }
 
     /// Checks each open session once; a store outage leaves sockets open (the next sweep retries).
     func sweep() async {

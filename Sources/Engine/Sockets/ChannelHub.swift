@@ -40,7 +40,6 @@ public final class ChannelHub: SocketHub {
     private let framesDropped = Atomic<Int>(0)
     private let clientsDropped = Atomic<Int>(0)
     private let nextID = Atomic<Int>(0)
-    private let watchdog = Mutex<Task<Void, Never>?>(nil)
     let logger: Logger
     let queueLimit: Int
     let sendTimeout: Duration
@@ -66,25 +65,18 @@ public final class ChannelHub: SocketHub {
         self.gauges = gauges
     }
 
-    deinit { watchdog.withLock { $0?.cancel() } }
-
-    /// Once a second, drops clients whose current frame has been sending for longer than the send
-    /// timeout. One sweeper for all connections keeps timers out of the per-frame path.
-    private func startWatchdog() {
-        watchdog.withLock { task in
-            guard task == nil else { return }
-            task = Task.detached { [weak self] in
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
-                    self?.sweepStuckWriters()
-                }
-            }
-        }
+    /// Drops clients whose current frame has been sending for longer than the send timeout. Run once a second
+    /// (``PeriodicService``): one sweeper for all connections keeps timers out of the per-frame path.
+    /// Nanoseconds on the continuous clock since the engine started (fits an `Atomic<UInt64>`, unlike an Instant).
+    static let clockStart = ContinuousClock.now
+    static func monotonicNanoseconds() -> UInt64 {
+        let elapsed = ContinuousClock.now - clockStart
+        return UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000))
     }
 
     func sweepStuckWriters() {
-        let now = DispatchTime.now().uptimeNanoseconds
-        let limit = UInt64(sendTimeout.components.seconds) * 1_000_000_000
+        let now = Self.monotonicNanoseconds()
+        let limit = UInt64(max(0, sendTimeout.wholeMilliseconds)) * 1_000_000
         for connection in all {
             let started = connection.writeStartedAt.load(ordering: .relaxed)
             guard started != 0, now > started, now - started > limit, connection.nioChannel.isActive else { continue }
@@ -181,7 +173,6 @@ public final class ChannelHub: SocketHub {
                outbound: WebSocketOutboundWriter, nioChannel: any Channel,
                afterConnect: @Sendable (ChannelConnection) async -> Void) async {
         let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
-        startWatchdog()
         let connection = ChannelConnection(
             id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit, nioChannel: nioChannel,
             onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
@@ -219,7 +210,7 @@ public final class ChannelHub: SocketHub {
         while true {
             switch await connection.next() {
             case .frame(let buffer):
-                connection.writeStartedAt.store(max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+                connection.writeStartedAt.store(max(1, Self.monotonicNanoseconds()), ordering: .relaxed)
                 do {
                     try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
                 } catch {

@@ -38,18 +38,22 @@ public final class EmbeddedStore: EngineStore {
     private let subscribers = Mutex<[String: [(id: Int, handler: @Sendable ([UInt8]) -> Void)]]>([:])
     private let nextSubscriber = Atomic<Int>(0)
 
-    /// Creates an empty store.
+    /// Where the snapshot is kept, if anywhere.
     private let snapshotFile: URL?
-    private let flusher = Mutex<Task<Void, Never>?>(nil)
+    private let logger: Logger?
 
     /// Creates an empty store that lives only in memory.
-    public init() { snapshotFile = nil }
+    public init() {
+        snapshotFile = nil
+        logger = nil
+    }
 
-    /// Creates a store kept in `file`: loaded now (expired entries dropped), written atomically at most once a
-    /// second while it changes, and on ``close()``. Keys and sessions survive a restart; rate-limit buckets do not.
+    /// Creates a store kept in `file`: loaded now (expired entries dropped), written atomically by ``flush()`` (the
+    /// engine calls it every second) and on ``close()``. Keys and sessions survive a restart; rate-limit buckets do not.
     /// - Throws: When an existing snapshot cannot be read (a corrupt one is moved aside, not an error).
     public init(snapshot file: URL, logger: Logger) throws {
         snapshotFile = file
+        self.logger = logger
         if let data = FileManager.default.contents(atPath: file.path) {
             do {
                 let snapshot = try JSONDecoder().decode(Snapshot.self, from: data)
@@ -73,16 +77,11 @@ public final class EmbeddedStore: EngineStore {
                 logger.error("embedded store: \(file.path) could not be read (\(error)); moved to \(aside.lastPathComponent), starting empty")
             }
         }
-        let task = Task.detached { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                self?.writeSnapshotIfDirty(logger: logger)
-            }
-        }
-        flusher.withLock { $0 = task }
     }
 
-    deinit { flusher.withLock { $0?.cancel() } }
+    /// Writes the snapshot when something changed since the last one; the engine runs it every second
+    /// (``PeriodicService``), and ``close()`` once more.
+    public func flush() { writeSnapshotIfDirty(logger: logger) }
 
     /// Writes the snapshot when something changed since the last one.
     ///
@@ -127,7 +126,6 @@ public final class EmbeddedStore: EngineStore {
     public func ping() async throws {}
 
     public func close() async {
-        flusher.withLock { $0?.cancel() }
         writeSnapshotIfDirty(logger: nil)
     }
 

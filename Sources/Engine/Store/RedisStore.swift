@@ -14,7 +14,7 @@ public final class RedisStore: EngineStore {
         let queue: DispatchQueue
         // Touched only on `queue`.
         var connection: RedisConnection?
-        init(index: Int) { queue = DispatchQueue(label: "onionrp.redis.\(index)") }
+        init(index: Int) { queue = BlockingIO.serialQueue(label: "onionrp.redis.\(index)") }
     }
 
     let endpoint: RedisEndpoint
