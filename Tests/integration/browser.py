@@ -26,12 +26,16 @@ def make_chrome(*arguments, width=1280, height=720, script_timeout=10):
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
-    """Polls `predicate` until it returns something truthy; fails with the last value seen."""
+    """Polls `predicate` until it returns something truthy; fails with the last value seen. An exception in the
+    predicate (a stale element while the page re-renders) counts as not yet."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
+        try:
+            last = predicate()
+        except Exception as err:  # noqa: BLE001
+            last = err
+        if last and not isinstance(last, Exception):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")

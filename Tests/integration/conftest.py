@@ -212,3 +212,16 @@ def backend(request, tmp_path):
     server = RedisServer(folder).start()
     yield {"name": "redis", "env": {"REDIS_URL": server.url}, "redis": server}
     server.stop()
+
+
+@pytest.fixture
+def driver(request):
+    """A headless Chromium for one test, closed after it. A test module sets `CHROME = {...}` for its own
+    arguments (`args`, `width`, `height`, `script_timeout`), e.g. the fake camera flags of the WebRTC tests."""
+    from browser import make_chrome
+    settings = dict(getattr(request.module, "CHROME", {}))
+    browser = make_chrome(*settings.pop("args", ()), **{"script_timeout": 15, **settings})
+    try:
+        yield browser
+    finally:
+        browser.quit()

@@ -196,7 +196,8 @@ def test_bad_plugin_config_stops_start_up(workdir, counter_so):
 # In Chromium: the panel adds a goal bar and presses its buttons; the overlay follows live.
 
 def test_panel_adds_a_goal_and_its_buttons_move_the_overlay_bar(engine):
-    from test_panel_browser import Console, generate_key, login, put_scene, screenshot, wait_for, wait_saved
+    from browser import wait_for
+    from pages import Console, generate_key, login, put_scene, screenshot, wait_saved
 
     version = put_scene(engine, [])
     driver = make_chrome(width=1280, height=720, script_timeout=15)

@@ -3,10 +3,8 @@
 Each test drives the real binary and checks afterwards that the process is still alive.
 """
 import json
-import os
 import socket
 import time
-from pathlib import Path
 
 import pytest
 import requests

@@ -8,7 +8,8 @@ import requests
 
 from conftest import ROOT, plugin_config
 
-from browser import make_chrome, wait_for
+from browser import wait_for
+from pages import put_scene
 
 VIDEO = ROOT / "Tests" / "fixtures" / "loop.webm"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -29,21 +30,7 @@ def engine(engines, web_dir):
     return engines(plugin_config(), env={"WEB_DIR": str(web_dir)})
 
 
-@pytest.fixture
-def driver():
-    browser = make_chrome(width=1920, height=1080)
-    try:
-        yield browser
-    finally:
-        browser.quit()
-
-
-def put_scene(engine, elements):
-    current = requests.get(engine.url + "/api/scene", headers=engine.streamer()).json()
-    answer = requests.put(engine.url + "/api/scene", headers=engine.streamer(),
-                          json={"base_version": current["_version"], "elements": elements})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["_version"]
+CHROME = {"width": 1920, "height": 1080}
 
 
 def patch_scene(engine, base_version, ops):

@@ -7,7 +7,8 @@ from conftest import BUILD, plugin_config
 import pytest
 
 from browser import make_chrome
-from test_panel_browser import generate_key, login, put_scene, screenshot, wait_for
+from browser import wait_for
+from pages import generate_key, login, put_scene, screenshot
 
 ROOM = "panel-cam"
 

@@ -21,8 +21,9 @@ from conftest import BUILD, plugin_config
 
 from selenium.webdriver.common.by import By
 
-from test_panel_browser import (Console, driver, element, generate_key, login, make_driver, panel, panel_config, put_scene, scene,  # noqa: F401 (driver: fixture)
-                                screenshot, wait_for, wait_saved)
+from browser import wait_for
+from pages import (Console, element, generate_key, login, make_driver, panel, panel_config, put_scene, scene,  # noqa: F401
+                   screenshot, wait_saved)
 
 PHONE = (390, 844)
 

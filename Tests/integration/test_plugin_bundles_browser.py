@@ -5,7 +5,6 @@ enabled every tab, Add entry, renderer and the schema-made inspector is there; a
 isolated, named in window.onionPlugins, the panel's health strip and the overlay's ?debug=1 box.
 
 Screenshots: test-artifacts/mod-plugins-failed.png, mod-schema-inspector.png."""
-import json
 import time
 
 import pytest
@@ -16,8 +15,8 @@ from conftest import BUILD, plugin_config
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from browser import make_chrome
-from test_panel_browser import Console, generate_key, login, panel, put_scene, scene, screenshot, wait_for, wait_saved
+from browser import wait_for
+from pages import Console, generate_key, login, panel, put_scene, scene, screenshot, wait_saved
 
 OPTIONAL = ("tts", "webrtc-signaling", "media")
 # What each plugin adds to the pages: panel tabs, Add entries, admin cards, overlay hooks.
@@ -29,13 +28,6 @@ UI = {
 STREAMER = {"x-streamer-token": "streamer-secret"}
 
 
-@pytest.fixture
-def driver():
-    browser = make_chrome(script_timeout=15)
-    try:
-        yield browser
-    finally:
-        browser.quit()
 
 
 def built(name):

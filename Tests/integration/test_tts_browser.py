@@ -3,25 +3,17 @@ hidden <audio> element to its end, one utterance after the other, and the engine
 import time
 from pathlib import Path
 
-import pytest
 import requests
 from websockets.sync.client import connect
 
 from test_tts import STREAMER, moderator_session, next_event, queue_until, tts_yaml
 
-from browser import make_chrome, wait_for
+from browser import wait_for
 
 ESPEAK = Path("/usr/bin/espeak-ng")
 assert ESPEAK.exists(), "the TTS browser tests need espeak-ng (make test-deps)"
 
 
-@pytest.fixture
-def driver():
-    browser = make_chrome()
-    try:
-        yield browser
-    finally:
-        browser.quit()
 
 
 

@@ -15,6 +15,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from pages import put_scene
 from conftest import plugin_config, run_cli
 
 STREAMER = {"x-streamer-token": "streamer-secret"}
@@ -370,12 +371,6 @@ def test_token_secret_from_the_environment(engines):
 
 # ---------------------------------------------------------------------------------------------
 # Viewer tokens for overlays
-
-
-def put_scene(engine, elements):
-    current = requests.get(engine.url + "/api/scene", headers=STREAMER).json()
-    answer = requests.put(engine.url + "/api/scene", headers=STREAMER, json={"base_version": current["_version"], "elements": elements})
-    assert answer.status_code == 200, answer.text
 
 
 def test_overlay_gets_short_lived_viewer_tokens_for_rooms_of_the_scene(engines):

@@ -7,21 +7,15 @@ import requests
 
 from conftest import ROOT, plugin_config
 
-from browser import make_chrome, wait_for
+from browser import wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 STREAMER = {"x-streamer-token": "streamer-secret"}
 ROOM = "browser-cam"
 
-@pytest.fixture
-def driver():
-    browser = make_chrome("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                          "--disable-features=WebRtcHideLocalIpsWithMdns", "--disable-background-timer-throttling",
-                          "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows")
-    try:
-        yield browser
-    finally:
-        browser.quit()
+CHROME = {"args": ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                   "--disable-features=WebRtcHideLocalIpsWithMdns", "--disable-background-timer-throttling",
+                   "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows")}
 
 
 @pytest.fixture
