@@ -2,10 +2,9 @@
 // realtime metrics, and the cards plugins add (addCard; the camera card is the webrtc-signaling plugin's).
 // The streamer token is entered once per tab (sessionStorage) and sent as x-streamer-token.
 
-import { ApiError, createApi, describeError, loadCapabilities } from "./mod/api.js";
-import { confirmDialog, notify } from "./mod/notices.js";
-import { $, copyText, formatAgo, formatDuration, formatRemaining, h, storage } from "./mod/util.js";
-import { noticeKind } from "./mod/plugin-api.js";
+import { ApiError, createApi, describeError, loadCapabilities } from "./lib/api.js";
+import { confirmDialog, noticeKind, notify } from "./lib/notices.js";
+import { $, copyText, formatAgo, formatDuration, formatRemaining, h, storage } from "./lib/util.js";
 import { loadPlugins, onPluginStatus, pluginStatus, registrations } from "./lib/plugins.js";
 
 const TOKEN_KEY = "onionrp.admin.token";

@@ -6,10 +6,10 @@
 //
 // image/video/audio elements stay core element types (drawn by the overlay and the editor without this module).
 
-import { describeError } from "/js/mod/api.js";
-import { confirmDialog, notify } from "/js/mod/notices.js";
+import { describeError } from "/js/lib/api.js";
+import { confirmDialog, notify } from "/js/lib/notices.js";
 import { icon } from "/js/mod/icons.js";
-import { formatAgo, formatBytes, h, syncList } from "/js/mod/util.js";
+import { formatAgo, formatBytes, h, syncList } from "/js/lib/util.js";
 
 /**
  * Adds the Media tab, the library as the panel's media source and uploads by dropping files on the stage.

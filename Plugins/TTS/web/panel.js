@@ -2,9 +2,9 @@
 // volume), presets kept in localStorage, and the live queue with skip and clear (socket `tts.queue`).
 // Ctrl+Enter in the text speaks.
 
-import { describeError } from "/js/mod/api.js";
-import { notify, promptDialog } from "/js/mod/notices.js";
-import { h, storage, syncList } from "/js/mod/util.js";
+import { describeError } from "/js/lib/api.js";
+import { notify, promptDialog } from "/js/lib/notices.js";
+import { h, storage, syncList } from "/js/lib/util.js";
 
 const PRESETS_KEY = "onionrp.tts.presets";
 const LAST_KEY = "onionrp.tts.last";

@@ -2,10 +2,10 @@
 // jitter, RTT, dropped frames) per peer, with live sparklines. Streamers (the dashboard) also get a
 // button that copies a publisher link with a fresh token. Used by panel.js (Camera tab) and admin.js (card).
 
-import { describeError } from "/js/mod/api.js";
-import { drawSparkline } from "/js/mod/chart.js";
-import { notify } from "/js/mod/notices.js";
-import { copyText, finite, formatBitrate, h } from "/js/mod/util.js";
+import { describeError } from "/js/lib/api.js";
+import { drawSparkline } from "/js/lib/chart.js";
+import { notify } from "/js/lib/notices.js";
+import { copyText, finite, formatBitrate, h } from "/js/lib/util.js";
 
 /** Which of the plugin's routes this engine serves, from a page's plugin api. */
 export function cameraCaps(api) {

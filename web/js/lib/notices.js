@@ -4,6 +4,11 @@ import { h } from "./util.js";
 
 let region = null;
 
+/** A notice kind: info, ok, warn, error (success and warning are taken as ok and warn). */
+export function noticeKind(kind) {
+  return { success: "ok", warning: "warn" }[kind] || (["info", "ok", "warn", "error"].includes(kind) ? kind : "info");
+}
+
 function ensureRegion() {
   if (region && region.isConnected) return region;
   region = document.getElementById("notices");

@@ -2,7 +2,7 @@
 // styles), scaled to fit, and lets the moderator move, resize and nudge elements with snapping.
 
 import { icon } from "./icons.js";
-import { clamp, finite, h, round } from "./util.js";
+import { clamp, finite, h, round } from "../lib/util.js";
 import { createTextNode, updateText } from "../text-style.js";
 
 const SNAP_PX = 7; // screen pixels

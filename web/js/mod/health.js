@@ -2,8 +2,8 @@
 // acknowledgement latency and save rate (GET /api/metrics/realtime every 2 s), and plugins whose page module
 // failed to load.
 
-import { describeError } from "./api.js";
-import { h } from "./util.js";
+import { describeError } from "../lib/api.js";
+import { h } from "../lib/util.js";
 import { onPluginStatus, pluginStatus } from "../lib/plugins.js";
 
 export class HealthStrip {

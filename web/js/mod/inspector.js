@@ -3,7 +3,7 @@
 // Every control saves through the scene sync (typing is debounced; Enter or leaving the field saves at once).
 
 import { CORE_TYPES } from "./plugin-api.js";
-import { elementLabel, h } from "./util.js";
+import { elementLabel, h } from "../lib/util.js";
 import { FONTS } from "../text-style.js";
 
 /** "#rgb", "#rgba", "#rrggbb", "#rrggbbaa" or a basic name, as the engine accepts. */

@@ -1,7 +1,7 @@
 // The layer list: topmost first, select, show/hide, lock/unlock, drag (or Alt+arrows) to restack.
 
 import { icon } from "./icons.js";
-import { elementLabel, finite, h } from "./util.js";
+import { elementLabel, finite, h } from "../lib/util.js";
 
 
 /** Elements in drawing order (bottom first), as the overlay stacks them: z, then list order. */

@@ -2,18 +2,18 @@
 // inspector and the health strip, all live over /ws/moderator. Plugins add the rest (tabs such as media,
 // TTS and camera, Add entries, inspectors) through their panel modules (./plugin-api.js).
 
-import { ApiError, createApi, describeError, loadCapabilities } from "./api.js";
+import { ApiError, createApi, describeError, loadCapabilities } from "../lib/api.js";
 import { StageEditor } from "./editor.js";
 import { HealthStrip } from "./health.js";
 import { Inspector } from "./inspector.js";
 import { LayerList, restackOps, stackOrder } from "./layers.js";
-import { confirmDialog, dismiss, notify, promptDialog } from "./notices.js";
+import { confirmDialog, dismiss, notify, promptDialog } from "../lib/notices.js";
 import { PanelExtensions, panelApi } from "./plugin-api.js";
 import { SceneSync } from "./scene-sync.js";
 import { SceneSwitcher } from "./scenes.js";
 import { ModeratorSocket } from "./socket.js";
 import { tabs } from "./tabs.js";
-import { $, clone, elementLabel, finite, h, isTyping, plural, randomId, storage } from "./util.js";
+import { $, clone, elementLabel, finite, h, isTyping, plural, randomId, storage } from "../lib/util.js";
 import { loadPlugins, pluginStatus } from "../lib/plugins.js";
 
 const SESSION_KEY = "onionrp.mod.session";

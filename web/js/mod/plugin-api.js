@@ -2,20 +2,15 @@
 // (docs/plugin-bundles.md). The core modules (editor, inspector, add bar) read the registries here; nothing in the
 // core names a plugin.
 
-import { describeError } from "./api.js";
-import { notify } from "./notices.js";
-import { h } from "./util.js";
+import { describeError } from "../lib/api.js";
+import { noticeKind, notify } from "../lib/notices.js";
+import { h } from "../lib/util.js";
 import { elementTypes, registrations } from "../lib/plugins.js";
 
 /** Element types the core draws and inspects itself. */
 export const CORE_TYPES = new Set(["text", "image", "video", "audio"]);
 
 const ID_RE = /^[a-z][a-z0-9-]{0,39}$/;
-
-/** A notice kind: info, ok, warn, error (success and warning are taken as ok and warn). */
-export function noticeKind(kind) {
-  return { success: "ok", warning: "warn" }[kind] || (["info", "ok", "warn", "error"].includes(kind) ? kind : "info");
-}
 
 /** Registries filled by plugins; `changed` fires "entries", "previews", "inspectors" or "media" when one changes. */
 export class PanelExtensions extends EventTarget {

@@ -20,8 +20,8 @@
 // the engine keeps one history entry per gesture, the same one every client sees, and undo's
 // "before" version is never merged away.
 
-import { ApiError, describeError } from "./api.js";
-import { clone, deepEqual } from "./util.js";
+import { ApiError, describeError } from "../lib/api.js";
+import { clone, deepEqual } from "../lib/util.js";
 
 export const SAVE_SPACING_MS = 100;
 const GROUP_WINDOW_MS = 1500;

@@ -1,10 +1,10 @@
 // Scene switcher: which scene is edited, which one is live (activate), create, delete, and the
 // version history with restore.
 
-import { describeError } from "./api.js";
-import { confirmDialog, notify, promptDialog } from "./notices.js";
+import { describeError } from "../lib/api.js";
+import { confirmDialog, notify, promptDialog } from "../lib/notices.js";
 import { icon } from "./icons.js";
-import { formatAgo, h } from "./util.js";
+import { formatAgo, h } from "../lib/util.js";
 
 export class SceneSwitcher {
   constructor(app, root) {
