@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CONFIG ?= config/overlay.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run build deps test-deps test test-swift test-integration example docs bench clean deploy-test
+.PHONY: run build deps test-deps test test-swift test-integration example docs bench clean deploy-test lint api-check api-baseline
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +35,25 @@ docs:
 	  --transform-for-static-hosting --output-path $(DOCS_OUT)
 	@echo "PluginAPI reference: $(DOCS_OUT) (serve that folder and open /documentation/pluginapi/, or run: $(DOCC) preview Sources/PluginAPI/PluginAPI.docc --additional-symbol-graph-dir $(DOCS_BUILD)/<triple>/symbolgraph)"
 
+## Formatting (.swift-format, swift-format from the toolchain): `make lint` checks, `make format` rewrites.
+SWIFT_FORMAT ?= swift-format
+FORMAT_PATHS := Sources Plugins examples/hello-plugin/Sources examples/counter-plugin/Sources fuzz/Sources \
+  Tests/EngineTests Tests/PluginAPITests Tests/MediaTests Tests/TTSTests Tests/WebRTCSignalingTests Tests/fixtures/misbehaving-plugin/Sources
+lint:
+	$(SWIFT_FORMAT) lint --strict --recursive $(FORMAT_PATHS)
+format:
+	$(SWIFT_FORMAT) format --in-place --recursive $(FORMAT_PATHS)
+
+## PluginAPI's declarations against Sources/PluginAPI/API.txt: a change without a PluginAPIVersion bump fails
+## (scripts/api-check.py). After a bump, `make api-baseline` rewrites the baseline.
+API_BUILD := $(CURDIR)/.build-api
+api-graph:
+	$(SWIFT) package --package-path Sources/PluginAPI --scratch-path $(API_BUILD) dump-symbol-graph --minimum-access-level private --skip-synthesized-members >/dev/null
+api-check: api-graph
+	python3 scripts/api-check.py $$(dirname $$(ls $(API_BUILD)/*/symbolgraph/PluginAPI.symbols.json | head -1))
+api-baseline: api-graph
+	python3 scripts/api-check.py $$(dirname $$(ls $(API_BUILD)/*/symbolgraph/PluginAPI.symbols.json | head -1)) --write
+
 test-swift:
 	$(SWIFT) build --build-tests
 	scripts/with-redis.sh $(SWIFT) test
@@ -52,7 +71,7 @@ test: test-deps
 deploy-test:
 	scripts/deploy-test.sh
 
-.PHONY: fuzz test-asan test-tsan
+.PHONY: fuzz test-asan test-tsan format api-graph
 FUZZ_SECONDS ?= 45
 
 ## The Swift tests under AddressSanitizer / ThreadSanitizer, each in its own scratch path (README "Fuzzing and sanitizers").
@@ -77,4 +96,4 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf .build .build-docs examples/hello-plugin/.build examples/counter-plugin/.build
+	rm -rf .build .build-docs .build-api examples/hello-plugin/.build examples/counter-plugin/.build

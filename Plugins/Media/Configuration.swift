@@ -30,8 +30,10 @@ struct MediaConfiguration: DefaultedConfiguration {
 
     /// Ranges, checked after decoding.
     func validate() throws {
-        for (key, value) in [("max_image_bytes", maxImageBytes), ("max_video_bytes", maxVideoBytes), ("max_audio_bytes", maxAudioBytes),
-                             ("quota_bytes", quotaBytes), ("max_form_bytes", maxFormBytes)] where value <= 0 {
+        for (key, value) in [
+            ("max_image_bytes", maxImageBytes), ("max_video_bytes", maxVideoBytes), ("max_audio_bytes", maxAudioBytes),
+            ("quota_bytes", quotaBytes), ("max_form_bytes", maxFormBytes),
+        ] where value <= 0 {
             throw ConfigProblem(key, "must be larger than 0")
         }
         guard (1...1024).contains(maxNameLength) else { throw ConfigProblem("max_name_length", "must be between 1 and 1024") }
@@ -40,8 +42,9 @@ struct MediaConfiguration: DefaultedConfiguration {
             let prefix = accelRedirectPrefix
             let allowed = prefix.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "/-_.".contains($0)) }
             guard prefix.hasPrefix("/"), prefix.hasSuffix("/"), allowed, !prefix.contains("..") else {
-                throw ConfigProblem("accel_redirect_prefix",
-                                    "must be a path that starts and ends with '/' (letters, digits, '-', '_', '.'), e.g. /_onionrp_media/")
+                throw ConfigProblem(
+                    "accel_redirect_prefix",
+                    "must be a path that starts and ends with '/' (letters, digits, '-', '_', '.'), e.g. /_onionrp_media/")
             }
         }
     }

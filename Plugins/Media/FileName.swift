@@ -93,7 +93,8 @@ enum OriginalName {
         guard !name.isEmpty else { return nil }
         guard name.count > maxLength else { return name }
         if let dot = name.lastIndex(of: "."), name.distance(from: dot, to: name.endIndex) <= 10,
-           maxLength > name.distance(from: dot, to: name.endIndex) {
+            maxLength > name.distance(from: dot, to: name.endIndex)
+        {
             let suffix = name[dot...]
             let stem = name[..<dot].prefix(maxLength - suffix.count)
             return String(stem).trimmingCharacters(in: .whitespaces) + suffix

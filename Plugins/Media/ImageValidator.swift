@@ -126,7 +126,8 @@ enum ImageValidator {
                 let depth = ihdr[8], color = ihdr[9]
                 let allowed: [UInt8: Set<UInt8>] = [0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16]]
                 guard width > 0, height > 0, width <= 0x7FFF_FFFF, height <= 0x7FFF_FFFF,
-                      allowed[color]?.contains(depth) == true, ihdr[10] == 0, ihdr[11] == 0, ihdr[12] <= 1 else {
+                    allowed[color]?.contains(depth) == true, ihdr[10] == 0, ihdr[11] == 0, ihdr[12] <= 1
+                else {
                     throw ImageStructureError("IHDR holds impossible values")
                 }
                 first = false

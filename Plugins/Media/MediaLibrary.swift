@@ -35,8 +35,10 @@ struct MediaRecord: Codable, Sendable, Equatable {
         case uploadedBy = "uploaded_by"
     }
 
-    init(id: String, sha256: String, kind: MediaKind, mime: String, size: Int, originalName: String?, createdAt: Date,
-         width: Int?, height: Int?, uploadedBy: String?) {
+    init(
+        id: String, sha256: String, kind: MediaKind, mime: String, size: Int, originalName: String?, createdAt: Date,
+        width: Int?, height: Int?, uploadedBy: String?
+    ) {
         self.id = id
         self.sha256 = sha256
         self.kind = kind
@@ -271,8 +273,9 @@ final class MediaLibrary: Sendable {
             state.reservedBytes = max(0, state.reservedBytes - reserved)
             if let existing = state.records[record.id] {
                 guard existing.sha256 == record.sha256 else {
-                    throw PluginError(status: 409, code: "id_collision",
-                                      message: "another file's SHA-256 starts with the same \(Self.idLength) hex digits; not stored")
+                    throw PluginError(
+                        status: 409, code: "id_collision",
+                        message: "another file's SHA-256 starts with the same \(Self.idLength) hex digits; not stored")
                 }
                 return .duplicate(existing)
             }
@@ -356,16 +359,18 @@ final class MediaLibrary: Sendable {
                 let document = try JSONDecoder().decode(Document.self, from: data)
                 let valid = document.media.compactMap(\.record).filter(isConsistent)
                 if valid.count != document.media.count {
-                    logger.warning("skipped \(document.media.count - valid.count) unreadable entries of the media metadata",
-                                   ["file": metadataPath])
+                    logger.warning(
+                        "skipped \(document.media.count - valid.count) unreadable entries of the media metadata",
+                        ["file": metadataPath])
                 }
                 for record in valid { records[record.id] = record }
             } catch {
                 // Keep a copy of the damaged file for inspection; the files themselves are re-adopted below.
                 let aside = metadataPath + ".damaged-\(Int(Date().timeIntervalSince1970))"
                 try? FileOps.atomicWrite(Array(data), to: aside)
-                logger.error("the media metadata is unreadable; kept a copy and rebuilt the library from the files",
-                             ["file": metadataPath, "copy": aside, "error": "\(error)"])
+                logger.error(
+                    "the media metadata is unreadable; kept a copy and rebuilt the library from the files",
+                    ["file": metadataPath, "copy": aside, "error": "\(error)"])
             }
         }
 
@@ -375,8 +380,9 @@ final class MediaLibrary: Sendable {
             let info = try FileOps.status(file)
             if info?.size != record.size {
                 records.removeValue(forKey: record.id)
-                logger.error(info == nil ? "a media file is missing; dropped its record" : "a media file has the wrong size; dropped its record",
-                             ["id": record.id, "file": file, "original_name": record.originalName ?? "-"])
+                logger.error(
+                    info == nil ? "a media file is missing; dropped its record" : "a media file has the wrong size; dropped its record",
+                    ["id": record.id, "file": file, "original_name": record.originalName ?? "-"])
             }
         }
 
@@ -395,8 +401,9 @@ final class MediaLibrary: Sendable {
             $0.storedBytes = stored
         }
         if stored > quotaBytes {
-            logger.warning("the media library is larger than quota_bytes; uploads are refused until files are deleted",
-                           ["stored_bytes": "\(stored)", "quota_bytes": "\(quotaBytes)"])
+            logger.warning(
+                "the media library is larger than quota_bytes; uploads are refused until files are deleted",
+                ["stored_bytes": "\(stored)", "quota_bytes": "\(quotaBytes)"])
         }
     }
 
@@ -421,18 +428,21 @@ final class MediaLibrary: Sendable {
                 offset += chunk.count
             }
             guard Hex.encode(try hasher.finish()) == digest,
-                  case .supported(let format) = MediaSniffer.detect(head, isWholeFile: size <= head.count),
-                  String(parts[1]) == format.fileExtension else {
+                case .supported(let format) = MediaSniffer.detect(head, isWholeFile: size <= head.count),
+                String(parts[1]) == format.fileExtension
+            else {
                 logger.warning("a file in the media folder does not match its name; left alone", ["file": path])
                 return nil
             }
-            let dimensions = format == .jpeg
+            let dimensions =
+                format == .jpeg
                 ? (try? MediaSniffer.jpegSize { try file.read(count: $1, at: $0) })
                 : MediaSniffer.imageSize(format, head: head)
             let modified = (try? FileOps.status(path))?.modified ?? Date()
-            return MediaRecord(id: String(digest.prefix(Self.idLength)), sha256: digest, kind: format.kind, mime: format.mime,
-                               size: size, originalName: nil, createdAt: Timestamp.truncated(modified), width: dimensions?.width,
-                               height: dimensions?.height, uploadedBy: nil)
+            return MediaRecord(
+                id: String(digest.prefix(Self.idLength)), sha256: digest, kind: format.kind, mime: format.mime,
+                size: size, originalName: nil, createdAt: Timestamp.truncated(modified), width: dimensions?.width,
+                height: dimensions?.height, uploadedBy: nil)
         } catch {
             logger.warning("a file in the media folder could not be read; left alone", ["file": path, "error": "\(error)"])
             return nil
@@ -442,7 +452,8 @@ final class MediaLibrary: Sendable {
     /// Checks a record read from disk: well-formed id and digest, a known type, a positive size.
     private func isConsistent(_ record: MediaRecord) -> Bool {
         guard Self.isValidID(record.id), Self.isValidDigest(record.sha256), record.sha256.hasPrefix(record.id),
-              let format = MediaFormat.forMIME(record.mime), format.kind == record.kind, record.size > 0 else {
+            let format = MediaFormat.forMIME(record.mime), format.kind == record.kind, record.size > 0
+        else {
             return false
         }
         return true

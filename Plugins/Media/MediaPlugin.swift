@@ -55,9 +55,10 @@ final class MediaPlugin: OverlayPlugin {
     init(configuration: MediaConfiguration, context: PluginContext) throws {
         self.configuration = configuration
         self.context = context
-        self.library = try MediaLibrary(directory: context.uploadsDirectory.appendingPathComponent("media"),
-                                        metadataFile: context.dataDirectory.appendingPathComponent("library.json"),
-                                        quotaBytes: configuration.quotaBytes, crypto: context.crypto, logger: context.logger)
+        self.library = try MediaLibrary(
+            directory: context.uploadsDirectory.appendingPathComponent("media"),
+            metadataFile: context.dataDirectory.appendingPathComponent("library.json"),
+            quotaBytes: configuration.quotaBytes, crypto: context.crypto, logger: context.logger)
         self.metrics = Metrics(context.metrics)
         if !configuration.accelRedirectPrefix.isEmpty {
             // Files stored before the option was turned on: let the proxy's user read them too.
@@ -67,15 +68,21 @@ final class MediaPlugin: OverlayPlugin {
         }
         updateGauges()
         let usage = library.usage
-        context.logger.info("media library opened", ["files": "\(usage.files)", "stored_bytes": "\(usage.stored)",
-                                                     "quota_bytes": "\(configuration.quotaBytes)", "folder": library.directory])
+        context.logger.info(
+            "media library opened",
+            [
+                "files": "\(usage.files)", "stored_bytes": "\(usage.stored)",
+                "quota_bytes": "\(configuration.quotaBytes)", "folder": library.directory,
+            ])
     }
 
     func setUp(_ registrar: PluginRegistrar) async throws {
         // The panel's media library tab and upload UI (image, video and audio elements are the engine's own).
         registrar.webModule(.panel, "panel.js", styles: ["panel.css"])
-        registrar.route(.post, "/api/media", access: .moderator, bodyLimit: configuration.largestFile + configuration.maxFormBytes,
-                        rateLimit: Self.uploadRateLimit, summary: "upload a file (multipart/form-data, field 'file')") { request in
+        registrar.route(
+            .post, "/api/media", access: .moderator, bodyLimit: configuration.largestFile + configuration.maxFormBytes,
+            rateLimit: Self.uploadRateLimit, summary: "upload a file (multipart/form-data, field 'file')"
+        ) { request in
             try await self.upload(request)
         }
         registrar.route(.get, "/api/media", access: .moderator, summary: "the library, newest first (?kind=image|video|audio)") { request in
@@ -84,7 +91,8 @@ final class MediaPlugin: OverlayPlugin {
         registrar.route(.get, "/api/media/{id}", access: .moderator, summary: "one file's metadata and the elements using it") { request in
             try await self.show(request)
         }
-        registrar.route(.delete, "/api/media/{id}", access: .moderator, summary: "delete a file (409 while a scene uses it, unless ?force=true)") { request in
+        registrar.route(.delete, "/api/media/{id}", access: .moderator, summary: "delete a file (409 while a scene uses it, unless ?force=true)") {
+            request in
             try await self.delete(request)
         }
         registrar.route(.get, "/media/{id}", access: .overlay, summary: "the file itself (Range, ETag, HEAD)") { request in
@@ -109,8 +117,10 @@ final class MediaPlugin: OverlayPlugin {
             receiver.discard()
             let failure = UploadReceiver.failure(from: error)
             metrics.rejected[failure.reason]?.increment()
-            var metadata = ["reason": failure.reason.rawValue, "status": "\(failure.error.status)", "message": failure.error.message,
-                            "caller": request.caller.role, "request": request.id]
+            var metadata = [
+                "reason": failure.reason.rawValue, "status": "\(failure.error.status)", "message": failure.error.message,
+                "caller": request.caller.role, "request": request.id,
+            ]
             if let cause = failure.cause { metadata["cause"] = cause }
             if failure.error.status >= 500 {
                 context.logger.error("upload failed", metadata)
@@ -126,15 +136,20 @@ final class MediaPlugin: OverlayPlugin {
         let header = request.headers["content-type"] ?? ""
         guard request.contentType == "multipart/form-data" else {
             let got = request.contentType.map { "got \($0)" } ?? "no Content-Type was sent"
-            throw UploadFailure(.badRequest, PluginError(
-                status: 415, code: "unsupported_media_type",
-                message: "send the file as multipart/form-data in the field 'file' (\(got))"))
+            throw UploadFailure(
+                .badRequest,
+                PluginError(
+                    status: 415, code: "unsupported_media_type",
+                    message: "send the file as multipart/form-data in the field 'file' (\(got))"))
         }
         let parameters = ContentDisposition(header).parameters
         guard let boundary = parameters["boundary"], (1...200).contains(boundary.utf8.count),
-              !boundary.contains(where: { $0 == "\r" || $0 == "\n" }) else {
-            throw UploadFailure(.badRequest, PluginError.badRequest(
-                "the multipart/form-data Content-Type has no valid boundary parameter", code: "invalid_multipart"))
+            !boundary.contains(where: { $0 == "\r" || $0 == "\n" })
+        else {
+            throw UploadFailure(
+                .badRequest,
+                PluginError.badRequest(
+                    "the multipart/form-data Content-Type has no valid boundary parameter", code: "invalid_multipart"))
         }
         return boundary
     }
@@ -145,10 +160,12 @@ final class MediaPlugin: OverlayPlugin {
         guard let length else { return }
         let ceiling = configuration.largestFile + configuration.maxFormBytes
         if length > ceiling {
-            throw UploadFailure(.tooLarge, PluginError(
-                status: 413, code: "payload_too_large",
-                message: "the upload (\(length) bytes) is larger than the largest accepted file (\(configuration.largestFile) bytes)",
-                details: ["limit": .number(Double(configuration.largestFile))]))
+            throw UploadFailure(
+                .tooLarge,
+                PluginError(
+                    status: 413, code: "payload_too_large",
+                    message: "the upload (\(length) bytes) is larger than the largest accepted file (\(configuration.largestFile) bytes)",
+                    details: ["limit": .number(Double(configuration.largestFile))]))
         }
     }
 
@@ -186,8 +203,12 @@ final class MediaPlugin: OverlayPlugin {
             receiver.stored()
             metrics.stored.increment()
             updateGauges()
-            context.logger.info("media stored", ["id": stored.id, "mime": stored.mime, "size": "\(stored.size)",
-                                                 "original_name": stored.originalName ?? "-", "by": uploadedBy])
+            context.logger.info(
+                "media stored",
+                [
+                    "id": stored.id, "mime": stored.mime, "size": "\(stored.size)",
+                    "original_name": stored.originalName ?? "-", "by": uploadedBy,
+                ])
             broadcast("media.added", MediaEvent(media: MediaView(record: stored)))
             var response = try PluginResponse.json(UploadAnswer(media: MediaView(record: stored), duplicate: false), status: 201)
             response.headers.set("location", stored.url)
@@ -235,9 +256,12 @@ final class MediaPlugin: OverlayPlugin {
             let max_bytes: Limits
         }
         let usage = library.usage
-        return try .json(Listing(media: records.map(MediaView.init), total_bytes: usage.stored, quota_bytes: library.quotaBytes,
-                                 max_bytes: Limits(image: configuration.maxImageBytes, video: configuration.maxVideoBytes,
-                                                   audio: configuration.maxAudioBytes)))
+        return try .json(
+            Listing(
+                media: records.map(MediaView.init), total_bytes: usage.stored, quota_bytes: library.quotaBytes,
+                max_bytes: Limits(
+                    image: configuration.maxImageBytes, video: configuration.maxVideoBytes,
+                    audio: configuration.maxAudioBytes)))
     }
 
     func show(_ request: PluginRequest) async throws -> PluginResponse {
@@ -260,9 +284,11 @@ final class MediaPlugin: OverlayPlugin {
         }
         let elements = try await context.scene.elements(referencingMedia: record.id)
         if !elements.isEmpty && !force {
-            throw PluginError(status: 409, code: "media_in_use",
-                              message: "\(record.id) is used by \(elements.count) scene element(s): \(elements.joined(separator: ", ")); remove them or add ?force=true",
-                              details: ["elements": .array(elements.map(JSONValue.string))])
+            throw PluginError(
+                status: 409, code: "media_in_use",
+                message:
+                    "\(record.id) is used by \(elements.count) scene element(s): \(elements.joined(separator: ", ")); remove them or add ?force=true",
+                details: ["elements": .array(elements.map(JSONValue.string))])
         }
         let library = self.library
         let id = record.id
@@ -306,13 +332,14 @@ final class MediaPlugin: OverlayPlugin {
         }
         let file = try await openStoredFile(record)
         let served = metrics.servedBytes
-        return try FileResponse.serve(request, file: file, size: record.size, etag: "\"\(record.sha256)\"", lastModified: record.createdAt,
-                                      headers: [
-                                          "content-type": record.mime,
-                                          "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
-                                          "x-content-type-options": "nosniff",
-                                      ],
-                                      onSent: { served.increment(by: Int64($0)) })
+        return try FileResponse.serve(
+            request, file: file, size: record.size, etag: "\"\(record.sha256)\"", lastModified: record.createdAt,
+            headers: [
+                "content-type": record.mime,
+                "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
+                "x-content-type-options": "nosniff",
+            ],
+            onSent: { served.increment(by: Int64($0)) })
     }
 
     /// The answer for a reverse proxy that sends the bytes itself (`accel_redirect_prefix`): the caller
@@ -323,12 +350,14 @@ final class MediaPlugin: OverlayPlugin {
             throw PluginError(status: 500, code: "internal_error", message: "unknown stored type \(record.mime)")
         }
         metrics.servedBytes.increment(by: Int64(record.size))
-        return PluginResponse(status: 200, headers: [
-            "content-type": record.mime,
-            "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
-            "x-content-type-options": "nosniff",
-            "x-accel-redirect": configuration.accelRedirectPrefix + file,
-        ], body: .empty)
+        return PluginResponse(
+            status: 200,
+            headers: [
+                "content-type": record.mime,
+                "cache-control": "private, max-age=\(configuration.cacheMaxAgeSeconds), immutable",
+                "x-content-type-options": "nosniff",
+                "x-accel-redirect": configuration.accelRedirectPrefix + file,
+            ], body: .empty)
     }
 
     /// Opens a record's file for reading, checking it is whole; 500 with a logged reason otherwise.
@@ -347,7 +376,8 @@ final class MediaPlugin: OverlayPlugin {
             }
         } catch {
             context.logger.error("a stored media file cannot be served", ["id": record.id, "error": "\(error)"])
-            throw PluginError(status: 500, code: "media_unavailable", message: "the stored file of \(record.id) cannot be read; the server log has the reason")
+            throw PluginError(
+                status: 500, code: "media_unavailable", message: "the stored file of \(record.id) cannot be read; the server log has the reason")
         }
     }
 

@@ -93,12 +93,16 @@ enum MediaSniffer {
         }
         let major = brands.first ?? ""
         let audioBrands: Set<String> = ["M4A ", "M4B ", "M4P ", "F4A ", "F4B "]
-        let imageBrands: [String: String] = ["avif": "image/avif", "avis": "image/avif", "heic": "image/heic", "heix": "image/heic",
-                                             "hevc": "image/heic-sequence", "heim": "image/heic", "heis": "image/heic",
-                                             "mif1": "image/heif", "msf1": "image/heif-sequence"]
-        let videoBrands: Set<String> = ["isom", "iso2", "iso3", "iso4", "iso5", "iso6", "iso7", "iso8", "iso9", "mp41", "mp42", "mp71",
-                                        "avc1", "avc2", "avc3", "avc4", "hvc1", "hev1", "av01", "dash", "M4V ", "M4VH", "M4VP", "MSNV",
-                                        "NDAS", "mmp4", "f4v ", "cmfc", "cmf2", "cmfs"]
+        let imageBrands: [String: String] = [
+            "avif": "image/avif", "avis": "image/avif", "heic": "image/heic", "heix": "image/heic",
+            "hevc": "image/heic-sequence", "heim": "image/heic", "heis": "image/heic",
+            "mif1": "image/heif", "msf1": "image/heif-sequence",
+        ]
+        let videoBrands: Set<String> = [
+            "isom", "iso2", "iso3", "iso4", "iso5", "iso6", "iso7", "iso8", "iso9", "mp41", "mp42", "mp71",
+            "avc1", "avc2", "avc3", "avc4", "hvc1", "hev1", "av01", "dash", "M4V ", "M4VH", "M4VP", "MSNV",
+            "NDAS", "mmp4", "f4v ", "cmfc", "cmf2", "cmfs",
+        ]
         if audioBrands.contains(major) { return .supported(.m4a) }
         if let image = imageBrands[major] { return .unsupported(image) }
         if major == "qt  " { return .unsupported("video/quicktime") }
@@ -147,8 +151,9 @@ enum MediaSniffer {
     static func id3(_ b: ByteView) -> Detection {
         // "ID3", major version 2-4, revision, flags, then a 28-bit syncsafe size.
         guard let version = b.byte(at: 3), (2...4).contains(version), let flags = b.byte(at: 5),
-              let s0 = b.byte(at: 6), let s1 = b.byte(at: 7), let s2 = b.byte(at: 8), let s3 = b.byte(at: 9),
-              (s0 | s1 | s2 | s3) & 0x80 == 0 else {
+            let s0 = b.byte(at: 6), let s1 = b.byte(at: 7), let s2 = b.byte(at: 8), let s3 = b.byte(at: 9),
+            (s0 | s1 | s2 | s3) & 0x80 == 0
+        else {
             return .unsupported("unknown")
         }
         let size = Int(s0) << 21 | Int(s1) << 14 | Int(s2) << 7 | Int(s3)
@@ -174,8 +179,8 @@ enum MediaSniffer {
     static func mpegAudioFrame(_ b: ByteView, at offset: Int) -> MPEGFrame? {
         guard let h0 = b.byte(at: offset), let h1 = b.byte(at: offset + 1), let h2 = b.byte(at: offset + 2) else { return nil }
         guard h0 == 0xFF, h1 & 0xE0 == 0xE0 else { return nil }
-        let version = (h1 >> 3) & 0x03          // 0: MPEG 2.5, 1: reserved, 2: MPEG 2, 3: MPEG 1
-        let layerBits = (h1 >> 1) & 0x03        // 1: layer III, 2: layer II, 3: layer I, 0: reserved
+        let version = (h1 >> 3) & 0x03  // 0: MPEG 2.5, 1: reserved, 2: MPEG 2, 3: MPEG 1
+        let layerBits = (h1 >> 1) & 0x03  // 1: layer III, 2: layer II, 3: layer I, 0: reserved
         let bitrateIndex = Int(h2 >> 4)
         let rateIndex = Int((h2 >> 2) & 0x03)
         let padding = Int((h2 >> 1) & 0x01)
@@ -289,8 +294,10 @@ enum MediaSniffer {
         guard let first = localName.first, first.isLetter else { return sawXMLDeclaration ? "application/xml" : nil }
         if localName == "svg" { return "image/svg+xml" }
         if localName == "html" { return sawXMLDeclaration ? "application/xhtml+xml" : "text/html" }
-        let htmlTags: Set<String> = ["head", "body", "script", "iframe", "h1", "h2", "h3", "div", "font", "table", "a", "style",
-                                     "title", "b", "br", "p", "img", "meta", "link", "form", "span", "object", "embed", "template"]
+        let htmlTags: Set<String> = [
+            "head", "body", "script", "iframe", "h1", "h2", "h3", "div", "font", "table", "a", "style",
+            "title", "b", "br", "p", "img", "meta", "link", "form", "span", "object", "embed", "template",
+        ]
         if htmlTags.contains(localName) { return "text/html" }
         return "application/xml"
     }

@@ -153,9 +153,12 @@ final class UploadReceiver {
             } catch let error as PluginError {
                 throw UploadFailure(.badRequest, error)
             } catch {
-                throw UploadFailure(.interrupted, PluginError(status: 400, code: "upload_incomplete",
-                                                              message: "the upload was interrupted before its end"),
-                                    cause: "\(error)")
+                throw UploadFailure(
+                    .interrupted,
+                    PluginError(
+                        status: 400, code: "upload_incomplete",
+                        message: "the upload was interrupted before its end"),
+                    cause: "\(error)")
             }
             guard let chunk else { break }
             received += chunk.count
@@ -169,30 +172,40 @@ final class UploadReceiver {
                 guard parserGuard.admits(parserInput) else { throw MultipartGuardRefusal() }
                 if !parserInput.isEmpty { try parser.execute(ByteBuffer(bytes: parserInput)) }
             } catch {
-                throw UploadFailure(.badRequest, PluginError.badRequest(
-                    "the multipart body is malformed (broken part headers or delimiter)", code: "invalid_multipart"))
+                throw UploadFailure(
+                    .badRequest,
+                    PluginError.badRequest(
+                        "the multipart body is malformed (broken part headers or delimiter)", code: "invalid_multipart"))
             }
             remember(chunk)
             if let failure { throw failure }
             if received - fileBytesParsed > configuration.maxFormBytes {
-                throw UploadFailure(.tooLarge, PluginError(
-                    status: 413, code: "payload_too_large",
-                    message: "the form besides the file (part headers, other fields) is larger than \(configuration.maxFormBytes) bytes (max_form_bytes)",
-                    details: ["limit": .number(Double(configuration.maxFormBytes)), "limit_key": .string("max_form_bytes")]))
+                throw UploadFailure(
+                    .tooLarge,
+                    PluginError(
+                        status: 413, code: "payload_too_large",
+                        message:
+                            "the form besides the file (part headers, other fields) is larger than \(configuration.maxFormBytes) bytes (max_form_bytes)",
+                        details: ["limit": .number(Double(configuration.maxFormBytes)), "limit_key": .string("max_form_bytes")]))
             }
             if !pending.isEmpty { try await flush() }
         }
 
         guard sawPart else {
-            throw UploadFailure(.badRequest, PluginError.badRequest(
-                "the body has no part delimited by the boundary given in Content-Type", code: "invalid_multipart"))
+            throw UploadFailure(
+                .badRequest,
+                PluginError.badRequest(
+                    "the body has no part delimited by the boundary given in Content-Type", code: "invalid_multipart"))
         }
         guard fileParts > 0 else {
             throw UploadFailure(.badRequest, PluginError.invalidField("file", "is required: send the file as the multipart form field 'file'"))
         }
         guard fileComplete else {
-            throw UploadFailure(.interrupted, PluginError(status: 400, code: "upload_incomplete",
-                                                          message: "the body ended inside the 'file' part (the upload was cut short)"))
+            throw UploadFailure(
+                .interrupted,
+                PluginError(
+                    status: 400, code: "upload_incomplete",
+                    message: "the body ended inside the 'file' part (the upload was cut short)"))
         }
         guard written > 0, let file else {
             throw UploadFailure(.badRequest, PluginError.invalidField("file", "is empty"))
@@ -212,16 +225,19 @@ final class UploadReceiver {
             do {
                 try await BlockingIO.run { try ImageValidator.validate(decided, size: size) { try file.read(count: $1, at: $0) } }
             } catch let error as ImageStructureError {
-                throw UploadFailure(.unsupportedType, PluginError(
-                    status: 415, code: "invalid_image",
-                    message: "the file starts like a \(decided.name) image but is not a valid one: \(error.description)",
-                    details: ["detected": .string(decided.mime)]))
+                throw UploadFailure(
+                    .unsupportedType,
+                    PluginError(
+                        status: 415, code: "invalid_image",
+                        message: "the file starts like a \(decided.name) image but is not a valid one: \(error.description)",
+                        details: ["detected": .string(decided.mime)]))
             } catch {
                 throw Self.failure(from: error)
             }
         }
-        return ReceivedUpload(temporaryPath: temporaryPath, file: file, size: written, sha256: Hex.encode(try hasher.finish()),
-                              format: decided, head: head, clientFileName: clientFileName)
+        return ReceivedUpload(
+            temporaryPath: temporaryPath, file: file, size: written, sha256: Hex.encode(try hasher.finish()),
+            format: decided, head: head, clientFileName: clientFileName)
     }
 
     /// The reservation is now the caller's (``MediaLibrary/commit(_:from:reserved:)`` consumes it). Returns its size.
@@ -339,7 +355,9 @@ final class UploadReceiver {
         fileParts += 1
         guard fileParts == 1 else {
             role = .other
-            failure = failure ?? UploadFailure(.badRequest, PluginError.invalidField("file", "send one file per upload (the form has several 'file' parts)"))
+            failure =
+                failure
+                ?? UploadFailure(.badRequest, PluginError.invalidField("file", "send one file per upload (the form has several 'file' parts)"))
             return
         }
         role = .file
@@ -395,11 +413,13 @@ final class UploadReceiver {
         guard library.reserve(bytes) else {
             let usage = library.usage
             let free = max(0, library.quotaBytes - usage.stored - usage.reserved)
-            throw UploadFailure(.quota, PluginError(
-                status: 413, code: "payload_too_large",
-                message: "the media library is full: \(usage.stored) of \(library.quotaBytes) bytes used (quota_bytes), "
-                    + "\(free) free for uploads now; delete files first",
-                details: ["limit": .number(Double(library.quotaBytes)), "limit_key": .string("quota_bytes")]))
+            throw UploadFailure(
+                .quota,
+                PluginError(
+                    status: 413, code: "payload_too_large",
+                    message: "the media library is full: \(usage.stored) of \(library.quotaBytes) bytes used (quota_bytes), "
+                        + "\(free) free for uploads now; delete files first",
+                    details: ["limit": .number(Double(library.quotaBytes)), "limit_key": .string("quota_bytes")]))
         }
         reserved += bytes
     }
@@ -411,10 +431,12 @@ final class UploadReceiver {
             format = detected
             return detected
         case .unsupported(let detected):
-            throw UploadFailure(.unsupportedType, PluginError(
-                status: 415, code: "unsupported_media_type",
-                message: "unsupported file type: detected \(detected); accepted: \(MediaFormat.acceptedList)",
-                details: ["detected": .string(detected)]))
+            throw UploadFailure(
+                .unsupportedType,
+                PluginError(
+                    status: 415, code: "unsupported_media_type",
+                    message: "unsupported file type: detected \(detected); accepted: \(MediaFormat.acceptedList)",
+                    details: ["detected": .string(detected)]))
         }
     }
 
@@ -425,10 +447,12 @@ final class UploadReceiver {
         let what = format.map { "the \($0.kind.rawValue) (\($0.name))" } ?? "the file"
         let largestKind = MediaKind.allCases.max { configuration.limit(for: $0) < configuration.limit(for: $1) } ?? .video
         let key = MediaConfiguration.limitKey(for: format?.kind ?? largestKind)
-        throw UploadFailure(.tooLarge, PluginError(
-            status: 413, code: "payload_too_large",
-            message: "\(what) is larger than the limit of \(limit) bytes (\(key))",
-            details: ["limit": .number(Double(limit)), "limit_key": .string(key)]))
+        throw UploadFailure(
+            .tooLarge,
+            PluginError(
+                status: 413, code: "payload_too_large",
+                message: "\(what) is larger than the limit of \(limit) bytes (\(key))",
+                details: ["limit": .number(Double(limit)), "limit_key": .string(key)]))
     }
 
     /// Any error as an ``UploadFailure``: refusals pass through, a full disk is 507, other I/O 500 (the
@@ -437,16 +461,21 @@ final class UploadReceiver {
         if let failure = error as? UploadFailure { return failure }
         if let plugin = error as? PluginError { return UploadFailure(plugin.status >= 500 ? .storage : .badRequest, plugin) }
         if error is CancellationError {
-            return UploadFailure(.interrupted, PluginError(status: 400, code: "upload_incomplete", message: "the upload was cancelled"),
-                                 cause: "task cancelled")
+            return UploadFailure(
+                .interrupted, PluginError(status: 400, code: "upload_incomplete", message: "the upload was cancelled"),
+                cause: "task cancelled")
         }
         if let io = error as? FileIOError, io.isDiskFull {
-            return UploadFailure(.storage, PluginError(status: 507, code: "insufficient_storage", message: "the server's disk is full"),
-                                 cause: "\(io)")
+            return UploadFailure(
+                .storage, PluginError(status: 507, code: "insufficient_storage", message: "the server's disk is full"),
+                cause: "\(io)")
         }
-        return UploadFailure(.storage, PluginError(status: 500, code: "storage_error",
-                                                   message: "the file could not be stored; the server log has the reason"),
-                             cause: "\(error)")
+        return UploadFailure(
+            .storage,
+            PluginError(
+                status: 500, code: "storage_error",
+                message: "the file could not be stored; the server log has the reason"),
+            cause: "\(error)")
     }
 }
 

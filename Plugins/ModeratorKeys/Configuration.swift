@@ -16,8 +16,10 @@ struct ModeratorKeysConfiguration: DefaultedConfiguration {
     init() {}
 
     func validate() throws {
-        for (key, value) in [("max_field_length", maxFieldLength), ("max_outstanding_keys", maxOutstandingKeys),
-                             ("max_failures", maxFailures), ("failure_window_seconds", failureWindowSeconds)] where value <= 0 {
+        for (key, value) in [
+            ("max_field_length", maxFieldLength), ("max_outstanding_keys", maxOutstandingKeys),
+            ("max_failures", maxFailures), ("failure_window_seconds", failureWindowSeconds),
+        ] where value <= 0 {
             throw ConfigProblem(key, "must be positive")
         }
     }

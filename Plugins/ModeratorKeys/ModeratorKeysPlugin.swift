@@ -46,14 +46,18 @@ final class ModeratorKeysPlugin: OverlayPlugin {
     func keyID(_ secret: String) -> String { String(context.crypto.sha256Hex(secret).prefix(32)) }
 
     func setUp(_ registrar: PluginRegistrar) async throws {
-        registrar.route(.post, "/api/moderator-keys/generate", access: .streamer,
-                        rateLimit: RateLimit(name: "moderator-keys.generate", burst: 10, perMinute: 30),
-                        summary: "create a one-time key (form or JSON: streamer_id, label)") { request in
+        registrar.route(
+            .post, "/api/moderator-keys/generate", access: .streamer,
+            rateLimit: RateLimit(name: "moderator-keys.generate", burst: 10, perMinute: 30),
+            summary: "create a one-time key (form or JSON: streamer_id, label)"
+        ) { request in
             try await self.generate(request)
         }
-        registrar.route(.post, "/api/moderator-keys/consume", access: .public,
-                        rateLimit: RateLimit(name: "moderator-keys.consume", burst: 10, perMinute: 20),
-                        summary: "consume a key once (form: key); returns a session") { request in
+        registrar.route(
+            .post, "/api/moderator-keys/consume", access: .public,
+            rateLimit: RateLimit(name: "moderator-keys.consume", burst: 10, perMinute: 20),
+            summary: "consume a key once (form: key); returns a session"
+        ) { request in
             try await self.consume(request)
         }
         registrar.route(.get, "/api/moderator-keys", access: .streamer, summary: "list unconsumed keys (no secrets)") { _ in
@@ -112,15 +116,17 @@ final class ModeratorKeysPlugin: OverlayPlugin {
         let label = try cleanField(fields["label"], name: "label")
         let outstanding = try await context.store.keys(prefix: "key:").count
         guard outstanding < configuration.maxOutstandingKeys else {
-            throw PluginError(status: 409, code: "too_many_keys",
-                              message: "\(outstanding) keys are still unconsumed (limit \(configuration.maxOutstandingKeys)); revoke some first")
+            throw PluginError(
+                status: 409, code: "too_many_keys",
+                message: "\(outstanding) keys are still unconsumed (limit \(configuration.maxOutstandingKeys)); revoke some first")
         }
         let secret = context.crypto.randomToken(bytes: 24)
         let ttl = context.settings.moderatorKeyTTL
         let now = Date()
         let ttlSeconds = Int(ttl.components.seconds)
-        let record = KeyRecord(id: keyID(secret), streamerID: streamerID, label: label, createdAt: now,
-                               expiresAt: now.addingTimeInterval(TimeInterval(ttlSeconds)))
+        let record = KeyRecord(
+            id: keyID(secret), streamerID: streamerID, label: label, createdAt: now,
+            expiresAt: now.addingTimeInterval(TimeInterval(ttlSeconds)))
         try await context.store.setJSON("key:" + record.id, record, ttl: ttl)
         generated.increment()
         context.logger.info("moderator key generated", ["key_id": record.id, "streamer_id": streamerID ?? "-"])
@@ -132,8 +138,10 @@ final class ModeratorKeysPlugin: OverlayPlugin {
             let ttl_seconds: Int
             let expires_at: Date
         }
-        return try .json(Answer(key: secret, id: record.id, streamer_id: streamerID, label: label, ttl_seconds: ttlSeconds,
-                                expires_at: record.expiresAt), status: 201)
+        return try .json(
+            Answer(
+                key: secret, id: record.id, streamer_id: streamerID, label: label, ttl_seconds: ttlSeconds,
+                expires_at: record.expiresAt), status: 201)
     }
 
     func consume(_ request: PluginRequest) async throws -> PluginResponse {
@@ -145,13 +153,15 @@ final class ModeratorKeysPlugin: OverlayPlugin {
         // at 128 bits, but a flood of attempts is still refused cheaply).
         let failureKey = "failures:" + (request.remoteAddress ?? "unknown")
         if let count = try await context.store.get(failureKey).flatMap({ Int(String(decoding: $0, as: UTF8.self)) }),
-           count >= configuration.maxFailures {
+            count >= configuration.maxFailures
+        {
             throw PluginError.rateLimited(retryAfterSeconds: configuration.failureWindowSeconds)
         }
         // Used, expired and unknown keys get one answer, so the endpoint is no oracle.
         let invalid = PluginError(status: 401, code: "invalid_key", message: "the key is invalid, expired or already used")
         guard key.utf8.count <= 128, let bytes = try await context.store.take("key:" + keyID(key)),
-              let record = try? JSON.decode(KeyRecord.self, from: bytes) else {
+            let record = try? JSON.decode(KeyRecord.self, from: bytes)
+        else {
             rejected.increment()
             _ = try await context.store.increment(failureKey, by: 1, ttl: .seconds(configuration.failureWindowSeconds))
             throw invalid
@@ -166,8 +176,10 @@ final class ModeratorKeysPlugin: OverlayPlugin {
             let ttl_seconds: Int
             let expires_at: Date
         }
-        return try .json(Answer(session: session.secret, session_id: session.info.id, streamer_id: record.streamerID,
-                                ttl_seconds: Int(context.settings.moderatorSessionTTL.components.seconds),
-                                expires_at: session.info.expiresAt))
+        return try .json(
+            Answer(
+                session: session.secret, session_id: session.info.id, streamer_id: record.streamerID,
+                ttl_seconds: Int(context.settings.moderatorSessionTTL.components.seconds),
+                expires_at: session.info.expiresAt))
     }
 }

@@ -48,7 +48,8 @@ struct WAVInfo: Sendable, Equatable {
             let body = offset + 8
             if id == "fmt " {
                 guard let audioFormat = u16(body), let channels = u16(body + 2), let rate = u32(body + 4), let bits = u16(body + 14),
-                      audioFormat == 1 || audioFormat == 0xFFFE, channels > 0, rate > 0, bits > 0 else { return nil }
+                    audioFormat == 1 || audioFormat == 0xFFFE, channels > 0, rate > 0, bits > 0
+                else { return nil }
                 format = (channels, rate, bits)
             } else if id == "data" {
                 guard let format else { return nil }

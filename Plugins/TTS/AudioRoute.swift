@@ -22,9 +22,11 @@ enum AudioRoute {
         guard let (descriptor, size) = opened else {
             throw PluginError.notFound("no audio called '\(file)' (it may have been evicted from the cache)")
         }
-        return try FileResponse.serve(request, file: descriptor, size: size, etag: "\"\(hash)\"", headers: [
-            "content-type": "audio/wav",
-            "cache-control": "private, max-age=86400, immutable",
-        ])
+        return try FileResponse.serve(
+            request, file: descriptor, size: size, etag: "\"\(hash)\"",
+            headers: [
+                "content-type": "audio/wav",
+                "cache-control": "private, max-age=86400, immutable",
+            ])
     }
 }

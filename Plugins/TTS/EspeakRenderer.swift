@@ -29,7 +29,7 @@ struct EspeakVoices: Sendable {
                 let pair = scanner[scanner.index(after: open)..<close].split(separator: " ")
                 if pair.count == 2, let priority = Int(pair[1]) {
                     let name = pair[0].lowercased()
-                    if let known = aliases[name], known.priority <= priority { } else { aliases[name] = (language, priority) }
+                    if let known = aliases[name], known.priority <= priority {} else { aliases[name] = (language, priority) }
                 }
                 scanner = scanner[scanner.index(after: close)...]
             }
@@ -61,7 +61,9 @@ struct EspeakVoices: Sendable {
     /// A voice name safe to pass after `-v`: letters, digits and `-_+./`, not starting with `-`, no `..`.
     static func isSafeName(_ name: String) -> Bool {
         guard (1...64).contains(name.utf8.count), !name.hasPrefix("-"), !name.contains("..") else { return false }
-        return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_+./".unicodeScalars.contains($0)) }
+        return name.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_+./".unicodeScalars.contains($0))
+        }
     }
 }
 
@@ -151,13 +153,15 @@ final class EspeakRenderer: Sendable {
     /// - Throws: ``RenderFailure`` when the executable is missing or does not answer.
     func probe() async throws {
         guard FileManager.default.isExecutableFile(atPath: configuration.espeakPath) else {
-            throw RenderFailure(message: "espeak-ng is not an executable file at '\(configuration.espeakPath)' (install espeak-ng or set espeak_path)")
+            throw RenderFailure(
+                message: "espeak-ng is not an executable file at '\(configuration.espeakPath)' (install espeak-ng or set espeak_path)")
         }
         let output = cache.temporaryURL("voices", suffix: "out")
         defer { try? FileManager.default.removeItem(at: output) }
         let outcome = try await runCapturingStandardOutput(arguments: ["--voices"], into: output)
         guard outcome.succeeded else {
-            throw RenderFailure(message: "'\(configuration.espeakPath) --voices' failed (status \(outcome.status)\(outcome.timedOut ? ", timed out" : ""))")
+            throw RenderFailure(
+                message: "'\(configuration.espeakPath) --voices' failed (status \(outcome.status)\(outcome.timedOut ? ", timed out" : ""))")
         }
         let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
         let parsed = EspeakVoices.parse(text, overrides: configuration.espeakVoices)
@@ -167,9 +171,10 @@ final class EspeakRenderer: Sendable {
 
     private func runCapturingStandardOutput(arguments: [String], into file: URL) async throws -> ProcessOutcome {
         guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw RenderFailure(message: "cannot write \(file.path)") }
-        return try await ProcessRunner.run(executable: configuration.espeakPath, arguments: arguments,
-                                           timeout: .milliseconds(Int64(configuration.renderTimeoutSeconds * 1000)),
-                                           standardErrorFile: nil, standardOutputFile: file, registry: processes)
+        return try await ProcessRunner.run(
+            executable: configuration.espeakPath, arguments: arguments,
+            timeout: .milliseconds(Int64(configuration.renderTimeoutSeconds * 1000)),
+            standardErrorFile: nil, standardOutputFile: file, registry: processes)
     }
 
     /// The render of `request`, or nil when espeak-ng has no voice for its language (or is unavailable).
@@ -216,7 +221,9 @@ final class EspeakRenderer: Sendable {
         renderTimer.record(outcome.elapsed)
         guard outcome.succeeded else {
             renderFailures.increment()
-            let why = outcome.timedOut ? "timed out after \(configuration.renderTimeoutSeconds) s"
+            let why =
+                outcome.timedOut
+                ? "timed out after \(configuration.renderTimeoutSeconds) s"
                 : outcome.signaled ? "killed by signal \(outcome.status)" : "exited with status \(outcome.status)"
             context.logger.warning("espeak-ng render failed", ["why": why, "stderr": outcome.standardError, "voice": plan.voice])
             throw RenderFailure(message: "espeak-ng \(why)")
@@ -229,8 +236,12 @@ final class EspeakRenderer: Sendable {
             renderFailures.increment()
             throw RenderFailure(message: "cannot move the rendered file into the cache (errno \(errno))")
         }
-        context.logger.info("rendered speech", ["hash": hash, "voice": plan.voice, "render_ms": String(outcome.elapsed.wholeMilliseconds),
-                                                "audio_ms": String(info.duration.wholeMilliseconds)])
+        context.logger.info(
+            "rendered speech",
+            [
+                "hash": hash, "voice": plan.voice, "render_ms": String(outcome.elapsed.wholeMilliseconds),
+                "audio_ms": String(info.duration.wholeMilliseconds),
+            ])
     }
 
     /// Kills renders still running (engine shutdown).

@@ -61,8 +61,10 @@ enum ProcessRunner {
     ///   - standardOutputFile: An existing file receiving standard output (the caller reads it); nil discards it.
     ///   - registry: Where the running pid is recorded.
     /// - Throws: When the process cannot be started.
-    static func run(executable: String, arguments: [String], timeout: Duration, standardErrorFile: URL?,
-                    standardOutputFile: URL? = nil, registry: RunningProcesses) async throws -> ProcessOutcome {
+    static func run(
+        executable: String, arguments: [String], timeout: Duration, standardErrorFile: URL?,
+        standardOutputFile: URL? = nil, registry: RunningProcesses
+    ) async throws -> ProcessOutcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -140,7 +142,8 @@ enum ProcessRunner {
             try? handle.close()
             standardError = String(decoding: data ?? Data(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        return ProcessOutcome(status: status, signaled: reason == .uncaughtSignal, timedOut: shared.withLock { $0.timedOut },
-                              elapsed: elapsed, standardError: standardError)
+        return ProcessOutcome(
+            status: status, signaled: reason == .uncaughtSignal, timedOut: shared.withLock { $0.timedOut },
+            elapsed: elapsed, standardError: standardError)
     }
 }

@@ -72,9 +72,12 @@ struct Blocklist: Sendable {
         var words: [String] = []
         var current = ""
         for character in text.lowercased() {
-            let isWordPart = character.isLetter || character.isNumber
-                || character.unicodeScalars.allSatisfy { $0.properties.generalCategory == .nonspacingMark
-                    || $0.properties.generalCategory == .spacingMark }
+            let isWordPart =
+                character.isLetter || character.isNumber
+                || character.unicodeScalars.allSatisfy {
+                    $0.properties.generalCategory == .nonspacingMark
+                        || $0.properties.generalCategory == .spacingMark
+                }
             if isWordPart {
                 current.append(character)
             } else if !current.isEmpty {

@@ -42,15 +42,17 @@ struct Utterance: Sendable {
 
     /// The `tts.speak` payload.
     var speakEvent: SpeakEvent {
-        SpeakEvent(id: id, text: request.text, lang: request.lang, rate: request.rate, pitch: request.pitch,
-                   volume: request.volume, voice: request.voice, audioURL: audioURL)
+        SpeakEvent(
+            id: id, text: request.text, lang: request.lang, rate: request.rate, pitch: request.pitch,
+            volume: request.volume, voice: request.voice, audioURL: audioURL)
     }
 
     /// The entry in `tts.queue`.
     var entry: QueueEntry {
-        QueueEntry(id: id, text: request.text, lang: request.lang, rate: request.rate, pitch: request.pitch, volume: request.volume,
-                   voice: request.voice, audioURL: audioURL, mode: mode.rawValue, state: state, queuedAt: queuedAt, startedAt: startedAt,
-                   requestedBy: requestedBy, durationMs: audioDuration?.wholeMilliseconds)
+        QueueEntry(
+            id: id, text: request.text, lang: request.lang, rate: request.rate, pitch: request.pitch, volume: request.volume,
+            voice: request.voice, audioURL: audioURL, mode: mode.rawValue, state: state, queuedAt: queuedAt, startedAt: startedAt,
+            requestedBy: requestedBy, durationMs: audioDuration?.wholeMilliseconds)
     }
 }
 
@@ -167,8 +169,9 @@ actor SpeechQueue {
     /// Throws 409 `queue_full` when no utterance can be added.
     func checkRoom() throws {
         guard count < maxLength else {
-            throw PluginError(status: 409, code: "queue_full", message: "\(count) utterances are queued (limit \(maxLength)); skip or clear first",
-                              details: ["limit": .number(Double(maxLength))])
+            throw PluginError(
+                status: 409, code: "queue_full", message: "\(count) utterances are queued (limit \(maxLength)); skip or clear first",
+                details: ["limit": .number(Double(maxLength))])
         }
     }
 
@@ -351,7 +354,10 @@ actor SpeechQueue {
         logger.warning("utterance timed out", ["id": id, "timeout_s": String(now.timeout.components.seconds)])
         metrics.failedTimeout.increment()
         /// `tts.skip` payload with the reason.
-        struct Skip: Encodable { let id: String; let reason: String }
+        struct Skip: Encodable {
+            let id: String
+            let reason: String
+        }
         if let frame = try? SocketMessage.make(type: "tts.skip", payload: Skip(id: id, reason: "timeout")) {
             sockets.send(frame, to: .channel(.overlay))
         }

@@ -29,10 +29,12 @@ final class TTSPlugin: OverlayPlugin {
         self.context = context
         self.blocklist = Blocklist(configuration.blocklist)
         self.metrics = TTSMetrics(context.metrics)
-        self.queue = SpeechQueue(sockets: context.sockets, logger: context.logger, metrics: metrics,
-                                 maxLength: configuration.maxQueueLength)
-        self.cache = try AudioCache(directory: context.dataDirectory.appendingPathComponent("cache", isDirectory: true),
-                                    maxBytes: configuration.cacheMaxBytes)
+        self.queue = SpeechQueue(
+            sockets: context.sockets, logger: context.logger, metrics: metrics,
+            maxLength: configuration.maxQueueLength)
+        self.cache = try AudioCache(
+            directory: context.dataDirectory.appendingPathComponent("cache", isDirectory: true),
+            maxBytes: configuration.cacheMaxBytes)
         self.renderer = EspeakRenderer(configuration: configuration, context: context, cache: cache)
     }
 
@@ -46,8 +48,12 @@ final class TTSPlugin: OverlayPlugin {
         if configuration.mode != .browser {
             do {
                 try await renderer.probe()
-                context.logger.info("server speech ready", ["espeak": configuration.espeakPath,
-                                                            "languages": String(renderer.languages.count), "mode": configuration.mode.rawValue])
+                context.logger.info(
+                    "server speech ready",
+                    [
+                        "espeak": configuration.espeakPath,
+                        "languages": String(renderer.languages.count), "mode": configuration.mode.rawValue,
+                    ])
             } catch {
                 guard configuration.mode == .auto else {
                     throw PluginError(status: 500, code: "tts_unavailable", message: "mode 'server' needs espeak-ng: \(error)")
@@ -58,17 +64,22 @@ final class TTSPlugin: OverlayPlugin {
         let evicted = await cache.evict(protecting: [])
         metrics.cacheBytes.set(Double(evicted.bytes))
 
-        registrar.route(.post, "/api/tts/speak", access: .moderator, bodyLimit: speakBodyLimit,
-                        rateLimit: RateLimit(name: "tts.speak", burst: 10, perMinute: 30),
-                        summary: "queue speech (JSON text, lang, rate, pitch, volume, voice) → 202 {id, position, mode, audio_url?}") { request in
+        registrar.route(
+            .post, "/api/tts/speak", access: .moderator, bodyLimit: speakBodyLimit,
+            rateLimit: RateLimit(name: "tts.speak", burst: 10, perMinute: 30),
+            summary: "queue speech (JSON text, lang, rate, pitch, volume, voice) → 202 {id, position, mode, audio_url?}"
+        ) { request in
             try await self.speak(request)
         }
         registrar.route(.get, "/api/tts/queue", access: .moderator, summary: "the queue: {current, queue}") { _ in
-            PluginResponse(status: 200, headers: ["content-type": "application/json; charset=utf-8", "cache-control": "no-store"],
-                           body: .bytes(Array(await self.queue.snapshotFrame().utf8)))
+            PluginResponse(
+                status: 200, headers: ["content-type": "application/json; charset=utf-8", "cache-control": "no-store"],
+                body: .bytes(Array(await self.queue.snapshotFrame().utf8)))
         }
-        registrar.route(.post, "/api/tts/skip", access: .moderator, bodyLimit: 4096,
-                        summary: "stop the current utterance, or drop one (JSON id, optional)") { request in
+        registrar.route(
+            .post, "/api/tts/skip", access: .moderator, bodyLimit: 4096,
+            summary: "stop the current utterance, or drop one (JSON id, optional)"
+        ) { request in
             try await self.skip(request)
         }
         registrar.route(.post, "/api/tts/clear", access: .moderator, bodyLimit: 4096, summary: "drop every queued utterance") { _ in
@@ -143,9 +154,10 @@ final class TTSPlugin: OverlayPlugin {
             }
         }
 
-        let utterance = Utterance(id: context.crypto.randomToken(bytes: 12), request: speak, mode: mode, audioHash: audio?.hash,
-                                  audioDuration: audio?.info.duration, requestedBy: request.caller.role, queuedAt: Date(),
-                                  timeout: timeout(for: speak, audio: audio?.info.duration))
+        let utterance = Utterance(
+            id: context.crypto.randomToken(bytes: 12), request: speak, mode: mode, audioHash: audio?.hash,
+            audioDuration: audio?.info.duration, requestedBy: request.caller.role, queuedAt: Date(),
+            timeout: timeout(for: speak, audio: audio?.info.duration))
         let position = try await queue.enqueue(utterance)
         if let audio, !audio.hit {
             let result = await cache.evict(protecting: await queue.referencedHashes())
@@ -162,8 +174,10 @@ final class TTSPlugin: OverlayPlugin {
             let audio_url: String?
             let overlays: Int
         }
-        return try .json(Answer(id: utterance.id, position: position, mode: mode.rawValue, audio_url: utterance.audioURL,
-                                overlays: context.sockets.connectionCount(.overlay)), status: 202)
+        return try .json(
+            Answer(
+                id: utterance.id, position: position, mode: mode.rawValue, audio_url: utterance.audioURL,
+                overlays: context.sockets.connectionCount(.overlay)), status: 202)
     }
 
     /// Whether (and how) the server renders `speak`; nil: the overlays speak it themselves.
@@ -185,7 +199,8 @@ final class TTSPlugin: OverlayPlugin {
 
     /// How long an utterance may stay current: base + per character / rate, at least the audio's length + base, capped.
     func timeout(for speak: SpeakRequest, audio: Duration?) -> Duration {
-        var seconds = configuration.timeoutBaseSeconds
+        var seconds =
+            configuration.timeoutBaseSeconds
             + configuration.timeoutPerCharSeconds * Double(speak.text.count) / max(speak.rate, 0.1)
         if let audio { seconds = max(seconds, audio.inSeconds + configuration.timeoutBaseSeconds) }
         return .milliseconds(Int64(min(seconds, configuration.timeoutMaxSeconds) * 1000))
@@ -231,8 +246,10 @@ final class TTSPlugin: OverlayPlugin {
             let overlays: [Overlay]
         }
         let overlays = overlayVoices.live().map { Overlay(connection: $0.connection, voices: $0.voices) }
-        return try .json(Answer(mode: configuration.mode.rawValue,
-                                server: Server(available: renderer.isAvailable, espeak: configuration.espeakPath, languages: renderer.languages),
-                                overlays: overlays))
+        return try .json(
+            Answer(
+                mode: configuration.mode.rawValue,
+                server: Server(available: renderer.isAvailable, espeak: configuration.espeakPath, languages: renderer.languages),
+                overlays: overlays))
     }
 }

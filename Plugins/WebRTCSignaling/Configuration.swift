@@ -113,12 +113,14 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
 
     private func validateICE() throws {
         for url in stunURLs where !(url.hasPrefix("stun:") || url.hasPrefix("stuns:")) || url.count > 512 {
-            throw PluginError.badRequest("webrtc-signaling: stun_urls / WEBRTC_STUN_URLS: '\(url)' must start with stun: or stuns:",
-                                         code: "invalid_config")
+            throw PluginError.badRequest(
+                "webrtc-signaling: stun_urls / WEBRTC_STUN_URLS: '\(url)' must start with stun: or stuns:",
+                code: "invalid_config")
         }
         for url in turnURLs where !(url.hasPrefix("turn:") || url.hasPrefix("turns:")) || url.count > 512 {
-            throw PluginError.badRequest("webrtc-signaling: turn_urls / WEBRTC_TURN_URLS: '\(url)' must start with turn: or turns:",
-                                         code: "invalid_config")
+            throw PluginError.badRequest(
+                "webrtc-signaling: turn_urls / WEBRTC_TURN_URLS: '\(url)' must start with turn: or turns:",
+                code: "invalid_config")
         }
         if !turnURLs.isEmpty, turnSecret.isEmpty, turnUsername.isEmpty || turnPassword.isEmpty {
             throw PluginError.badRequest(

@@ -72,8 +72,9 @@ struct ICEConfigBuilder: Sendable {
             let expiresAt = now + Int64(ttl)
             let credentials = turnRESTCredentials(room: room, expiresAt: expiresAt)
             servers.append(ICEServer(urls: configuration.turnURLs, username: credentials.username, credential: credentials.credential))
-            return ICEConfigAnswer(iceServers: servers, turn: "rest", turnExpiresAt: Date(timeIntervalSince1970: TimeInterval(expiresAt)),
-                                   turnTTLSeconds: ttl)
+            return ICEConfigAnswer(
+                iceServers: servers, turn: "rest", turnExpiresAt: Date(timeIntervalSince1970: TimeInterval(expiresAt)),
+                turnTTLSeconds: ttl)
         }
         servers.append(ICEServer(urls: configuration.turnURLs, username: configuration.turnUsername, credential: configuration.turnPassword))
         return ICEConfigAnswer(iceServers: servers, turn: "static", turnExpiresAt: nil, turnTTLSeconds: nil)

@@ -69,8 +69,10 @@ struct MediaSample: Codable, Sendable, Equatable {
                     || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".")
             }
             guard value.utf8.count <= 32, allowed else {
-                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key],
-                                                        debugDescription: "must be at most 32 letters, digits or -_/."))
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: c.codingPath + [key],
+                        debugDescription: "must be at most 32 letters, digits or -_/."))
             }
             return value
         }
@@ -89,8 +91,10 @@ struct MediaSample: Codable, Sendable, Equatable {
         qualityLimitation = try token(.qualityLimitation)
         codec = try token(.codec)
         if let packetLossPct, packetLossPct > 100 {
-            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.packetLossPct],
-                                                    debugDescription: "must be a percentage from 0 to 100"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: c.codingPath + [CodingKeys.packetLossPct],
+                    debugDescription: "must be a percentage from 0 to 100"))
         }
     }
 }

@@ -52,8 +52,10 @@ final class Peer: Sendable {
     private let counters: Mutex<Counters>
 
     /// Creates a peer for a socket that passed the upgrade check.
-    init(id: String, role: PeerRole, room: String, tokenID: String, session: any WebSocketSession,
-         queueLimit: Int, burst: Int, perSecond: Int) {
+    init(
+        id: String, role: PeerRole, room: String, tokenID: String, session: any WebSocketSession,
+        queueLimit: Int, burst: Int, perSecond: Int
+    ) {
         self.id = id
         self.role = role
         self.room = room
@@ -154,4 +156,3 @@ final class Peer: Sendable {
     /// A copy of the counters.
     var snapshot: Counters { counters.withLock { $0 } }
 }
-

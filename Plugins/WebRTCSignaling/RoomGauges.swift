@@ -89,10 +89,12 @@ final class RoomGauges: Sendable {
 
     /// Zeroes the gauges of a room that was dropped.
     func remove(room: String, totals: (rooms: Int, publishers: Int, viewers: Int)) {
-        update(RoomFigures(room: room, publisher: false, viewers: 0, publisherFPS: nil, publisherBitrateKbps: nil, viewerFPSAvg: nil,
-                           viewerBitrateKbpsAvg: nil, viewerPacketLossPctMax: nil, viewerJitterMsMax: nil, viewerRTTMsMax: nil,
-                           viewerFramesDropped: nil),
-               totals: totals)
+        update(
+            RoomFigures(
+                room: room, publisher: false, viewers: 0, publisherFPS: nil, publisherBitrateKbps: nil, viewerFPSAvg: nil,
+                viewerBitrateKbpsAvg: nil, viewerPacketLossPctMax: nil, viewerJitterMsMax: nil, viewerRTTMsMax: nil,
+                viewerFramesDropped: nil),
+            totals: totals)
     }
 
     /// Adds one to the counter `name` with `labels` (whose values must come from small fixed sets).

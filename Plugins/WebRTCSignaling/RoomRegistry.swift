@@ -252,8 +252,12 @@ final class RoomRegistry: Sendable {
         let (outcome, figures) = rooms.withLock { rooms -> (JoinOutcome, RoomFigures?) in
             if rooms[peer.room] == nil {
                 guard rooms.count < configuration.maxRooms else {
-                    return (.refused(PluginError(status: 429, code: "too_many_rooms",
-                                                 message: "the server already has \(configuration.maxRooms) rooms in use")), nil)
+                    return (
+                        .refused(
+                            PluginError(
+                                status: 429, code: "too_many_rooms",
+                                message: "the server already has \(configuration.maxRooms) rooms in use")), nil
+                    )
                 }
                 rooms[peer.room] = Room(name: peer.room, historySize: configuration.metricsHistory)
             }
@@ -265,8 +269,12 @@ final class RoomRegistry: Sendable {
                     guard configuration.replacePublisher else {
                         room.publishersRefused += 1
                         broadcast(&room, event: "publisher-refused", about: peer)
-                        return (.refused(PluginError(status: 409, code: "publisher_present",
-                                                     message: "room '\(peer.room)' already has a publisher")), nil)
+                        return (
+                            .refused(
+                                PluginError(
+                                    status: 409, code: "publisher_present",
+                                    message: "room '\(peer.room)' already has a publisher")), nil
+                        )
                     }
                     room.publisher = peer
                     if let text = greeting(peer.id) { peer.send(text) }
@@ -282,8 +290,12 @@ final class RoomRegistry: Sendable {
                 if let text = greeting(peer.id) { peer.send(text) }
             case .viewer:
                 guard room.viewers.count < configuration.maxViewersPerRoom else {
-                    return (.refused(PluginError(status: 429, code: "room_full",
-                                                 message: "room '\(peer.room)' already has \(configuration.maxViewersPerRoom) viewers")), nil)
+                    return (
+                        .refused(
+                            PluginError(
+                                status: 429, code: "room_full",
+                                message: "room '\(peer.room)' already has \(configuration.maxViewersPerRoom) viewers")), nil
+                    )
                 }
                 room.viewers.append(peer)
                 room.viewerMetrics[peer.id] = MetricsTrack(capacity: configuration.metricsHistory)
@@ -437,21 +449,23 @@ final class RoomRegistry: Sendable {
             guard let room = rooms[name] else { return nil }
             func peerStats(_ peer: Peer, track: MetricsTrack?, source: String?, connections: [String: MediaSample]?) -> PeerStats {
                 let counters = peer.snapshot
-                return PeerStats(id: peer.id, role: peer.role.rawValue, connectedAt: peer.connectedAt, messagesIn: counters.received,
-                                 messagesOut: counters.sent, errors: counters.errors, dropped: counters.dropped,
-                                 idleSeconds: (peer.idleFor.inSeconds * 1000).rounded() / 1000,
-                                 latest: track?.latest, samples: track?.received ?? 0, history: track?.history ?? [],
-                                 source: source, connections: connections)
+                return PeerStats(
+                    id: peer.id, role: peer.role.rawValue, connectedAt: peer.connectedAt, messagesIn: counters.received,
+                    messagesOut: counters.sent, errors: counters.errors, dropped: counters.dropped,
+                    idleSeconds: (peer.idleFor.inSeconds * 1000).rounded() / 1000,
+                    latest: track?.latest, samples: track?.received ?? 0, history: track?.history ?? [],
+                    source: source, connections: connections)
             }
             let publisher = room.publisher.map {
                 peerStats($0, track: room.publisherMetrics, source: room.publisherSource, connections: room.publisherConnections)
             }
             let viewers = room.viewers.map { peerStats($0, track: room.viewerMetrics[$0.id], source: nil, connections: nil) }
-            return RoomStats(room: room.name, createdAt: room.createdAt, publisher: publisher, viewers: viewers,
-                             viewerCount: room.viewers.count, maxViewers: configuration.maxViewersPerRoom, messagesByType: room.byType,
-                             messagesReceived: room.received, messagesForwarded: room.forwarded, errors: room.errors,
-                             publishersRefused: room.publishersRefused, publishersReplaced: room.publishersReplaced,
-                             summary: figuresOf(room), serverTs: Signaling.nowMillis())
+            return RoomStats(
+                room: room.name, createdAt: room.createdAt, publisher: publisher, viewers: viewers,
+                viewerCount: room.viewers.count, maxViewers: configuration.maxViewersPerRoom, messagesByType: room.byType,
+                messagesReceived: room.received, messagesForwarded: room.forwarded, errors: room.errors,
+                publishersRefused: room.publishersRefused, publishersReplaced: room.publishersReplaced,
+                summary: figuresOf(room), serverTs: Signaling.nowMillis())
         }
     }
 

@@ -3,9 +3,9 @@
 import Foundation
 import PluginAPI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The two sides of a room.
@@ -38,9 +38,10 @@ enum RoomName {
             throw PluginError(status: 400, code: "invalid_room", message: "\(field): required", details: ["field": .string(field)])
         }
         guard isValid(name) else {
-            throw PluginError(status: 400, code: "invalid_room",
-                              message: "\(field): must be 1-\(maxLength) characters of letters, digits, '_' or '-'",
-                              details: ["field": .string(field)])
+            throw PluginError(
+                status: 400, code: "invalid_room",
+                message: "\(field): must be 1-\(maxLength) characters of letters, digits, '_' or '-'",
+                details: ["field": .string(field)])
         }
         return name
     }
@@ -113,11 +114,13 @@ struct RoomTokenSigner: Sendable {
         guard token.utf8.count <= Self.maxLength, let dot = token.lastIndex(of: ".") else { throw .invalid }
         let payload = String(token[..<dot])
         guard let presented = Base64URL.decode(String(token[token.index(after: dot)...])),
-              crypto.constantTimeEquals(presented, signature(payload)) else { throw .invalid }
+            crypto.constantTimeEquals(presented, signature(payload))
+        else { throw .invalid }
         // Genuine from here on: the fields were written by issue().
         let parts = payload.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 5, parts[0] == "v1", let role = PeerRole(rawValue: parts[1]), RoomName.isValid(parts[2]),
-              let expiresAt = Int64(parts[3]) else { throw .invalid }
+            let expiresAt = Int64(parts[3])
+        else { throw .invalid }
         guard now < expiresAt else { throw .expired }
         return RoomGrant(room: parts[2], role: role, expiresAt: expiresAt, id: parts[4])
     }
@@ -135,10 +138,12 @@ struct RoomTokenSigner: Sendable {
         let manager = FileManager.default
         if manager.fileExists(atPath: file.path) {
             guard let data = manager.contents(atPath: file.path),
-                  let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
-                  text.utf8.count >= 32 else {
-                throw PluginError(status: 500, code: "invalid_secret",
-                                  message: "webrtc-signaling: \(file.path) is unreadable or holds fewer than 32 bytes; delete it to generate a new one")
+                let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+                text.utf8.count >= 32
+            else {
+                throw PluginError(
+                    status: 500, code: "invalid_secret",
+                    message: "webrtc-signaling: \(file.path) is unreadable or holds fewer than 32 bytes; delete it to generate a new one")
             }
             return (Array(text.utf8), file.path)
         }

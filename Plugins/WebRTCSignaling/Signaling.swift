@@ -28,8 +28,10 @@ final class Signaling: Sendable {
     let gauges: RoomGauges
     let logger: any PluginLogger
 
-    init(configuration: WebRTCSignalingConfiguration, registry: RoomRegistry, signer: RoomTokenSigner, gauges: RoomGauges,
-         logger: any PluginLogger) {
+    init(
+        configuration: WebRTCSignalingConfiguration, registry: RoomRegistry, signer: RoomTokenSigner, gauges: RoomGauges,
+        logger: any PluginLogger
+    ) {
         self.configuration = configuration
         self.registry = registry
         self.signer = signer
@@ -90,9 +92,10 @@ final class Signaling: Sendable {
         }
         let (room, role) = (admission.room, admission.role)
         let expiresAt: Int64? = admission.grant.expiresAt
-        let peer = Peer(id: registry.freshID(role: role, room: room), role: role, room: room, tokenID: admission.grant.id,
-                        session: session, queueLimit: configuration.outboundQueue, burst: configuration.messageBurst,
-                        perSecond: configuration.messagesPerSecond)
+        let peer = Peer(
+            id: registry.freshID(role: role, room: room), role: role, room: room, tokenID: admission.grant.id,
+            session: session, queueLimit: configuration.outboundQueue, burst: configuration.messageBurst,
+            perSecond: configuration.messagesPerSecond)
         switch registry.join(peer, greeting: { publisherID in self.greeting(peer, publisherID: publisherID, tokenExpiresAt: expiresAt) }) {
         case .refused(let error):
             gauges.count("webrtc_refused_total", [("role", role.rawValue), ("status", String(error.status))])
@@ -101,8 +104,12 @@ final class Signaling: Sendable {
             return
         case .joined(let replaced):
             gauges.count("webrtc_joins_total", [("role", role.rawValue)])
-            logger.info("webrtc peer joined", ["room": room, "role": role.rawValue, "peer": peer.id, "token": peer.tokenID,
-                                               "replaced": replaced?.id ?? "-"])
+            logger.info(
+                "webrtc peer joined",
+                [
+                    "room": room, "role": role.rawValue, "peer": peer.id, "token": peer.tokenID,
+                    "replaced": replaced?.id ?? "-",
+                ])
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await peer.runWriter() }
@@ -113,8 +120,12 @@ final class Signaling: Sendable {
             group.cancelAll()
         }
         let counters = peer.snapshot
-        logger.info("webrtc peer left", ["room": room, "role": role.rawValue, "peer": peer.id, "received": String(counters.received),
-                                         "sent": String(counters.sent), "errors": String(counters.errors)])
+        logger.info(
+            "webrtc peer left",
+            [
+                "room": room, "role": role.rawValue, "peer": peer.id, "received": String(counters.received),
+                "sent": String(counters.sent), "errors": String(counters.errors),
+            ])
     }
 
     private func greeting(_ peer: Peer, publisherID: String?, tokenExpiresAt: Int64?) -> String? {
@@ -172,30 +183,40 @@ final class Signaling: Sendable {
         }
         guard text.utf8.count <= configuration.maxMessageBytes else {
             registry.countReceived(room: peer.room, type: nil)
-            return reject(peer, event: nil, SignalingError(
-                code: "message_too_large", message: "the message has \(text.utf8.count) bytes; the limit is \(configuration.maxMessageBytes)",
-                violation: true))
+            return reject(
+                peer, event: nil,
+                SignalingError(
+                    code: "message_too_large", message: "the message has \(text.utf8.count) bytes; the limit is \(configuration.maxMessageBytes)",
+                    violation: true))
         }
         let bytes = Array(text.utf8)
         guard let value = try? JSON.decode(JSONValue.self, from: bytes), case .object(var members) = value,
-              case .string(let type)? = members["type"] else {
+            case .string(let type)? = members["type"]
+        else {
             registry.countReceived(room: peer.room, type: nil)
-            return reject(peer, event: nil, SignalingError(code: "invalid_message", message: "expected a JSON object with a string 'type'",
-                                                          violation: true))
+            return reject(
+                peer, event: nil,
+                SignalingError(
+                    code: "invalid_message", message: "expected a JSON object with a string 'type'",
+                    violation: true))
         }
         let allowed = Self.allowedTypes[peer.role] ?? []
         let known = allowed.contains(type)
         registry.countReceived(room: peer.room, type: known ? type : "(other)")
         gauges.count("webrtc_messages_total", [("role", peer.role.rawValue), ("type", known ? type : "other")])
         guard known else {
-            return reject(peer, event: String(type.prefix(64)), SignalingError(
-                code: "type_not_allowed",
-                message: "a \(peer.role.rawValue) may send \(allowed.sorted().joined(separator: ", ")); not '\(type.prefix(64))'",
-                violation: true))
+            return reject(
+                peer, event: String(type.prefix(64)),
+                SignalingError(
+                    code: "type_not_allowed",
+                    message: "a \(peer.role.rawValue) may send \(allowed.sorted().joined(separator: ", ")); not '\(type.prefix(64))'",
+                    violation: true))
         }
         guard withinRate else {
-            return reject(peer, event: type, SignalingError(
-                code: "rate_limited", message: "more than \(configuration.messagesPerSecond) messages per second", violation: true))
+            return reject(
+                peer, event: type,
+                SignalingError(
+                    code: "rate_limited", message: "more than \(configuration.messagesPerSecond) messages per second", violation: true))
         }
         do {
             members["type"] = nil
@@ -244,8 +265,9 @@ final class Signaling: Sendable {
             case .string?, .null?:
                 break  // a bare candidate line; null ends the candidates
             default:
-                throw SignalingError(code: "invalid_field", message: "'ice-candidate' needs 'candidate' (an object, a string or null)",
-                                     violation: true)
+                throw SignalingError(
+                    code: "invalid_field", message: "'ice-candidate' needs 'candidate' (an object, a string or null)",
+                    violation: true)
             }
         default:
             break

@@ -30,8 +30,9 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         let configuration = try configuration.applyingEnvironment(ProcessInfo.processInfo.environment)
         self.configuration = configuration
         self.context = context
-        let secret = try RoomTokenSigner.loadSecret(configured: configuration.tokenSecret, folder: context.dataDirectory,
-                                                    crypto: context.crypto)
+        let secret = try RoomTokenSigner.loadSecret(
+            configured: configuration.tokenSecret, folder: context.dataDirectory,
+            crypto: context.crypto)
         signer = RoomTokenSigner(secret: secret.key, crypto: context.crypto)
         ice = ICEConfigBuilder(configuration: configuration, crypto: context.crypto)
         gauges = RoomGauges(metrics: context.metrics, maxLabels: configuration.metricsRoomLabels)
@@ -40,17 +41,22 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
             (role == .publisher ? "p-" : "v-") + Hex.encode(crypto.randomBytes(5))
         }
         signaling = Signaling(configuration: configuration, registry: registry, signer: signer, gauges: gauges, logger: context.logger)
-        context.logger.info("webrtc-signaling ready", [
-            "token_secret": secret.source, "stun_urls": String(configuration.stunURLs.count), "turn_urls": String(configuration.turnURLs.count),
-            "turn": configuration.turnURLs.isEmpty ? "none" : (configuration.turnSecret.isEmpty ? "static" : "rest"),
-        ])
+        context.logger.info(
+            "webrtc-signaling ready",
+            [
+                "token_secret": secret.source, "stun_urls": String(configuration.stunURLs.count), "turn_urls": String(configuration.turnURLs.count),
+                "turn": configuration.turnURLs.isEmpty ? "none" : (configuration.turnSecret.isEmpty ? "static" : "rest"),
+            ])
     }
 
     /// The `webrtc` scene element: a room's camera inside the element's box.
-    static let elementType = ElementType("webrtc", label: "Camera", properties: [
-        .string("room", label: "Room", minLength: 1, maxLength: RoomName.maxLength, pattern: "[A-Za-z0-9_-]{1,64}",
-                help: "The camera room; publish to it from /publish"),
-    ], required: ["room"], width: 640, height: 360)
+    static let elementType = ElementType(
+        "webrtc", label: "Camera",
+        properties: [
+            .string(
+                "room", label: "Room", minLength: 1, maxLength: RoomName.maxLength, pattern: "[A-Za-z0-9_-]{1,64}",
+                help: "The camera room; publish to it from /publish")
+        ], required: ["room"], width: 640, height: 360)
 
     func setUp(_ registrar: PluginRegistrar) async throws {
         // The feature in every page: the overlay's camera element and /preview, the panel's Camera tab, the admin
@@ -61,19 +67,25 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         registrar.webModule(.admin, "admin.js", styles: ["camera.css"])
         registrar.webPage("/publish", file: "publish.html")
         registrar.webPage("/preview", file: "preview.html")
-        registrar.route(.get, "/api/webrtc/config", access: .public,
-                        rateLimit: RateLimit(name: "webrtc.config", burst: 30, perMinute: 120),
-                        summary: "ICE servers (STUN, TURN with short-lived credentials); ?room=, ?token=") { request in
+        registrar.route(
+            .get, "/api/webrtc/config", access: .public,
+            rateLimit: RateLimit(name: "webrtc.config", burst: 30, perMinute: 120),
+            summary: "ICE servers (STUN, TURN with short-lived credentials); ?room=, ?token="
+        ) { request in
             try self.iceConfig(request)
         }
-        registrar.route(.post, "/api/webrtc/token", access: .streamer, bodyLimit: 4096,
-                        rateLimit: RateLimit(name: "webrtc.token", burst: 20, perMinute: 60),
-                        summary: "signed room token (form or JSON: room, role publisher|viewer, ttl)") { request in
+        registrar.route(
+            .post, "/api/webrtc/token", access: .streamer, bodyLimit: 4096,
+            rateLimit: RateLimit(name: "webrtc.token", burst: 20, perMinute: 60),
+            summary: "signed room token (form or JSON: room, role publisher|viewer, ttl)"
+        ) { request in
             try await self.issueToken(request)
         }
-        registrar.route(.post, "/api/webrtc/rooms/{room}/viewer-token", access: .overlay, bodyLimit: 4096,
-                        rateLimit: RateLimit(name: "webrtc.viewer-token", burst: 30, perMinute: 120),
-                        summary: "short-lived viewer token for an overlay showing the room") { request in
+        registrar.route(
+            .post, "/api/webrtc/rooms/{room}/viewer-token", access: .overlay, bodyLimit: 4096,
+            rateLimit: RateLimit(name: "webrtc.viewer-token", burst: 30, perMinute: 120),
+            summary: "short-lived viewer token for an overlay showing the room"
+        ) { request in
             try await self.issueOverlayViewerToken(request)
         }
         registrar.route(.get, "/api/webrtc/rooms", access: .moderator, summary: "rooms in use with their figures") { _ in
@@ -84,8 +96,10 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
             }
             return try .json(Listing(rooms: self.registry.list(), max_rooms: self.configuration.maxRooms))
         }
-        registrar.route(.get, "/api/webrtc/rooms/{room}/stats", access: .moderator,
-                        summary: "publisher, viewers, message counts, latest media metrics and history") { request in
+        registrar.route(
+            .get, "/api/webrtc/rooms/{room}/stats", access: .moderator,
+            summary: "publisher, viewers, message counts, latest media metrics and history"
+        ) { request in
             let room = try RoomName.validated(request.pathParameters["room"])
             guard let stats = self.registry.stats(room) else {
                 throw PluginError(status: 404, code: "room_not_found", message: "nobody is in room '\(room)'")
@@ -95,10 +109,11 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         // Frames over max_message_bytes get an error frame; a fragmented message over 4x that closes the socket (1009).
         let frameLimit = configuration.maxMessageBytes * 4
         for role in PeerRole.allCases {
-            registrar.webSocket("/ws/webrtc/{room}/\(role.rawValue)", access: .public, maxFrameSize: frameLimit,
-                                rateLimit: RateLimit(name: "webrtc.connect", burst: 30, perMinute: 120),
-                                shouldUpgrade: { request in try self.signaling.shouldUpgrade(request, role: role) },
-                                handler: { session in await self.signaling.serve(session) })
+            registrar.webSocket(
+                "/ws/webrtc/{room}/\(role.rawValue)", access: .public, maxFrameSize: frameLimit,
+                rateLimit: RateLimit(name: "webrtc.connect", burst: 30, perMinute: 120),
+                shouldUpgrade: { request in try self.signaling.shouldUpgrade(request, role: role) },
+                handler: { session in await self.signaling.serve(session) })
         }
     }
 
@@ -145,15 +160,21 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
 
     func tokenAnswer(room: String, role: PeerRole, ttl: Int, via: String) -> TokenAnswer {
         let issued = signer.issue(room: room, role: role, expiresAt: Signaling.nowSeconds() + Int64(ttl))
-        let path = role == .publisher
+        let path =
+            role == .publisher
             ? "/publish?room=\(room)&token=\(issued.token)"
             : "/preview?webrtc_room=\(room)&token=\(issued.token)"
         gauges.count("webrtc_tokens_issued_total", [("role", role.rawValue), ("via", via)])
-        context.logger.info("webrtc token issued", ["room": room, "role": role.rawValue, "token": issued.grant.id, "via": via,
-                                                    "ttl": String(ttl)])
-        return TokenAnswer(token: issued.token, room: room, role: role.rawValue,
-                           expiresAt: Date(timeIntervalSince1970: TimeInterval(issued.grant.expiresAt)), ttlSeconds: ttl,
-                           url: path, publicURL: context.publicURL + path)
+        context.logger.info(
+            "webrtc token issued",
+            [
+                "room": room, "role": role.rawValue, "token": issued.grant.id, "via": via,
+                "ttl": String(ttl),
+            ])
+        return TokenAnswer(
+            token: issued.token, room: room, role: role.rawValue,
+            expiresAt: Date(timeIntervalSince1970: TimeInterval(issued.grant.expiresAt)), ttlSeconds: ttl,
+            url: path, publicURL: context.publicURL + path)
     }
 
     func issueToken(_ request: PluginRequest) async throws -> PluginResponse {

@@ -12,7 +12,6 @@ import HummingbirdCore
 import ServiceLifecycle
 import Synchronization
 
-
 extension OverlayEngine {
     /// Creates folders, the store and sessions, loads every plugin and checks routes for clashes.
     /// - Throws: ``StartupError`` listing every problem; plugins that did start are shut down first.
@@ -71,11 +70,13 @@ extension OverlayEngine {
         let hub = ChannelHub(limits: config.limits, metrics: metrics, logger: logger)
         sessions.whenRevoked { [weak hub] id in hub?.closeSession(id) }
         let pluginsDir = pluginsDirectory(config)
-        let publicURL = config.server.publicURL.isEmpty
+        let publicURL =
+            config.server.publicURL.isEmpty
             ? "http://\(config.server.host == "0.0.0.0" ? "localhost" : config.server.host):\(config.server.port)"
             : String(config.server.publicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")))
-        let access = AccessPolicy(security: config.security, streamerToken: streamerToken,
-                                  publicURL: config.server.publicURL, port: config.server.port, crypto: crypto, sessions: sessions)
+        let access = AccessPolicy(
+            security: config.security, streamerToken: streamerToken,
+            publicURL: config.server.publicURL, port: config.server.port, crypto: crypto, sessions: sessions)
         let settings = EngineSettings(
             moderatorKeyTTL: .seconds(config.sessions.moderatorKeyTTLSeconds),
             moderatorSessionTTL: .seconds(config.sessions.moderatorSessionTTLSeconds),
@@ -105,9 +106,12 @@ extension OverlayEngine {
             throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
         }
 
-        let (loaded, loadErrors) = await PluginLoader.loadAll(config: config, pluginsDir: pluginsDir, refusedRegistration: { message in
-            logger.error("\(message)")
-        }) { name in
+        let (loaded, loadErrors) = await PluginLoader.loadAll(
+            config: config, pluginsDir: pluginsDir,
+            refusedRegistration: { message in
+                logger.error("\(message)")
+            }
+        ) { name in
             let folder = dataDir.appendingPathComponent("plugins").appendingPathComponent(name)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             return PluginContext(
@@ -122,11 +126,17 @@ extension OverlayEngine {
         for plugin in loaded {
             for type in plugin.registrar.elementTypes {
                 if SceneLimits.coreElementTypes.contains(type.name) {
-                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file,
-                                                    reason: "element type '\(type.name)' is a core type of the engine").description)
+                    problems.append(
+                        PluginLoadError(
+                            plugin: plugin.name, file: plugin.file,
+                            reason: "element type '\(type.name)' is a core type of the engine"
+                        ).description)
                 } else if let owner = typeOwners[type.name] {
-                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file,
-                                                    reason: "element type '\(type.name)' is already declared by plugin '\(owner)'").description)
+                    problems.append(
+                        PluginLoadError(
+                            plugin: plugin.name, file: plugin.file,
+                            reason: "element type '\(type.name)' is already declared by plugin '\(owner)'"
+                        ).description)
                 } else {
                     typeOwners[type.name] = plugin.name
                     sceneLimits.pluginElementTypes[type.name] = type
@@ -135,9 +145,11 @@ extension OverlayEngine {
         }
         let engineRegistrar = PluginRegistrar()
         let realtime = RealtimeReport(hub: hub, acks: acks, scenes: scene, metrics: metrics, startedAt: Date())
-        SceneRoutes(store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
-                    bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot)
-            .register(engineRegistrar)
+        SceneRoutes(
+            store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
+            bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot
+        )
+        .register(engineRegistrar)
 
         var table = RouteTable()
         for route in ownRoutes { table.claim(method: "GET", path: route.path, owner: "engine", file: nil) }
@@ -165,10 +177,11 @@ extension OverlayEngine {
             throw StartupError(lines: problems)
         }
 
-        let engine = OverlayEngine(config: config, logger: logger, metrics: metrics, store: store, crypto: crypto, sessions: sessions,
-                                   hub: hub, access: access, plugins: loaded, scenes: scene, acks: acks,
-                                   engineRegistrar: engineRegistrar, dataDir: dataDir, uploadsDir: uploadsDir,
-                                   webDir: webDir, pluginsDir: pluginsDir, publicURL: publicURL)
+        let engine = OverlayEngine(
+            config: config, logger: logger, metrics: metrics, store: store, crypto: crypto, sessions: sessions,
+            hub: hub, access: access, plugins: loaded, scenes: scene, acks: acks,
+            engineRegistrar: engineRegistrar, dataDir: dataDir, uploadsDir: uploadsDir,
+            webDir: webDir, pluginsDir: pluginsDir, publicURL: publicURL)
         engine.registerEngineEvents()
         for plugin in loaded {
             for handler in plugin.registrar.eventHandlers {
@@ -180,7 +193,9 @@ extension OverlayEngine {
             for hook in plugin.registrar.disconnectHandlers {
                 hub.onDisconnect(channels: hook.channels, handler: hook.handler)
             }
-            logger.info("loaded plugin \(plugin.name) \(plugin.version) (PluginAPI \(plugin.apiVersion)) from \(plugin.file): \(plugin.registrar.routes.count) routes, \(plugin.registrar.eventHandlers.count) events, \(plugin.registrar.webSocketEndpoints.count) sockets")
+            logger.info(
+                "loaded plugin \(plugin.name) \(plugin.version) (PluginAPI \(plugin.apiVersion)) from \(plugin.file): \(plugin.registrar.routes.count) routes, \(plugin.registrar.eventHandlers.count) events, \(plugin.registrar.webSocketEndpoints.count) sockets"
+            )
         }
         return engine
     }
@@ -189,7 +204,8 @@ extension OverlayEngine {
         if !config.security.streamerToken.isEmpty { return config.security.streamerToken }
         let file = dataDir.appendingPathComponent("streamer-token")
         if let data = FileManager.default.contents(atPath: file.path),
-           let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty {
+            let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty
+        {
             logger.notice("no streamer token configured; using the one kept in \(file.path)")
             return text
         }

@@ -53,9 +53,12 @@ public final class OverlayEngine: Sendable {
     /// What the plugins registered, for the table and `GET /api/plugins`.
     public var pluginDescriptions: [PluginDescription] { plugins.map(PluginDescription.init) }
 
-    init(config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, crypto: OpenSSLCrypto,
-                 sessions: ModeratorSessionStore, hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin],
-                 scenes: SceneStore, acks: OverlayAcks, engineRegistrar: PluginRegistrar, dataDir: URL, uploadsDir: URL, webDir: URL, pluginsDir: String, publicURL: String) {
+    init(
+        config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, crypto: OpenSSLCrypto,
+        sessions: ModeratorSessionStore, hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin],
+        scenes: SceneStore, acks: OverlayAcks, engineRegistrar: PluginRegistrar, dataDir: URL, uploadsDir: URL, webDir: URL, pluginsDir: String,
+        publicURL: String
+    ) {
         self.config = config
         self.logger = logger
         self.metrics = metrics
@@ -107,8 +110,10 @@ public final class OverlayEngine: Sendable {
         // Each plugin's web folder under /plugins/<name>/, with the same caching rules as web/ (only enabled plugins have one).
         for plugin in plugins {
             guard let folder = plugin.webDirectory else { continue }
-            router.add(middleware: FileMiddleware(folder.path, urlBasePath: "/plugins/\(plugin.name)", cacheControl: noCache,
-                                                  searchForIndexHtml: false, logger: logger))
+            router.add(
+                middleware: FileMiddleware(
+                    folder.path, urlBasePath: "/plugins/\(plugin.name)", cacheControl: noCache,
+                    searchForIndexHtml: false, logger: logger))
         }
         addEngineRoutes(router)
         for route in engineRegistrar.routes { addPluginRoute(route, owner: "engine", to: router) }
@@ -129,8 +134,9 @@ public final class OverlayEngine: Sendable {
                 GuardedChildChannel(
                     inner: HTTP1WebSocketUpgradeChannel(
                         responder: responder, webSocketResponder: webSocketResponder,
-                        configuration: .init(http1: .init(additionalChannelHandlers: [ExpectContinueHandler(), RequestPhaseHandler()]),
-                                             ws: wsConfig)),
+                        configuration: .init(
+                            http1: .init(additionalChannelHandlers: [ExpectContinueHandler(), RequestPhaseHandler()]),
+                            ws: wsConfig)),
                     limits: limits)
             },
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),
@@ -147,7 +153,9 @@ public final class OverlayEngine: Sendable {
     public func run() async throws {
         let files = ConnectionLimits.raiseFileLimit(logger: logger)
         if connectionLimits.maxConnections > files - 256 {
-            logger.warning("server.max_connections (\(connectionLimits.maxConnections)) is close to the open-file limit (\(files)); past the limit new connections fail before the cap can answer them")
+            logger.warning(
+                "server.max_connections (\(connectionLimits.maxConnections)) is close to the open-file limit (\(files)); past the limit new connections fail before the cap can answer them"
+            )
         }
         let app = makeApplication()
         let shutdown = SocketShutdownService(engine: self)
@@ -180,8 +188,14 @@ public final class OverlayEngine: Sendable {
             let finish: @Sendable (Bool) -> Void = { value in
                 if resumed.claim() { continuation.resume(returning: value) }
             }
-            Task { await self.stopPlugins(); finish(true) }
-            Task { try? await Task.sleep(for: grace); finish(false) }
+            Task {
+                await self.stopPlugins()
+                finish(true)
+            }
+            Task {
+                try? await Task.sleep(for: grace)
+                finish(false)
+            }
         }
         if !stopped {
             logger.error("plugins did not stop within server.shutdown_grace_seconds (\(config.server.shutdownGraceSeconds) s); exiting anyway")

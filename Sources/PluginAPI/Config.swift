@@ -57,8 +57,10 @@ extension ConfigNode: Decodable {
     /// Receives the raw node from ``ConfigDecoder`` (a plugin's section is kept as a node and decoded by the plugin).
     public init(from decoder: any Decoder) throws {
         guard let nodeDecoder = decoder as? NodeDecoder else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                    debugDescription: "ConfigNode can only be decoded by ConfigDecoder"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "ConfigNode can only be decoded by ConfigDecoder"))
         }
         self = nodeDecoder.node
     }
@@ -260,8 +262,14 @@ public struct ConfigErrorList: Error, Sendable {
 struct ConfigCodingKey: CodingKey {
     var stringValue: String
     var intValue: Int?
-    init(stringValue: String) { self.stringValue = stringValue; self.intValue = nil }
-    init(intValue: Int) { self.stringValue = "[\(intValue)]"; self.intValue = intValue }
+    init(stringValue: String) {
+        self.stringValue = stringValue
+        self.intValue = nil
+    }
+    init(intValue: Int) {
+        self.stringValue = "[\(intValue)]"
+        self.intValue = intValue
+    }
 }
 
 func renderPath(_ path: [any CodingKey]) -> String {
@@ -311,8 +319,10 @@ final class KeyTracker: Sendable {
             for pair in pairs where !entry.used.contains(pair.key) {
                 let path = renderPath(entry.path + [ConfigCodingKey(stringValue: pair.key)])
                 let hint = known.isEmpty ? "" : " (known keys here: \(known.joined(separator: ", ")))"
-                errors.append(ConfigError(path: path, line: pair.value.line, column: pair.value.column,
-                                          message: "unknown key '\(pair.key)'\(hint)"))
+                errors.append(
+                    ConfigError(
+                        path: path, line: pair.value.line, column: pair.value.column,
+                        message: "unknown key '\(pair.key)'\(hint)"))
             }
         }
         return errors
@@ -332,8 +342,9 @@ final class KeyTracker: Sendable {
     private func rebase(_ error: DecodingError, dropping count: Int) -> DecodingError {
         guard count > 0 else { return error }
         func trim(_ context: DecodingError.Context) -> DecodingError.Context {
-            DecodingError.Context(codingPath: Array(context.codingPath.dropFirst(count)), debugDescription: context.debugDescription,
-                                  underlyingError: context.underlyingError)
+            DecodingError.Context(
+                codingPath: Array(context.codingPath.dropFirst(count)), debugDescription: context.debugDescription,
+                underlyingError: context.underlyingError)
         }
         switch error {
         case .keyNotFound(let key, let context): return .keyNotFound(key, trim(context))
@@ -348,12 +359,14 @@ final class KeyTracker: Sendable {
         switch error {
         case .keyNotFound(let key, let context):
             let parent = locate(context.codingPath, in: root)
-            return ConfigError(path: renderPath(context.codingPath + [key]), line: parent.line, column: parent.column,
-                               message: "missing required key '\(fileKey(key))'")
+            return ConfigError(
+                path: renderPath(context.codingPath + [key]), line: parent.line, column: parent.column,
+                message: "missing required key '\(fileKey(key))'")
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
             let node = locate(context.codingPath, in: root)
-            return ConfigError(path: renderPath(context.codingPath), line: node.line, column: node.column,
-                               message: context.debugDescription)
+            return ConfigError(
+                path: renderPath(context.codingPath), line: node.line, column: node.column,
+                message: context.debugDescription)
         @unknown default:
             return ConfigError(path: "", line: root.line, column: root.column, message: "\(error)")
         }
@@ -393,18 +406,23 @@ struct NodeDecoder: Decoder {
         if node.isNull {
             let empty = ConfigNode(.mapping([]), line: node.line, column: node.column)
             let index = tracker.register(path: codingPath, node: empty)
-            return KeyedDecodingContainer(KeyedNodeContainer<Key>(node: empty, pairs: [], codingPath: codingPath, tracker: tracker, index: index,
-                                                                  defaults: defaults))
+            return KeyedDecodingContainer(
+                KeyedNodeContainer<Key>(
+                    node: empty, pairs: [], codingPath: codingPath, tracker: tracker, index: index,
+                    defaults: defaults))
         }
         guard case .mapping(let pairs) = node.value else { throw error("expected a mapping, found \(node.kindName)") }
         var seen = Set<String>()
         for pair in pairs where !seen.insert(pair.key).inserted {
-            throw ConfigError(path: renderPath(codingPath + [ConfigCodingKey(stringValue: pair.key)]), line: pair.value.line,
-                              column: pair.value.column, message: "duplicate key '\(pair.key)'")
+            throw ConfigError(
+                path: renderPath(codingPath + [ConfigCodingKey(stringValue: pair.key)]), line: pair.value.line,
+                column: pair.value.column, message: "duplicate key '\(pair.key)'")
         }
         let index = tracker.register(path: codingPath, node: node)
-        return KeyedDecodingContainer(KeyedNodeContainer<Key>(node: node, pairs: pairs, codingPath: codingPath, tracker: tracker, index: index,
-                                                              defaults: defaults))
+        return KeyedDecodingContainer(
+            KeyedNodeContainer<Key>(
+                node: node, pairs: pairs, codingPath: codingPath, tracker: tracker, index: index,
+                defaults: defaults))
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -476,8 +494,9 @@ struct NodeDecoder: Decoder {
                 target = next
             }
             let base = renderPath(codingPath)
-            throw ConfigError(path: base.isEmpty ? problem.key : base + "." + problem.key, line: target.line, column: target.column,
-                              message: problem.message)
+            throw ConfigError(
+                path: base.isEmpty ? problem.key : base + "." + problem.key, line: target.line, column: target.column,
+                message: problem.message)
         }
     }
 
@@ -552,8 +571,9 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func child(_ key: Key) throws -> NodeDecoder {
         guard let value = lookup(key) else {
-            throw ConfigError(path: renderPath(codingPath + [key]), line: node.line, column: node.column,
-                              message: "missing required key '\(key.stringValue)'")
+            throw ConfigError(
+                path: renderPath(codingPath + [key]), line: node.line, column: node.column,
+                message: "missing required key '\(key.stringValue)'")
         }
         return NodeDecoder(node: value, codingPath: codingPath + [key], tracker: tracker)
     }

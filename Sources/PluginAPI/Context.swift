@@ -31,9 +31,11 @@ public struct PluginContext: Sendable {
 
     /// Creates a context. Engine use.
     @_spi(Engine)
-    public init(pluginName: String, dataDirectory: URL, uploadsDirectory: URL, publicURL: String, settings: EngineSettings,
-                store: any KeyValueStore, logger: any PluginLogger, metrics: any PluginMetrics, crypto: any CryptoProvider,
-                sockets: any SocketHub, sessions: any ModeratorSessions, scene: any SceneAccess) {
+    public init(
+        pluginName: String, dataDirectory: URL, uploadsDirectory: URL, publicURL: String, settings: EngineSettings,
+        store: any KeyValueStore, logger: any PluginLogger, metrics: any PluginMetrics, crypto: any CryptoProvider,
+        sockets: any SocketHub, sessions: any ModeratorSessions, scene: any SceneAccess
+    ) {
         self.pluginName = pluginName
         self.dataDirectory = dataDirectory
         self.uploadsDirectory = uploadsDirectory

@@ -35,8 +35,10 @@ public struct ElementProperty: Sendable, Equatable {
     /// The panel edits the text in a multi-line field (string).
     public let multiline: Bool
 
-    init(name: String, kind: Kind, label: String?, help: String, defaultValue: JSONValue?, minimum: Double? = nil, maximum: Double? = nil,
-         minLength: Int? = nil, maxLength: Int? = nil, pattern: String? = nil, choices: [String] = [], multiline: Bool = false) {
+    init(
+        name: String, kind: Kind, label: String?, help: String, defaultValue: JSONValue?, minimum: Double? = nil, maximum: Double? = nil,
+        minLength: Int? = nil, maxLength: Int? = nil, pattern: String? = nil, choices: [String] = [], multiline: Bool = false
+    ) {
         self.name = name
         self.kind = kind
         self.label = label ?? Self.defaultLabel(name)
@@ -67,24 +69,33 @@ public struct ElementProperty: Sendable, Equatable {
     ///   - pattern: Regular expression the whole text must match, e.g. `[A-Za-z0-9_-]{1,64}`.
     ///   - multiline: Edit in a multi-line field.
     ///   - help: One line shown under the field.
-    public static func string(_ name: String, label: String? = nil, default: String? = nil, minLength: Int = 0, maxLength: Int = 200,
-                              pattern: String? = nil, multiline: Bool = false, help: String = "") -> ElementProperty {
-        ElementProperty(name: name, kind: .string, label: label, help: help, defaultValue: `default`.map(JSONValue.string),
-                        minLength: minLength, maxLength: maxLength, pattern: pattern, multiline: multiline)
+    public static func string(
+        _ name: String, label: String? = nil, default: String? = nil, minLength: Int = 0, maxLength: Int = 200,
+        pattern: String? = nil, multiline: Bool = false, help: String = ""
+    ) -> ElementProperty {
+        ElementProperty(
+            name: name, kind: .string, label: label, help: help, defaultValue: `default`.map(JSONValue.string),
+            minLength: minLength, maxLength: maxLength, pattern: pattern, multiline: multiline)
     }
 
     /// A whole number (sent as a JSON number without a fraction).
-    public static func integer(_ name: String, label: String? = nil, default: Int? = nil, range: ClosedRange<Int>? = nil,
-                               help: String = "") -> ElementProperty {
-        ElementProperty(name: name, kind: .integer, label: label, help: help, defaultValue: `default`.map { .number(Double($0)) },
-                        minimum: range.map { Double($0.lowerBound) }, maximum: range.map { Double($0.upperBound) })
+    public static func integer(
+        _ name: String, label: String? = nil, default: Int? = nil, range: ClosedRange<Int>? = nil,
+        help: String = ""
+    ) -> ElementProperty {
+        ElementProperty(
+            name: name, kind: .integer, label: label, help: help, defaultValue: `default`.map { .number(Double($0)) },
+            minimum: range.map { Double($0.lowerBound) }, maximum: range.map { Double($0.upperBound) })
     }
 
     /// A finite number.
-    public static func number(_ name: String, label: String? = nil, default: Double? = nil, range: ClosedRange<Double>? = nil,
-                              help: String = "") -> ElementProperty {
-        ElementProperty(name: name, kind: .number, label: label, help: help, defaultValue: `default`.map(JSONValue.number),
-                        minimum: range?.lowerBound, maximum: range?.upperBound)
+    public static func number(
+        _ name: String, label: String? = nil, default: Double? = nil, range: ClosedRange<Double>? = nil,
+        help: String = ""
+    ) -> ElementProperty {
+        ElementProperty(
+            name: name, kind: .number, label: label, help: help, defaultValue: `default`.map(JSONValue.number),
+            minimum: range?.lowerBound, maximum: range?.upperBound)
     }
 
     /// true or false.
@@ -93,8 +104,10 @@ public struct ElementProperty: Sendable, Equatable {
     }
 
     /// One of a fixed list of strings (JSON Schema `enum`; a select in the panel).
-    public static func choice(_ name: String, label: String? = nil, values: [String], default: String? = nil,
-                              help: String = "") -> ElementProperty {
+    public static func choice(
+        _ name: String, label: String? = nil, values: [String], default: String? = nil,
+        help: String = ""
+    ) -> ElementProperty {
         ElementProperty(name: name, kind: .choice, label: label, help: help, defaultValue: `default`.map(JSONValue.string), choices: values)
     }
 
@@ -185,8 +198,10 @@ public struct ElementType: Sendable, Equatable {
     ///   - required: Properties an element must have when no default fills them.
     ///   - width: Width of a new element in stage pixels.
     ///   - height: Height of a new element.
-    public init(_ name: String, label: String? = nil, properties: [ElementProperty], required: [String] = [],
-                width: Double = 320, height: Double = 180) {
+    public init(
+        _ name: String, label: String? = nil, properties: [ElementProperty], required: [String] = [],
+        width: Double = 320, height: Double = 180
+    ) {
         self.name = name
         self.label = label ?? name
         self.properties = properties
@@ -224,14 +239,18 @@ public struct ElementType: Sendable, Equatable {
         var seen = Set<String>()
         for property in properties ?? [] {
             let place = "element type '\(name)' property '\(property.name)'"
-            if !isName(property.name, extra: ["_"]) { problems.append("\(place): the name must be 1-40 ASCII letters, digits or '_', starting with a letter") }
+            if !isName(property.name, extra: ["_"]) {
+                problems.append("\(place): the name must be 1-40 ASCII letters, digits or '_', starting with a letter")
+            }
             if !seen.insert(property.name).inserted { problems.append("\(place) is declared twice") }
             if let low = property.minimum, let high = property.maximum, low > high { problems.append("\(place): the range is empty") }
             if let low = property.minLength, let high = property.maxLength, low > high || high > 10_000 || low < 0 {
                 problems.append("\(place): lengths must satisfy 0 <= minLength <= maxLength <= 10000")
             }
             if property.kind == .choice, property.choices.isEmpty { problems.append("\(place): a choice needs at least one value") }
-            if let pattern = property.pattern, (try? Regex(pattern)) == nil { problems.append("\(place): the pattern '\(pattern)' is not a valid regular expression") }
+            if let pattern = property.pattern, (try? Regex(pattern)) == nil {
+                problems.append("\(place): the pattern '\(pattern)' is not a valid regular expression")
+            }
             if let value = property.defaultValue, let problem = property.problem(with: value) {
                 problems.append("\(place): the default \(problem)")
             }

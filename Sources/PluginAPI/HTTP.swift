@@ -5,7 +5,13 @@ import Synchronization
 
 /// HTTP request methods a plugin route can answer.
 public enum HTTPMethod: String, Sendable, CaseIterable {
-    case get = "GET", head = "HEAD", post = "POST", put = "PUT", patch = "PATCH", delete = "DELETE", options = "OPTIONS"
+    case get = "GET"
+    case head = "HEAD"
+    case post = "POST"
+    case put = "PUT"
+    case patch = "PATCH"
+    case delete = "DELETE"
+    case options = "OPTIONS"
 }
 
 /// Who may call a route. The engine checks it before the handler runs.
@@ -154,9 +160,11 @@ public struct PluginRequest: Sendable {
     public let body: RequestBody
 
     /// Creates a request. Engine and test use.
-    public init(id: String, method: HTTPMethod, path: String, pathParameters: [String: String] = [:],
-                query: [(name: String, value: String)] = [], headers: HTTPHeaders = [:], remoteAddress: String? = nil,
-                caller: Caller = .anonymous, body: RequestBody = .empty) {
+    public init(
+        id: String, method: HTTPMethod, path: String, pathParameters: [String: String] = [:],
+        query: [(name: String, value: String)] = [], headers: HTTPHeaders = [:], remoteAddress: String? = nil,
+        caller: Caller = .anonymous, body: RequestBody = .empty
+    ) {
         self.id = id
         self.method = method
         self.path = path
@@ -209,15 +217,18 @@ public struct PluginRequest: Sendable {
         if bytes.isEmpty { return [:] }
         switch contentType {
         case "application/json":
-            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            guard case .object(let object)? = try? JSON.decode(JSONValue.self, from: bytes) else {
                 throw PluginError.badRequest("the body must be a JSON object", code: "invalid_json")
             }
             var out: [String: String] = [:]
             for (key, value) in object {
                 switch value {
-                case let text as String: out[key] = text
-                case let number as NSNumber: out[key] = "\(number)"
-                case is NSNull: continue
+                case .string(let text): out[key] = text
+                // Whole numbers without a fraction (5, not 5.0); booleans as true/false.
+                case .number(let number):
+                    out[key] = number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+                case .bool(let flag): out[key] = flag ? "true" : "false"
+                case .null: continue
                 default: throw PluginError.badRequest("field '\(key)' must be a string", code: "invalid_field")
                 }
             }
@@ -230,8 +241,9 @@ public struct PluginRequest: Sendable {
             for (name, value) in FormURLEncoding.parse(text) where out[name] == nil { out[name] = value }
             return out
         case let other?:
-            throw PluginError(status: 415, code: "unsupported_media_type",
-                              message: "expected application/x-www-form-urlencoded or application/json, got \(other)")
+            throw PluginError(
+                status: 415, code: "unsupported_media_type",
+                message: "expected application/x-www-form-urlencoded or application/json, got \(other)")
         }
     }
 }
@@ -368,13 +380,15 @@ public struct PluginError: Error, Sendable, CustomStringConvertible {
     }
     /// 413 `payload_too_large`.
     public static func payloadTooLarge(limit: Int) -> PluginError {
-        PluginError(status: 413, code: "payload_too_large", message: "the body is larger than the limit of \(limit) bytes",
-                    details: ["limit": .number(Double(limit))])
+        PluginError(
+            status: 413, code: "payload_too_large", message: "the body is larger than the limit of \(limit) bytes",
+            details: ["limit": .number(Double(limit))])
     }
     /// 429 `rate_limited` with `Retry-After`.
     public static func rateLimited(retryAfterSeconds: Int) -> PluginError {
-        PluginError(status: 429, code: "rate_limited", message: "too many requests; retry after \(retryAfterSeconds) s",
-                    details: ["retry_after": .number(Double(retryAfterSeconds))], headers: ["retry-after": String(retryAfterSeconds)])
+        PluginError(
+            status: 429, code: "rate_limited", message: "too many requests; retry after \(retryAfterSeconds) s",
+            details: ["retry_after": .number(Double(retryAfterSeconds))], headers: ["retry-after": String(retryAfterSeconds)])
     }
     /// 503 `store_unavailable` with `Retry-After: 2`.
     public static func storeUnavailable(_ message: String = "the state store is unavailable") -> PluginError {

@@ -90,8 +90,10 @@ public enum FileResponse {
     ///   - lastModified: The modification time, when it is meaningful.
     ///   - headers: Headers every answer carries (`content-type`, `cache-control`, ...).
     ///   - onSent: Told the size of every chunk written (metrics).
-    public static func serve(_ request: PluginRequest, file: FileDescriptor, size: Int, etag: String, lastModified: Date? = nil,
-                             headers base: HTTPHeaders, onSent: (@Sendable (Int) -> Void)? = nil) throws -> PluginResponse {
+    public static func serve(
+        _ request: PluginRequest, file: FileDescriptor, size: Int, etag: String, lastModified: Date? = nil,
+        headers base: HTTPHeaders, onSent: (@Sendable (Int) -> Void)? = nil
+    ) throws -> PluginResponse {
         var headers = base
         headers.set("etag", etag)
         headers.set("accept-ranges", "bytes")
@@ -130,19 +132,21 @@ public enum FileResponse {
             headers.set("content-length", "\(count)")
             return PluginResponse(status: status, headers: headers, body: .empty)
         }
-        return PluginResponse(status: status, headers: headers, body: .stream(length: count) { writer in
-            var offset = first
-            var remaining = count
-            while remaining > 0 {
-                let want = min(chunkSize, remaining)
-                let at = offset
-                let bytes = try await BlockingIO.run { try file.read(count: want, at: at) }
-                guard !bytes.isEmpty else { throw FileIOError(operation: "read (the file is shorter than its size)", path: file.path, code: EIO) }
-                try await writer.write(bytes)
-                offset += bytes.count
-                remaining -= bytes.count
-                onSent?(bytes.count)
-            }
-        })
+        return PluginResponse(
+            status: status, headers: headers,
+            body: .stream(length: count) { writer in
+                var offset = first
+                var remaining = count
+                while remaining > 0 {
+                    let want = min(chunkSize, remaining)
+                    let at = offset
+                    let bytes = try await BlockingIO.run { try file.read(count: want, at: at) }
+                    guard !bytes.isEmpty else { throw FileIOError(operation: "read (the file is shorter than its size)", path: file.path, code: EIO) }
+                    try await writer.write(bytes)
+                    offset += bytes.count
+                    remaining -= bytes.count
+                    onSent?(bytes.count)
+                }
+            })
     }
 }

@@ -95,12 +95,19 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// Decodes any JSON value.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
     }
 
     /// Encodes the value.
@@ -110,8 +117,11 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .number(let value):
-            if value.isFinite, value == value.rounded(), abs(value) < 9.0e15 { try container.encode(Int64(value)) }
-            else { try container.encode(value) }
+            if value.isFinite, value == value.rounded(), abs(value) < 9.0e15 {
+                try container.encode(Int64(value))
+            } else {
+                try container.encode(value)
+            }
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
         case .object(let value): try container.encode(value)
@@ -128,9 +138,18 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 
     /// The string, when this is a string.
-    public var stringValue: String? { if case .string(let value) = self { return value }; return nil }
+    public var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
     /// The number, when this is a number.
-    public var doubleValue: Double? { if case .number(let value) = self { return value }; return nil }
+    public var doubleValue: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
     /// The Boolean, when this is one.
-    public var boolValue: Bool? { if case .bool(let value) = self { return value }; return nil }
+    public var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
 }

@@ -8,14 +8,14 @@ let package = Package(
     name: "PluginAPI",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "PluginAPI", type: .dynamic, targets: ["PluginAPI"]),
+        .library(name: "PluginAPI", type: .dynamic, targets: ["PluginAPI"])
     ],
     targets: [
         .target(
             name: "PluginAPI",
             path: ".",
-            exclude: ["Package.swift"],
+            exclude: ["Package.swift", "API.txt"],
             swiftSettings: [.swiftLanguageMode(.v6)]
-        ),
+        )
     ]
 )

@@ -132,11 +132,15 @@ public final class PluginRegistrar: Sendable {
     ///   - rateLimit: Optional per-client limit (429 with `Retry-After` past it).
     ///   - summary: One line for the plugin table.
     ///   - handler: Answers the request.
-    public func route(_ method: HTTPMethod, _ path: String, access: AccessLevel, bodyLimit: Int? = nil,
-                      rateLimit: RateLimit? = nil, summary: String = "", handler: @escaping RouteHandler) {
+    public func route(
+        _ method: HTTPMethod, _ path: String, access: AccessLevel, bodyLimit: Int? = nil,
+        rateLimit: RateLimit? = nil, summary: String = "", handler: @escaping RouteHandler
+    ) {
         register("route \(method.rawValue) \(path)") {
-            $0.routes.append(PluginRoute(method: method, path: path, access: access, bodyLimit: bodyLimit,
-                                         rateLimit: rateLimit, summary: summary, handler: handler))
+            $0.routes.append(
+                PluginRoute(
+                    method: method, path: path, access: access, bodyLimit: bodyLimit,
+                    rateLimit: rateLimit, summary: summary, handler: handler))
         }
     }
 
@@ -165,12 +169,16 @@ public final class PluginRegistrar: Sendable {
     ///   - rateLimit: Optional per-client limit on opening sockets (overridable as `limits.rate.<name>`).
     ///   - shouldUpgrade: Accepts or rejects the upgrade request.
     ///   - handler: Runs the socket.
-    public func webSocket(_ path: String, access: AccessLevel = .public, maxFrameSize: Int = 64 << 10, rateLimit: RateLimit? = nil,
-                          shouldUpgrade: @escaping @Sendable (PluginRequest) async throws -> WebSocketUpgradeDecision,
-                          handler: @escaping @Sendable (any WebSocketSession) async throws -> Void) {
+    public func webSocket(
+        _ path: String, access: AccessLevel = .public, maxFrameSize: Int = 64 << 10, rateLimit: RateLimit? = nil,
+        shouldUpgrade: @escaping @Sendable (PluginRequest) async throws -> WebSocketUpgradeDecision,
+        handler: @escaping @Sendable (any WebSocketSession) async throws -> Void
+    ) {
         register("socket endpoint \(path)") {
-            $0.endpoints.append(PluginWebSocketEndpoint(path: path, access: access, maxFrameSize: maxFrameSize, rateLimit: rateLimit,
-                                                        shouldUpgrade: shouldUpgrade, handler: handler))
+            $0.endpoints.append(
+                PluginWebSocketEndpoint(
+                    path: path, access: access, maxFrameSize: maxFrameSize, rateLimit: rateLimit,
+                    shouldUpgrade: shouldUpgrade, handler: handler))
         }
     }
 

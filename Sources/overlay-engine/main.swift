@@ -135,12 +135,15 @@ struct Plugins: AsyncParsableCommand {
         for plugin in descriptions { rows.append([plugin.name, plugin.version, plugin.apiVersion, plugin.file ?? ""]) }
         let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
-            print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                .joined(separator: "  "))
+            print(
+                row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  "))
         }
         for plugin in descriptions {
             print("\n\(plugin.name): \(plugin.summary)")
-            for route in plugin.routes { print("  \(route.method.padding(toLength: 6, withPad: " ", startingAt: 0)) \(route.path)  [\(route.access)]  \(route.summary)") }
+            for route in plugin.routes {
+                print("  \(route.method.padding(toLength: 6, withPad: " ", startingAt: 0)) \(route.path)  [\(route.access)]  \(route.summary)")
+            }
             for socket in plugin.websockets { print("  WS     \(socket.path)  [\(socket.access)]") }
             for event in plugin.events { print("  EVENT  \(event)") }
             for type in plugin.elementTypes { print("  ELEMENT \(type.type) (\(type.label))") }

@@ -26,12 +26,13 @@ final class ConfigTests: XCTestCase {
     }
 
     func testUnknownKeyNamesLineAndKey() {
-        let found = problems("""
-        server:
-          host: 127.0.0.1
-          prot: 8080
-        plugins: []
-        """)
+        let found = problems(
+            """
+            server:
+              host: 127.0.0.1
+              prot: 8080
+            plugins: []
+            """)
         XCTAssertEqual(found.count, 1)
         XCTAssertEqual(found.first?.line, 3)
         XCTAssertEqual(found.first?.path, "server.prot")
@@ -39,23 +40,25 @@ final class ConfigTests: XCTestCase {
     }
 
     func testUnknownTopLevelSection() {
-        let found = problems("""
-        plugins: []
-        sever:
-          port: 1
-        """)
+        let found = problems(
+            """
+            plugins: []
+            sever:
+              port: 1
+            """)
         XCTAssertEqual(found.map(\.line), [2])
         XCTAssertEqual(found.first?.path, "sever")
     }
 
     func testWrongTypeNamesLine() {
-        let found = problems("""
-        server:
-          port: eighty
-        security:
-          strict_origin: maybe
-        plugins: []
-        """)
+        let found = problems(
+            """
+            server:
+              port: eighty
+            security:
+              strict_origin: maybe
+            plugins: []
+            """)
         XCTAssertEqual(found.map(\.line), [2, 4])
         XCTAssertEqual(found.map(\.path), ["server.port", "security.strict_origin"])
         XCTAssertTrue(found[0].message.contains("whole number"), found[0].message)
@@ -63,22 +66,24 @@ final class ConfigTests: XCTestCase {
     }
 
     func testBadValueIsRefused() {
-        let found = problems("""
-        server:
-          port: 70000
-        storage:
-          backend: postgres
-        plugins: []
-        """)
+        let found = problems(
+            """
+            server:
+              port: 70000
+            storage:
+              backend: postgres
+            plugins: []
+            """)
         XCTAssertEqual(found.map(\.line), [2, 4])
         XCTAssertEqual(found.map(\.path), ["server.port", "storage.backend"])
     }
 
     func testMissingPluginsSection() {
-        let found = problems("""
-        server:
-          port: 8080
-        """)
+        let found = problems(
+            """
+            server:
+              port: 8080
+            """)
         XCTAssertEqual(found.count, 1)
         XCTAssertEqual(found.first?.path, "plugins")
         XCTAssertEqual(found.first?.line, 1)
@@ -86,45 +91,50 @@ final class ConfigTests: XCTestCase {
     }
 
     func testPluginEntryWithoutNameAndWithUnknownKey() {
-        let found = problems("""
-        plugins:
-          - path: libx.so
-          - name: ok
-            enabeld: false
-        """)
+        let found = problems(
+            """
+            plugins:
+              - path: libx.so
+              - name: ok
+                enabeld: false
+            """)
         XCTAssertEqual(found.map(\.line), [2, 4])
         XCTAssertEqual(found.map(\.path), ["plugins[0].name", "plugins[1].enabeld"])
         XCTAssertTrue(found[0].message.contains("missing required key 'name'"), found[0].message)
     }
 
     func testBadYAMLHasLine() {
-        let found = problems("""
-        server:
-          host: "unterminated
-        plugins: []
-        """)
+        let found = problems(
+            """
+            server:
+              host: "unterminated
+            plugins: []
+            """)
         XCTAssertEqual(found.count, 1)
         XCTAssertTrue(found[0].message.hasPrefix("bad YAML"), found[0].message)
         XCTAssertGreaterThanOrEqual(found[0].line, 2)
     }
 
     func testDuplicatePluginAndAllProblemsListed() {
-        let found = problems("""
-        server:
-          port: -1
-        plugins:
-          - name: a
-          - name: a
-        """)
+        let found = problems(
+            """
+            server:
+              port: -1
+            plugins:
+              - name: a
+              - name: a
+            """)
         XCTAssertEqual(found.map(\.line), [2, 5])
     }
 
     func testEnvironmentOverridesFile() throws {
-        let config = try ConfigLoader.parse(yaml: "server:\n  port: 1\nplugins: []\n", file: "t.yaml", environment: [
-            "PORT": "9999", "HOST": "0.0.0.0", "STREAMER_API_TOKEN": "s3cret", "MODERATOR_KEY_TTL_SECONDS": "5",
-            "MODERATOR_SESSION_TTL_SECONDS": "7", "ENABLE_STRICT_ORIGIN": "true", "ALLOWED_ORIGINS": "http://a.test, https://b.test",
-            "DATA_DIR": "/tmp/d", "UPLOADS_DIR": "/tmp/u", "PLUGINS_DIR": "/tmp/p",
-        ])
+        let config = try ConfigLoader.parse(
+            yaml: "server:\n  port: 1\nplugins: []\n", file: "t.yaml",
+            environment: [
+                "PORT": "9999", "HOST": "0.0.0.0", "STREAMER_API_TOKEN": "s3cret", "MODERATOR_KEY_TTL_SECONDS": "5",
+                "MODERATOR_SESSION_TTL_SECONDS": "7", "ENABLE_STRICT_ORIGIN": "true", "ALLOWED_ORIGINS": "http://a.test, https://b.test",
+                "DATA_DIR": "/tmp/d", "UPLOADS_DIR": "/tmp/u", "PLUGINS_DIR": "/tmp/p",
+            ])
         XCTAssertEqual(config.server.port, 9999)
         XCTAssertEqual(config.server.host, "0.0.0.0")
         XCTAssertEqual(config.security.streamerToken, "s3cret")
@@ -146,13 +156,14 @@ final class ConfigTests: XCTestCase {
             var greeting: String
             var count: Int?
         }
-        let config = try ConfigLoader.parse(yaml: """
-        plugins:
-          - name: hello
-            config:
-              greeting: hi
-              cuont: 3
-        """, file: "t.yaml", environment: [:])
+        let config = try ConfigLoader.parse(
+            yaml: """
+                plugins:
+                  - name: hello
+                    config:
+                      greeting: hi
+                      cuont: 3
+                """, file: "t.yaml", environment: [:])
         let node = try XCTUnwrap(config.plugins.first?.config)
         XCTAssertThrowsError(try ConfigDecoder.decode(Section.self, from: node)) { error in
             let problem = error as? ConfigError
@@ -176,17 +187,18 @@ final class ConfigTests: XCTestCase {
             var e: UInt32
             var f: Int64?
         }
-        let config = try ConfigLoader.parse(yaml: """
-        plugins:
-          - name: widths
-            config:
-              a: 255
-              b: -128
-              c: [1, -2, 32767]
-              d: [65535]
-              e: 7
-              f: -9
-        """, file: "t.yaml", environment: [:])
+        let config = try ConfigLoader.parse(
+            yaml: """
+                plugins:
+                  - name: widths
+                    config:
+                      a: 255
+                      b: -128
+                      c: [1, -2, 32767]
+                      d: [65535]
+                      e: 7
+                      f: -9
+                """, file: "t.yaml", environment: [:])
         let section = try ConfigDecoder.decode(Section.self, from: XCTUnwrap(config.plugins.first?.config))
         XCTAssertEqual(section.a, 255)
         XCTAssertEqual(section.b, -128)
@@ -194,8 +206,9 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(section.d, [65535])
         XCTAssertEqual(section.e, 7)
         XCTAssertEqual(section.f, -9)
-        let wrong = try ConfigLoader.parse(yaml: "plugins:\n  - name: w\n    config:\n      a: 1\n      c: [40000]\n      e: 1\n",
-                                           file: "t", environment: [:])
+        let wrong = try ConfigLoader.parse(
+            yaml: "plugins:\n  - name: w\n    config:\n      a: 1\n      c: [40000]\n      e: 1\n",
+            file: "t", environment: [:])
         XCTAssertThrowsError(try ConfigDecoder.decode(Section.self, from: XCTUnwrap(wrong.plugins.first?.config))) { error in
             XCTAssertEqual((error as? ConfigError)?.line, 5)
             XCTAssertTrue("\(error)".contains("out of range"), "\(error)")

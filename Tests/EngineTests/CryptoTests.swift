@@ -25,8 +25,9 @@ final class CryptoTests: XCTestCase {
     func testHMACAndRandom() {
         let crypto = OpenSSLCrypto()
         // RFC 4231 test case 2.
-        XCTAssertEqual(Hex.encode(crypto.hmacSHA256(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))),
-                       "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        XCTAssertEqual(
+            Hex.encode(crypto.hmacSHA256(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         let a = crypto.randomToken(bytes: 16)
         let b = crypto.randomToken(bytes: 16)
         XCTAssertNotEqual(a, b)

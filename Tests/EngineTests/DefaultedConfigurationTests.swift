@@ -48,13 +48,14 @@ final class DefaultedConfigurationTests: XCTestCase {
     }
 
     func testKeysAreSnakeCaseAndLeftOutKeysKeepTheirValues() throws {
-        let sample = try decode("""
-        max_queue_length: 7
-        moderator_key_ttl_seconds: 30
-        stun_urls: [stun:b, stun:c]
-        span: {high: 9}
-        voices: {pt-BR: pt-br}
-        """)
+        let sample = try decode(
+            """
+            max_queue_length: 7
+            moderator_key_ttl_seconds: 30
+            stun_urls: [stun:b, stun:c]
+            span: {high: 9}
+            voices: {pt-BR: pt-br}
+            """)
         XCTAssertEqual(sample.maxQueueLength, 7)
         XCTAssertEqual(sample.moderatorKeyTTLSeconds, 30)
         XCTAssertEqual(sample.stunURLs, ["stun:b", "stun:c"])
@@ -66,12 +67,13 @@ final class DefaultedConfigurationTests: XCTestCase {
     }
 
     func testEveryBadValueIsReportedWithItsLine() {
-        let found = problems("""
-        max_queue_length: lots
-        mode: sometimes
-        maxQueueLength: 3
-        cache_max_bytes: 12 parsecs
-        """)
+        let found = problems(
+            """
+            max_queue_length: lots
+            mode: sometimes
+            maxQueueLength: 3
+            cache_max_bytes: 12 parsecs
+            """)
         XCTAssertEqual(found.map(\.line), [1, 2, 3, 4], "\(found)")
         XCTAssertEqual(found[0].path, "max_queue_length")
         XCTAssertTrue(found[0].message.contains("expected a whole number, found 'lots'"), found[0].message)
@@ -81,12 +83,13 @@ final class DefaultedConfigurationTests: XCTestCase {
     }
 
     func testValidateProblemsPointAtTheirKey() {
-        let found = problems("""
-        max_queue_length: 3
-        span:
-          low: 8
-          high: 2
-        """)
+        let found = problems(
+            """
+            max_queue_length: 3
+            span:
+              low: 8
+              high: 2
+            """)
         XCTAssertEqual(found.count, 1)
         XCTAssertEqual(found.first?.path, "span.low")
         XCTAssertEqual(found.first?.line, 3)

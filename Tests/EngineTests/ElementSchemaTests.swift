@@ -7,16 +7,18 @@ import XCTest
 /// Plugin element types: the props schema, its JSON Schema form, the scene validator's use of it (errors named like
 /// core fields, defaults, the flat form), scenes stored before `room` moved into props, and the registrar's close.
 final class ElementSchemaTests: XCTestCase {
-    let goal = ElementType("goal", label: "Goal bar", properties: [
-        .string("title", default: "Followers", maxLength: 20),
-        .integer("value", default: 0, range: 0...1000),
-        .integer("target", range: 1...1000),
-        .number("speed", default: 1, range: 0.1...4),
-        .boolean("animate", default: true),
-        .choice("style", values: ["bar", "ring"], default: "bar"),
-        .color("color", default: "#ffcc00"),
-        .string("code", pattern: "[a-z]{2}-[0-9]+"),
-    ], required: ["target"], width: 480, height: 96)
+    let goal = ElementType(
+        "goal", label: "Goal bar",
+        properties: [
+            .string("title", default: "Followers", maxLength: 20),
+            .integer("value", default: 0, range: 0...1000),
+            .integer("target", range: 1...1000),
+            .number("speed", default: 1, range: 0.1...4),
+            .boolean("animate", default: true),
+            .choice("style", values: ["bar", "ring"], default: "bar"),
+            .color("color", default: "#ffcc00"),
+            .string("code", pattern: "[a-z]{2}-[0-9]+"),
+        ], required: ["target"], width: 480, height: 96)
 
     func validator() -> SceneValidator {
         var limits = SceneLimits()
@@ -60,8 +62,9 @@ final class ElementSchemaTests: XCTestCase {
         assertInvalid("{\(base), \"props\": {\"target\": 0}}", field: "props.target", contains: "at least 1, got 0")
         assertInvalid("{\(base), \"props\": {\"target\": 5, \"value\": 1001}}", field: "props.value", contains: "at most 1000")
         assertInvalid("{\(base), \"props\": {\"target\": 5, \"speed\": 9}}", field: "props.speed", contains: "at most 4")
-        assertInvalid("{\(base), \"props\": {\"target\": 5, \"title\": \"\(String(repeating: "a", count: 21))\"}}", field: "props.title",
-                      contains: "too long (21 characters, limit 20)")
+        assertInvalid(
+            "{\(base), \"props\": {\"target\": 5, \"title\": \"\(String(repeating: "a", count: 21))\"}}", field: "props.title",
+            contains: "too long (21 characters, limit 20)")
         assertInvalid("{\(base), \"props\": {\"target\": 5, \"animate\": 1}}", field: "props.animate", contains: "true or false")
         assertInvalid("{\(base), \"props\": {\"target\": 5, \"style\": \"pie\"}}", field: "props.style", contains: "one of bar, ring")
         assertInvalid("{\(base), \"props\": {\"target\": 5, \"color\": \"url(x)\"}}", field: "props.color", contains: "#rgb")
@@ -91,7 +94,8 @@ final class ElementSchemaTests: XCTestCase {
         var scene = Scene(name: "main")
         scene.version = 3
         scene.elements = [try element(#"{"id": "g1", "type": "goal", "props": {"target": 10}}"#)]
-        let (base, operations) = try editing.patch(Array(#"{"base_version": 3, "ops": [{"op": "update", "id": "g1", "fields": {"props": {"target": 10, "value": 99999}}}]}"#.utf8))
+        let (base, operations) = try editing.patch(
+            Array(#"{"base_version": 3, "ops": [{"op": "update", "id": "g1", "fields": {"props": {"target": 10, "value": 99999}}}]}"#.utf8))
         XCTAssertThrowsError(try editing.apply(operations, baseVersion: base, current: scene, since: [])) { error in
             XCTAssertEqual((error as? PluginError)?.details["field"], .string("props.value"), "\(error)")
         }
@@ -104,8 +108,12 @@ final class ElementSchemaTests: XCTestCase {
         XCTAssertEqual(schema["required"], .array([.string("target")]))
         XCTAssertEqual(schema["additionalProperties"], .bool(false))
         XCTAssertEqual(schema["x-order"], .array(["title", "value", "target", "speed", "animate", "style", "color", "code"].map(JSONValue.string)))
-        XCTAssertEqual(properties["value"], .object(["type": .string("integer"), "title": .string("Value"), "minimum": .number(0),
-                                                     "maximum": .number(1000), "default": .number(0)]))
+        XCTAssertEqual(
+            properties["value"],
+            .object([
+                "type": .string("integer"), "title": .string("Value"), "minimum": .number(0),
+                "maximum": .number(1000), "default": .number(0),
+            ]))
         XCTAssertEqual(properties["style"]?["enum"], .array([.string("bar"), .string("ring")]))
         XCTAssertEqual(properties["color"]?["format"], .string("color"))
         XCTAssertEqual(properties["title"]?["maxLength"], .number(20))
@@ -113,12 +121,14 @@ final class ElementSchemaTests: XCTestCase {
     }
 
     func testBadDeclarationsAreReported() {
-        let bad = ElementType("9bad", properties: [
-            .integer("n", default: 50, range: 0...10),
-            .choice("c", values: []),
-            .string("s", pattern: "(unclosed"),
-            .boolean("n"),
-        ], required: ["missing"])
+        let bad = ElementType(
+            "9bad",
+            properties: [
+                .integer("n", default: 50, range: 0...10),
+                .choice("c", values: []),
+                .string("s", pattern: "(unclosed"),
+                .boolean("n"),
+            ], required: ["missing"])
         let problems = bad.declarationProblems.joined(separator: "\n")
         XCTAssertTrue(problems.contains("element type '9bad': the name"), problems)
         XCTAssertTrue(problems.contains("property 'n': the default must be at most 10"), problems)

@@ -7,7 +7,8 @@ final class RouteTableTests: XCTestCase {
         XCTAssertTrue(table.claim(method: "GET", path: "/api/media/{id}", owner: "media", file: "/p/libmedia.so"))
         XCTAssertFalse(table.claim(method: "GET", path: "/api/media/{name}", owner: "other", file: "/p/libother.so"))
         XCTAssertTrue(table.claim(method: "DELETE", path: "/api/media/{name}", owner: "other", file: "/p/libother.so"))
-        XCTAssertEqual(table.problems, ["plugin 'other' (/p/libother.so): route clash: GET /api/media/{name} is already registered by plugin 'media'"])
+        XCTAssertEqual(
+            table.problems, ["plugin 'other' (/p/libother.so): route clash: GET /api/media/{name} is already registered by plugin 'media'"])
     }
 
     func testMalformedPatternsAreRefused() {

@@ -108,16 +108,18 @@ final class SceneStoreTests: XCTestCase {
 
     func testBatchOperations() async throws {
         let (store, editing) = try open()
-        let scene = try await patch(store, editing, #"""
-        {"base_version":1,"ops":[
-          {"op":"add","element":{"id":"a","type":"text","text":"a"}},
-          {"op":"add","element":{"id":"b","type":"image","src":"/b.png"}},
-          {"op":"add","element":{"id":"c","type":"video","src":"/c.webm","loop":true}, "index":0},
-          {"op":"update","id":"a","fields":{"opacity":0.5,"visible":false}},
-          {"op":"remove","id":"b"},
-          {"op":"move","id":"a","index":0}
-        ]}
-        """#)
+        let scene = try await patch(
+            store, editing,
+            #"""
+            {"base_version":1,"ops":[
+              {"op":"add","element":{"id":"a","type":"text","text":"a"}},
+              {"op":"add","element":{"id":"b","type":"image","src":"/b.png"}},
+              {"op":"add","element":{"id":"c","type":"video","src":"/c.webm","loop":true}, "index":0},
+              {"op":"update","id":"a","fields":{"opacity":0.5,"visible":false}},
+              {"op":"remove","id":"b"},
+              {"op":"move","id":"a","index":0}
+            ]}
+            """#)
         XCTAssertEqual(scene.elements.map(\.id), ["a", "c"])
         XCTAssertEqual(scene.elements[0].opacity, 0.5)
         XCTAssertFalse(scene.elements[0].visible)
@@ -125,7 +127,8 @@ final class SceneStoreTests: XCTestCase {
         XCTAssertEqual(reordered.elements.map(\.id), ["c", "a"])
         // A failing operation rejects the whole batch.
         await expectError("invalid_operation") {
-            _ = try await self.patch(store, editing, #"{"base_version":\#(reordered.version),"ops":[{"op":"remove","id":"c"},{"op":"remove","id":"zz"}]}"#)
+            _ = try await self.patch(
+                store, editing, #"{"base_version":\#(reordered.version),"ops":[{"op":"remove","id":"c"},{"op":"remove","id":"zz"}]}"#)
         }
         XCTAssertEqual(store.active.elements.count, 2)
     }
@@ -162,7 +165,8 @@ final class SceneStoreTests: XCTestCase {
         do {
             let (store, editing) = try open(history: 3)
             for version in 1...5 {
-                _ = try await patch(store, editing, #"{"base_version":\#(version),"ops":[{"op":"add","element":{"id":"e\#(version)","type":"text","text":"x"}}]}"#)
+                _ = try await patch(
+                    store, editing, #"{"base_version":\#(version),"ops":[{"op":"add","element":{"id":"e\#(version)","type":"text","text":"x"}}]}"#)
             }
             XCTAssertEqual(store.history("main").map(\.scene.version), [4, 5, 6])
         }
@@ -198,7 +202,8 @@ final class SceneStoreTests: XCTestCase {
 
     func testMediaReferencesAreFound() async throws {
         let (store, editing) = try open()
-        _ = try await put(store, editing, #"{"base_version":1,"elements":[{"id":"v","type":"video","media":"abc123"},{"id":"i","type":"image","media":"other"}]}"#)
+        _ = try await put(
+            store, editing, #"{"base_version":1,"elements":[{"id":"v","type":"video","media":"abc123"},{"id":"i","type":"image","media":"other"}]}"#)
         let users = try await store.elements(referencingMedia: "abc123")
         XCTAssertEqual(users, ["main/v"])
     }

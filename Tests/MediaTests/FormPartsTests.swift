@@ -134,18 +134,24 @@ final class FormPartsTests: XCTestCase {
     }
 
     func node(_ pairs: [(String, String)]) -> ConfigNode {
-        ConfigNode(.mapping(pairs.enumerated().map { (key: $0.element.0, value: ConfigNode(.scalar($0.element.1, quoted: false), line: $0.offset + 2, column: 5)) }),
-                   line: 1, column: 1)
+        ConfigNode(
+            .mapping(
+                pairs.enumerated().map {
+                    (key: $0.element.0, value: ConfigNode(.scalar($0.element.1, quoted: false), line: $0.offset + 2, column: 5))
+                }),
+            line: 1, column: 1)
     }
 
     func testTheConfigurationSection() throws {
         let defaults = try ConfigDecoder.decode(MediaConfiguration.self, from: ConfigNode(.scalar("", quoted: false), line: 1, column: 1))
         XCTAssertEqual(defaults.maxImageBytes, 25 << 20)
         XCTAssertEqual(defaults.accelRedirectPrefix, "")
-        let set = try ConfigDecoder.decode(MediaConfiguration.self, from: node([
-            ("max_image_bytes", "10MiB"), ("max_video_bytes", "2GB"), ("quota_bytes", "1TiB"), ("max_name_length", "64"),
-            ("accel_redirect_prefix", "/_media/"), ("cache_max_age_seconds", "0"),
-        ]))
+        let set = try ConfigDecoder.decode(
+            MediaConfiguration.self,
+            from: node([
+                ("max_image_bytes", "10MiB"), ("max_video_bytes", "2GB"), ("quota_bytes", "1TiB"), ("max_name_length", "64"),
+                ("accel_redirect_prefix", "/_media/"), ("cache_max_age_seconds", "0"),
+            ]))
         XCTAssertEqual(set.maxImageBytes, 10 << 20)
         XCTAssertEqual(set.maxVideoBytes, 2_000_000_000)
         XCTAssertEqual(set.quotaBytes, 1 << 40)
@@ -155,8 +161,10 @@ final class FormPartsTests: XCTestCase {
         XCTAssertEqual(set.limit(for: .audio), 100 << 20)
 
         func refused(_ key: String, _ value: String, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
-            XCTAssertThrowsError(try ConfigDecoder.decode(MediaConfiguration.self, from: node([("quota_bytes", "1GiB"), (key, value)])),
-                                 file: file, line: line) { error in
+            XCTAssertThrowsError(
+                try ConfigDecoder.decode(MediaConfiguration.self, from: node([("quota_bytes", "1GiB"), (key, value)])),
+                file: file, line: line
+            ) { error in
                 let error = error as? ConfigError
                 XCTAssertEqual(error?.path, key, file: file, line: line)
                 XCTAssertEqual(error?.line, 3, file: file, line: line)

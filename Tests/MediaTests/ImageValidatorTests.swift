@@ -29,22 +29,33 @@ final class ImageValidatorTests: XCTestCase {
         XCTAssertNil(problem(.png, Samples.png()))
         XCTAssertNil(problem(.png, Samples.png(), piece: 3))
         XCTAssertNil(problem(.png, Samples.png() + [0, 0, 0, 0]))  // zero padding after IEND
-        XCTAssertNil(problem(.png, Samples.png(chunks: [Samples.pngChunk("tEXt", Array("a\0b".utf8)), Samples.pngChunk("IDAT", [1]),
-                                                        Samples.pngChunk("IDAT", [2])])))
+        XCTAssertNil(
+            problem(
+                .png,
+                Samples.png(chunks: [
+                    Samples.pngChunk("tEXt", Array("a\0b".utf8)), Samples.pngChunk("IDAT", [1]),
+                    Samples.pngChunk("IDAT", [2]),
+                ])))
         assertProblem(.png, Samples.png() + html, contains: "bytes of other data follow the end of the image")
         assertProblem(.png, Samples.png(chunks: [Samples.pngChunk("IDAT", [1, 2, 3], crcDelta: 1)]), contains: "chunk IDAT has a wrong CRC")
         assertProblem(.png, Samples.png(chunks: []), contains: "no image data (IDAT)")
         assertProblem(.png, Samples.png(chunks: [Samples.pngChunk("ID4T", [1])]), contains: "not a PNG chunk")
         assertProblem(.png, Samples.png(width: 0, height: 1), contains: "IHDR holds impossible values")
         assertProblem(.png, Array(Samples.png().dropLast(6)), contains: "the file ends inside")
-        assertProblem(.png, Samples.pngSignature + Samples.pngChunk("IDAT", [1]) + Samples.pngChunk("IEND", []), contains: "the first chunk is not IHDR")
+        assertProblem(
+            .png, Samples.pngSignature + Samples.pngChunk("IDAT", [1]) + Samples.pngChunk("IEND", []), contains: "the first chunk is not IHDR")
         // A chunk length past the file is refused before anything is read.
-        assertProblem(.png, Samples.pngSignature + Samples.pngChunk("IHDR", Samples.be32(1) + Samples.be32(1) + [8, 2, 0, 0, 0])
-                            + Samples.be32(0x7FFF_FFFF) + Samples.ascii("IDAT"), contains: "the file ends inside chunk IDAT")
-        assertProblem(.png, Samples.pngSignature + Samples.pngChunk("IHDR", Samples.be32(1) + Samples.be32(1) + [8, 2, 0, 0, 0])
-                            + Samples.be32(0x8000_0000) + Samples.ascii("IDAT"), contains: "not a PNG chunk")
-        assertProblem(.png, Samples.png(width: 1, height: 1).enumerated().map { $0.offset == 24 ? 7 : $0.element },
-                      contains: "IHDR holds impossible values")  // bit depth 7
+        assertProblem(
+            .png,
+            Samples.pngSignature + Samples.pngChunk("IHDR", Samples.be32(1) + Samples.be32(1) + [8, 2, 0, 0, 0])
+                + Samples.be32(0x7FFF_FFFF) + Samples.ascii("IDAT"), contains: "the file ends inside chunk IDAT")
+        assertProblem(
+            .png,
+            Samples.pngSignature + Samples.pngChunk("IHDR", Samples.be32(1) + Samples.be32(1) + [8, 2, 0, 0, 0])
+                + Samples.be32(0x8000_0000) + Samples.ascii("IDAT"), contains: "not a PNG chunk")
+        assertProblem(
+            .png, Samples.png(width: 1, height: 1).enumerated().map { $0.offset == 24 ? 7 : $0.element },
+            contains: "IHDR holds impossible values")  // bit depth 7
     }
 
     func testJPEG() {

@@ -3,8 +3,12 @@
 import Foundation
 
 enum Samples {
-    static func be32(_ value: Int) -> [UInt8] { [UInt8(value >> 24 & 0xFF), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)] }
-    static func le32(_ value: Int) -> [UInt8] { [UInt8(value & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value >> 16 & 0xFF), UInt8(value >> 24 & 0xFF)] }
+    static func be32(_ value: Int) -> [UInt8] {
+        [UInt8(value >> 24 & 0xFF), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+    }
+    static func le32(_ value: Int) -> [UInt8] {
+        [UInt8(value & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value >> 16 & 0xFF), UInt8(value >> 24 & 0xFF)]
+    }
     static func le16(_ value: Int) -> [UInt8] { [UInt8(value & 0xFF), UInt8(value >> 8 & 0xFF)] }
     static func be16(_ value: Int) -> [UInt8] { [UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)] }
     static func ascii(_ text: String) -> [UInt8] { Array(text.utf8) }
@@ -33,8 +37,10 @@ enum Samples {
     }
 
     /// A baseline JPEG: SOI, APP0, SOF0, SOS, entropy data with a stuffed byte and a restart marker, EOI.
-    static func jpeg(width: Int = 640, height: Int = 480, withFrame: Bool = true,
-                     scan: [UInt8] = [0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]) -> [UInt8] {
+    static func jpeg(
+        width: Int = 640, height: Int = 480, withFrame: Bool = true,
+        scan: [UInt8] = [0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]
+    ) -> [UInt8] {
         var out: [UInt8] = [0xFF, 0xD8]
         out += [0xFF, 0xE0] + be16(16) + ascii("JFIF") + [0, 1, 1, 0, 0, 1, 0, 1, 0, 0]
         if withFrame {

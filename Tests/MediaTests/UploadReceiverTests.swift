@@ -33,8 +33,9 @@ final class UploadReceiverTests: XCTestCase {
     }
 
     func library(quota: Int = 1 << 30) throws -> MediaLibrary {
-        try MediaLibrary(directory: folder.appendingPathComponent("media"), metadataFile: folder.appendingPathComponent("media.json"),
-                         quotaBytes: quota, crypto: crypto, logger: SilentLogger())
+        try MediaLibrary(
+            directory: folder.appendingPathComponent("media"), metadataFile: folder.appendingPathComponent("media.json"),
+            quotaBytes: quota, crypto: crypto, logger: SilentLogger())
     }
 
     enum Part {
@@ -60,11 +61,14 @@ final class UploadReceiverTests: XCTestCase {
         return out
     }
 
-    func receive(_ body: [UInt8], chunk: Int = 1 << 16, declareLength: Bool = true, configuration: MediaConfiguration = MediaConfiguration(),
-                 library: MediaLibrary? = nil) async throws -> (Result<ReceivedUpload, UploadFailure>, UploadReceiver, MediaLibrary) {
+    func receive(
+        _ body: [UInt8], chunk: Int = 1 << 16, declareLength: Bool = true, configuration: MediaConfiguration = MediaConfiguration(),
+        library: MediaLibrary? = nil
+    ) async throws -> (Result<ReceivedUpload, UploadFailure>, UploadReceiver, MediaLibrary) {
         let library = try library ?? self.library()
-        let receiver = UploadReceiver(configuration: configuration, library: library,
-                                      temporaryPath: folder.appendingPathComponent("media/upload.tmp").path)
+        let receiver = UploadReceiver(
+            configuration: configuration, library: library,
+            temporaryPath: folder.appendingPathComponent("media/upload.tmp").path)
         let chunks = Chunks(body, size: chunk)
         let request = RequestBody(contentLength: declareLength ? body.count : nil, next: { chunks.next() })
         do {
@@ -99,14 +103,18 @@ final class UploadReceiverTests: XCTestCase {
         }
     }
 
-    func failure(_ body: [UInt8], chunk: Int = 1 << 16, configuration: MediaConfiguration = MediaConfiguration(), quota: Int = 1 << 30,
-                 file: StaticString = #filePath, line: UInt = #line) async throws -> UploadFailure? {
+    func failure(
+        _ body: [UInt8], chunk: Int = 1 << 16, configuration: MediaConfiguration = MediaConfiguration(), quota: Int = 1 << 30,
+        file: StaticString = #filePath, line: UInt = #line
+    ) async throws -> UploadFailure? {
         let (result, receiver, library) = try await receive(body, chunk: chunk, configuration: configuration, library: try self.library(quota: quota))
         receiver.discard()
         XCTAssertEqual(library.usage.reserved, 0, "reservation left after discard", file: file, line: line)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("media/upload.tmp").path), file: file, line: line)
         switch result {
-        case .success: XCTFail("expected a refusal", file: file, line: line); return nil
+        case .success:
+            XCTFail("expected a refusal", file: file, line: line)
+            return nil
         case .failure(let failure): return failure
         }
     }
@@ -142,7 +150,9 @@ final class UploadReceiverTests: XCTestCase {
 
     /// A header-name byte of 0x80 would trap MultipartKit; the guard answers 400 first, in any chunking.
     func testANonASCIIHeaderNameIsABadRequestNotACrash() async throws {
-        let body = Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"\r\nX-".utf8) + [0xC3, 0xA9] + Array(": 1\r\n\r\nabc\r\n--\(boundary)--\r\n".utf8)
+        let body =
+            Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"\r\nX-".utf8) + [0xC3, 0xA9]
+            + Array(": 1\r\n\r\nabc\r\n--\(boundary)--\r\n".utf8)
         for chunk in [1, 3, 1 << 16] {
             let refused = try await failure(body, chunk: chunk)
             XCTAssertEqual(refused?.error.code, "invalid_multipart", "chunk \(chunk)")
@@ -164,8 +174,9 @@ final class UploadReceiverTests: XCTestCase {
 
         var tightForm = MediaConfiguration()
         tightForm.maxFormBytes = 1024
-        refused = try await failure(multipart([.field("comment", String(repeating: "x", count: 4000)), .file(content: png)]), chunk: 512,
-                                    configuration: tightForm)
+        refused = try await failure(
+            multipart([.field("comment", String(repeating: "x", count: 4000)), .file(content: png)]), chunk: 512,
+            configuration: tightForm)
         XCTAssertEqual(refused?.error.details["limit_key"], .string("max_form_bytes"))
         // The file itself does not count against max_form_bytes.
         let (result, receiver, _) = try await receive(multipart([.file(content: png)]), chunk: 512, configuration: tightForm)

@@ -33,8 +33,10 @@ final class ConfigDecoderTests: XCTestCase {
     }
 
     func testAValidSectionDecodes() throws {
-        let node = map([("host", s("example.org", 2)), ("port", s("8_080", 3)), ("tls", s("on", 4)), ("ratio", s("0.25", 5)),
-                        ("tags", list([s("a", 6), s("b", 7)], 6))])
+        let node = map([
+            ("host", s("example.org", 2)), ("port", s("8_080", 3)), ("tls", s("on", 4)), ("ratio", s("0.25", 5)),
+            ("tags", list([s("a", 6), s("b", 7)], 6)),
+        ])
         let server = try ConfigDecoder.decode(Server.self, from: node)
         XCTAssertEqual(server, Server(host: "example.org", port: 8080, tls: true, ratio: 0.25, tags: ["a", "b"]))
     }
@@ -133,8 +135,9 @@ final class ConfigDecoderTests: XCTestCase {
             ("o8", "127"), ("ou16", "0"), ("ou64", "1_000_000"),
         ]
         func node(_ pairs: [(String, String)], list items: [String] = ["0", "255"]) -> ConfigNode {
-            map(pairs.enumerated().map { ($0.element.0, s($0.element.1, $0.offset + 2)) }
-                + [("l8", list(items.map { s($0, 40) }, 40))])
+            map(
+                pairs.enumerated().map { ($0.element.0, s($0.element.1, $0.offset + 2)) }
+                    + [("l8", list(items.map { s($0, 40) }, 40))])
         }
         let widths = try ConfigDecoder.decode(Widths.self, from: node(good))
         XCTAssertEqual(widths.i8, .min)
@@ -175,7 +178,10 @@ final class ConfigDecoderTests: XCTestCase {
     }
 
     func testARawNodePropertyKeepsThePluginSectionForLater() throws {
-        struct Entry: Decodable { var name: String; var config: ConfigNode? }
+        struct Entry: Decodable {
+            var name: String
+            var config: ConfigNode?
+        }
         let entry = try ConfigDecoder.decode(Entry.self, from: map([("name", s("tts", 2)), ("config", map([("anything", s("goes", 4))], 3))]))
         XCTAssertEqual(entry.config?.line, 3)
         XCTAssertEqual(entry.config?["anything"]?.line, 4)

@@ -13,8 +13,10 @@ final class FormTests: XCTestCase {
         return PluginRequest(id: "r1", method: .post, path: "/x", headers: headers, body: .bytes(body))
     }
 
-    func assertError(_ status: Int, _ code: String, file: StaticString = #filePath, line: UInt = #line,
-                     _ body: () async throws -> Void) async {
+    func assertError(
+        _ status: Int, _ code: String, file: StaticString = #filePath, line: UInt = #line,
+        _ body: () async throws -> Void
+    ) async {
         do {
             try await body()
             XCTFail("expected \(code)", file: file, line: line)
@@ -47,6 +49,9 @@ final class FormTests: XCTestCase {
     func testFormFieldsFromJSON() async throws {
         let fields = try await request(#"{"key": "abc", "n": 5, "gone": null}"#, contentType: "Application/JSON; charset=utf-8").formFields()
         XCTAssertEqual(fields, ["key": "abc", "n": "5"])
+        // Booleans are their text (they were "1" and "0" through Foundation on Linux), fractions stay fractions.
+        let mixed = try await request(#"{"yes": true, "no": false, "half": 0.5, "big": -12}"#, contentType: "application/json").formFields()
+        XCTAssertEqual(mixed, ["yes": "true", "no": "false", "half": "0.5", "big": "-12"])
         await assertError(400, "invalid_field") { _ = try await self.request(#"{"key": ["abc"]}"#, contentType: "application/json").formFields() }
         await assertError(400, "invalid_field") { _ = try await self.request(#"{"key": {}}"#, contentType: "application/json").formFields() }
         await assertError(400, "invalid_json") { _ = try await self.request(#"["abc"]"#, contentType: "application/json").formFields() }
@@ -55,7 +60,9 @@ final class FormTests: XCTestCase {
 
     func testOtherBodiesAreRefused() async {
         await assertError(415, "unsupported_media_type") { _ = try await self.request("x", contentType: "text/plain").formFields() }
-        await assertError(413, "payload_too_large") { _ = try await self.request("a=" + String(repeating: "x", count: 100), contentType: nil).formFields(limit: 50) }
+        await assertError(413, "payload_too_large") {
+            _ = try await self.request("a=" + String(repeating: "x", count: 100), contentType: nil).formFields(limit: 50)
+        }
     }
 
     func testContentTypeIsTheMediaTypeAlone() {

@@ -11,24 +11,24 @@ final class HTTPSemanticsTests: XCTestCase {
             ("bytes=0-99", .single(first: 0, last: 99)),
             ("bytes=0-0", .single(first: 0, last: 0)),
             ("  BYTES=10-  ", .single(first: 10, last: 999)),
-            ("bytes=500-5000", .single(first: 500, last: 999)),          // the end is clipped to the file
+            ("bytes=500-5000", .single(first: 500, last: 999)),  // the end is clipped to the file
             ("bytes=999-", .single(first: 999, last: 999)),
             ("bytes=-1", .single(first: 999, last: 999)),
             ("bytes=-200", .single(first: 800, last: 999)),
-            ("bytes=-5000", .single(first: 0, last: 999)),               // a suffix longer than the file is all of it
+            ("bytes=-5000", .single(first: 0, last: 999)),  // a suffix longer than the file is all of it
             ("bytes=-99999999999999999999999", .single(first: 0, last: 999)),
             ("bytes=0-99999999999999999999999", .single(first: 0, last: 999)),
             ("bytes=1000-", .unsatisfiable),
             ("bytes=1000-1001", .unsatisfiable),
             ("bytes=99999999999999999999999-", .unsatisfiable),
             ("bytes=-0", .unsatisfiable),
-            ("bytes=5-4", .whole),                                       // an invalid spec: the header is ignored
-            ("bytes=0-1,5-9", .whole),                                   // several ranges: 200 with the whole file
-            ("bytes=,0-1,", .single(first: 0, last: 1)),                 // empty list elements are allowed
+            ("bytes=5-4", .whole),  // an invalid spec: the header is ignored
+            ("bytes=0-1,5-9", .whole),  // several ranges: 200 with the whole file
+            ("bytes=,0-1,", .single(first: 0, last: 1)),  // empty list elements are allowed
             ("bytes=-", .whole),
             ("bytes=a-b", .whole),
             ("bytes=+1-2", .whole),
-            ("bytes=١-٢", .whole),                                       // Arabic-Indic digits are not ASCII digits
+            ("bytes=١-٢", .whole),  // Arabic-Indic digits are not ASCII digits
             ("bytes=1", .whole),
             ("items=0-1", .whole),
             ("", .whole),
@@ -73,10 +73,12 @@ final class HTTPSemanticsTests: XCTestCase {
             XCTAssertEqual(HTTPDate.parse(text).map(HTTPDate.format), text)
         }
         // The obsolete forms (RFC 850, asctime) and anything broken are ignored, as RFC 9110 allows.
-        for bad in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
-                    "Sun, 06 Nov 1994 08:49 GMT", "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
-                    "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 99999999999 08:49:37 GMT", "Sun, 06 Nov 2147483647 08:49:37 GMT",
-                    "Sun, 06 Nov 0 08:49:37 GMT", "", "Sun, 06 Nov 1994 08:60:00 GMT"] {
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49 GMT", "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 99999999999 08:49:37 GMT", "Sun, 06 Nov 2147483647 08:49:37 GMT",
+            "Sun, 06 Nov 0 08:49:37 GMT", "", "Sun, 06 Nov 1994 08:60:00 GMT",
+        ] {
             XCTAssertNil(HTTPDate.parse(bad), bad)
         }
     }

@@ -11,8 +11,10 @@ final class SpeakRequestTests: XCTestCase {
     }
 
     /// The request is refused with 400 naming `field`, and the message contains `text`.
-    func assertRefused(_ json: String, field: String?, code: String = "invalid_field", contains text: String = "",
-                       blocklist: [String] = [], configuration: TTSConfiguration? = nil, file: StaticString = #filePath, line: UInt = #line) {
+    func assertRefused(
+        _ json: String, field: String?, code: String = "invalid_field", contains text: String = "",
+        blocklist: [String] = [], configuration: TTSConfiguration? = nil, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try parse(json, blocklist: blocklist, configuration: configuration), file: file, line: line) { error in
             guard let error = error as? PluginError else { return XCTFail("not a PluginError: \(error)", file: file, line: line) }
             XCTAssertEqual(error.status, 400, file: file, line: line)
@@ -40,7 +42,8 @@ final class SpeakRequestTests: XCTestCase {
         // The limit counts characters after whitespace is collapsed.
         let limit = configuration.maxTextLength
         XCTAssertEqual(try parse(#"{"text": "\#(String(repeating: "a", count: limit))"}"#).text.count, limit)
-        XCTAssertEqual(try parse(#"{"text": "\#(String(repeating: "a ", count: limit / 2))\#(String(repeating: " ", count: 500))"}"#).text.count, limit - 1)
+        XCTAssertEqual(
+            try parse(#"{"text": "\#(String(repeating: "a ", count: limit / 2))\#(String(repeating: " ", count: 500))"}"#).text.count, limit - 1)
         XCTAssertEqual(try parse(#"{"text": "\#(String(repeating: "й", count: limit))"}"#).text.count, limit)
         assertRefused(#"{"text": "\#(String(repeating: "a", count: limit + 1))"}"#, field: "text", contains: "at most \(limit) characters")
         // Unknown members and bodies that are not one JSON object.
@@ -48,7 +51,8 @@ final class SpeakRequestTests: XCTestCase {
         assertRefused(#"["hi"]"#, field: nil, code: "invalid_json")
         assertRefused("  \n", field: nil, code: "invalid_json")
         assertRefused(#"{"text": "hi""#, field: nil, code: "invalid_json")
-        assertRefused(String(repeating: "[", count: 65) + String(repeating: "]", count: 65), field: nil, code: "invalid_json", contains: "deeper than 64")
+        assertRefused(
+            String(repeating: "[", count: 65) + String(repeating: "]", count: 65), field: nil, code: "invalid_json", contains: "deeper than 64")
     }
 
     func testRatePitchAndVolumeAreRefusedOutsideTheirRanges() throws {
@@ -71,8 +75,9 @@ final class SpeakRequestTests: XCTestCase {
         assertRefused(#"{"text": "x", "lang": 7}"#, field: "lang", contains: "must be a string")
         assertRefused(#"{"text": "x", "voice": "   "}"#, field: "voice", contains: "must not be empty")
         assertRefused(#"{"text": "x", "voice": "a\u0009b"}"#, field: "voice", contains: "control characters")
-        assertRefused(#"{"text": "x", "voice": "\#(String(repeating: "v", count: configuration.maxVoiceLength + 1))"}"#, field: "voice",
-                      contains: "at most \(configuration.maxVoiceLength) characters")
+        assertRefused(
+            #"{"text": "x", "voice": "\#(String(repeating: "v", count: configuration.maxVoiceLength + 1))"}"#, field: "voice",
+            contains: "at most \(configuration.maxVoiceLength) characters")
         assertRefused(#"{"text": "x", "voice": ["a"]}"#, field: "voice", contains: "must be a string")
     }
 
@@ -121,7 +126,8 @@ final class SpeakRequestTests: XCTestCase {
 
     func testOverlayReports() throws {
         func event(_ json: String) -> SocketEvent { SocketEvent(type: "tts.failed", raw: Array(json.utf8)) }
-        let report = try OverlayReport.parse(event(#"{"type": "tts.failed", "id": "u1", "reason": "no\nvoice \#(String(repeating: "x", count: 300))"}"#))
+        let report = try OverlayReport.parse(
+            event(#"{"type": "tts.failed", "id": "u1", "reason": "no\nvoice \#(String(repeating: "x", count: 300))"}"#))
         XCTAssertEqual(report.id, "u1")
         XCTAssertEqual(report.reason?.count, 200)
         XCTAssertTrue(report.reason?.hasPrefix("novoice") == true)
@@ -135,6 +141,7 @@ final class SpeakRequestTests: XCTestCase {
         XCTAssertEqual(voices, ["en-us", "ru-ru", "zh-hant-tw"])
         XCTAssertThrowsError(try CapabilitiesReport.parse(event(#"{"voices": "en"}"#)))
         XCTAssertThrowsError(try CapabilitiesReport.parse(event(#"{"voices": [1]}"#)))
-        XCTAssertThrowsError(try CapabilitiesReport.parse(event(#"{"voices": [\#(Array(repeating: "\"en\"", count: 1001).joined(separator: ","))]}"#)))
+        XCTAssertThrowsError(
+            try CapabilitiesReport.parse(event(#"{"voices": [\#(Array(repeating: "\"en\"", count: 1001).joined(separator: ","))]}"#)))
     }
 }

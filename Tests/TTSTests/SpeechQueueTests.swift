@@ -24,7 +24,8 @@ final class RecordingHub: SocketHub {
     /// The last `tts.queue` frame sent to the moderators: the current id (or "-") and the waiting ids.
     var lastQueue: String? {
         guard let text = frames.withLock({ $0 }).last(where: { $0.0 == .channel(.moderator) })?.1,
-              let value = try? JSON.decode(JSONValue.self, from: Array(text.utf8)) else { return nil }
+            let value = try? JSON.decode(JSONValue.self, from: Array(text.utf8))
+        else { return nil }
         let current = value["current"]?["id"]?.stringValue ?? "-"
         guard case .array(let waiting)? = value["queue"] else { return nil }
         return ([current] + waiting.compactMap { $0["id"]?.stringValue }).joined(separator: " ")
@@ -68,8 +69,9 @@ final class SpeechQueueTests: XCTestCase {
     }
 
     func utterance(_ id: String, timeout: Duration = .seconds(60)) -> Utterance {
-        Utterance(id: id, request: SpeakRequest(text: "say \(id)", lang: "en-US", rate: 1, pitch: 1, volume: 1, voice: nil), mode: .browser,
-                  audioHash: nil, audioDuration: nil, requestedBy: "moderator", queuedAt: Date(), timeout: timeout)
+        Utterance(
+            id: id, request: SpeakRequest(text: "say \(id)", lang: "en-US", rate: 1, pitch: 1, volume: 1, voice: nil), mode: .browser,
+            audioHash: nil, audioDuration: nil, requestedBy: "moderator", queuedAt: Date(), timeout: timeout)
     }
 
     func testUtterancesAreSaidInOrder() async throws {

@@ -44,14 +44,20 @@ final class ICEAndPeerTests: XCTestCase {
         let now: Int64 = 1_700_000_000
         let stun = ["stun:stun.example.org:3478"], turn = ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"]
 
-        let none = try json(ICEConfigBuilder(configuration: configuration { $0.stunURLs = stun }, crypto: crypto)
-            .answer(room: nil, turnAllowed: true, now: now))
+        let none = try json(
+            ICEConfigBuilder(configuration: configuration { $0.stunURLs = stun }, crypto: crypto)
+                .answer(room: nil, turnAllowed: true, now: now))
         XCTAssertEqual(none["turn"], .string("none"))
         XCTAssertEqual(none["ice_servers"], .array([.object(["urls": .array(stun.map(JSONValue.string))])]))
         XCTAssertEqual(none["ice_transport_policy"], .string("all"))
         XCTAssertNil(none["turn_expires_at"])
 
-        let rest = configuration { $0.stunURLs = stun; $0.turnURLs = turn; $0.turnSecret = "turn-secret-0123456789"; $0.turnCredentialTTLSeconds = 3600 }
+        let rest = configuration {
+            $0.stunURLs = stun
+            $0.turnURLs = turn
+            $0.turnSecret = "turn-secret-0123456789"
+            $0.turnCredentialTTLSeconds = 3600
+        }
         let withheld = try json(ICEConfigBuilder(configuration: rest, crypto: crypto).answer(room: "studio", turnAllowed: false, now: now))
         XCTAssertEqual(withheld["turn"], .string("token_required"))
         guard case .array(let onlyStun)? = withheld["ice_servers"] else { return XCTFail("no servers") }
@@ -66,17 +72,29 @@ final class ICEAndPeerTests: XCTestCase {
         XCTAssertEqual(servers[1]["username"], .string("1700003600:studio"))
         XCTAssertEqual(servers[1]["credential"], .string("qhKtkMXMeuPa9rcf4ZEhOMQnOqE="))
 
-        let fixed = configuration { $0.turnURLs = turn; $0.turnUsername = "user"; $0.turnPassword = "pass" }
+        let fixed = configuration {
+            $0.turnURLs = turn
+            $0.turnUsername = "user"
+            $0.turnPassword = "pass"
+        }
         let staticAnswer = try json(ICEConfigBuilder(configuration: fixed, crypto: crypto).answer(room: nil, turnAllowed: true, now: now))
         XCTAssertEqual(staticAnswer["turn"], .string("static"))
-        XCTAssertEqual(staticAnswer["ice_servers"], .array([.object(["urls": .array(turn.map(JSONValue.string)), "username": .string("user"),
-                                                                     "credential": .string("pass")])]))
+        XCTAssertEqual(
+            staticAnswer["ice_servers"],
+            .array([
+                .object([
+                    "urls": .array(turn.map(JSONValue.string)), "username": .string("user"),
+                    "credential": .string("pass"),
+                ])
+            ]))
     }
 
     func testTheEnvironmentAndTheICESettingsAreCheckedTogether() throws {
         let base = WebRTCSignalingConfiguration()
-        let applied = try base.applyingEnvironment(["WEBRTC_STUN_URLS": " stun:a:1 , ,stuns:b:2 ", "WEBRTC_TURN_URLS": "turn:t:3",
-                                                    "WEBRTC_TURN_SECRET": "0123456789abcdef", "WEBRTC_TOKEN_SECRET": String(repeating: "k", count: 32)])
+        let applied = try base.applyingEnvironment([
+            "WEBRTC_STUN_URLS": " stun:a:1 , ,stuns:b:2 ", "WEBRTC_TURN_URLS": "turn:t:3",
+            "WEBRTC_TURN_SECRET": "0123456789abcdef", "WEBRTC_TOKEN_SECRET": String(repeating: "k", count: 32),
+        ])
         XCTAssertEqual(applied.stunURLs, ["stun:a:1", "stuns:b:2"])
         XCTAssertEqual(applied.turnURLs, ["turn:t:3"])
         XCTAssertEqual(applied.tokenSecret.count, 32)
@@ -98,13 +116,21 @@ final class ICEAndPeerTests: XCTestCase {
     }
 
     func node(_ pairs: [(String, String)]) -> ConfigNode {
-        ConfigNode(.mapping(pairs.enumerated().map { (key: $0.element.0, value: ConfigNode(.scalar($0.element.1, quoted: false), line: $0.offset + 2, column: 5)) }),
-                   line: 1, column: 1)
+        ConfigNode(
+            .mapping(
+                pairs.enumerated().map {
+                    (key: $0.element.0, value: ConfigNode(.scalar($0.element.1, quoted: false), line: $0.offset + 2, column: 5))
+                }),
+            line: 1, column: 1)
     }
 
     func testTheConfigurationSection() throws {
-        let decoded = try ConfigDecoder.decode(WebRTCSignalingConfiguration.self, from: node([("overlay_rooms", "any"), ("max_token_ttl_seconds", "600"),
-                                                                                              ("token_ttl_seconds", "600")]))
+        let decoded = try ConfigDecoder.decode(
+            WebRTCSignalingConfiguration.self,
+            from: node([
+                ("overlay_rooms", "any"), ("max_token_ttl_seconds", "600"),
+                ("token_ttl_seconds", "600"),
+            ]))
         XCTAssertEqual(decoded.overlayRooms, .any)
         XCTAssertEqual(decoded.tokenTTLSeconds, 600)
         for (pairs, key, text) in [

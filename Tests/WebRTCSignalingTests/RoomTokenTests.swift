@@ -120,8 +120,9 @@ final class RoomTokenTests: XCTestCase {
 
     /// "accepted", or the status and code of the refusal.
     func upgrade(room: String, role: PeerRole, token: String?) -> String {
-        let request = PluginRequest(id: "r", method: .get, path: "/ws/webrtc/\(room)/\(role.rawValue)", pathParameters: ["room": room],
-                                    query: token.map { [(name: "token", value: $0)] } ?? [])
+        let request = PluginRequest(
+            id: "r", method: .get, path: "/ws/webrtc/\(room)/\(role.rawValue)", pathParameters: ["room": room],
+            query: token.map { [(name: "token", value: $0)] } ?? [])
         do {
             guard case .accept(let admission) = try signaling().shouldUpgrade(request, role: role) else { return "rejected" }
             let peer = admission as? Signaling.PeerAdmission

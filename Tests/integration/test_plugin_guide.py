@@ -30,7 +30,11 @@ def lines(text):
 
 def squash(text):
     """Whitespace collapsed, `public ` dropped: declarations compare across line breaks and access modifiers."""
-    return re.sub(r"\s+", " ", text.replace("public ", "")).strip()
+    text = re.sub(r"\s+", " ", text.replace("public ", "")).strip()
+    # Line breaks a formatter puts inside brackets, and its trailing commas, do not change a declaration.
+    text = re.sub(r"([(\[]) ", r"\1", text)
+    text = re.sub(r",? ([)\]])", r"\1", text)
+    return text
 
 
 def contiguous_in(block, haystack):

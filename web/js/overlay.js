@@ -10,6 +10,8 @@
 //   applyScene(scene, version)        draw a scene (what `scene.full` does)
 //   state / config                    read-only views for hooks
 
+import { Backoff } from "./lib/backoff.js";
+import { clamp, finite } from "./lib/util.js";
 import { createTextNode, updateText } from "./text-style.js";
 import { elementTypes as declaredTypes, fetchListing, loadPlugins, onPluginStatus, pluginStatus, registrations } from "./lib/plugins.js";
 
@@ -70,15 +72,6 @@ function reportProblem(where, err) {
   internal.lastError = `${where}: ${err && err.message ? err.message : err}`;
   console.warn("[overlay]", where, err);
   updateDebug();
-}
-
-function finite(value, fallback) {
-  const number = Number(value);
-  return Number.isFinite(number) ? number : fallback;
-}
-
-function clamp(value, low, high) {
-  return Math.min(high, Math.max(low, value));
 }
 
 function randomId() {
@@ -604,7 +597,8 @@ on("error", (message) => {
 const socketState = {
   ws: null,
   generation: 0,
-  attempt: 0,
+  /** Reconnect delays; made in start() from config.backoffBaseMs / backoffMaxMs. */
+  backoff: null,
   retryTimer: 0,
   pingTimer: 0,
   lastReceived: 0,
@@ -673,7 +667,7 @@ function connect() {
   ws.onmessage = (event) => {
     if (!current()) return;
     socketState.lastReceived = Date.now();
-    socketState.attempt = 0;
+    socketState.backoff.reset();
     let message;
     try {
       message = JSON.parse(event.data);
@@ -697,9 +691,7 @@ function connect() {
 
 function scheduleReconnect() {
   clearTimeout(socketState.retryTimer);
-  const ceiling = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** socketState.attempt);
-  socketState.attempt = Math.min(socketState.attempt + 1, 20);
-  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+  const delay = socketState.backoff.next();
   debugLog(`reconnecting in ${Math.round(delay)} ms`);
   socketState.retryTimer = setTimeout(connect, delay);
 }
@@ -857,6 +849,7 @@ export function start(options = {}) {
   config.mode = location.pathname.replace(/\/+$/, "") === "/preview" ? "preview" : "overlay";
   config.webrtcRoom = params.get("webrtc_room") || "";
   Object.assign(config, options);
+  socketState.backoff = new Backoff({ baseMs: config.backoffBaseMs, maxMs: config.backoffMaxMs, maxAttempt: 20 });
 
   Object.defineProperty(window, "overlayState", { value: state, writable: false, configurable: false, enumerable: true });
 
@@ -866,7 +859,7 @@ export function start(options = {}) {
   for (const name of ["pointerdown", "keydown"]) window.addEventListener(name, restoreSound, { passive: true });
   window.addEventListener("online", () => {
     if (!socketState.ws) {
-      socketState.attempt = 0;
+      socketState.backoff.reset();
       connect();
     }
   });

@@ -4,7 +4,8 @@
 // - A scene element {type: "webrtc", props: {room: "<room>"}}: the room's stream inside the element's box
 //   (older scenes keep `room` at the top level; both are read).
 
-import { configure, hook, makeVideo, ROOM_RE, RoomViewer } from "./viewer.js";
+import { ROOM_RE } from "./room-token.js";
+import { configure, hook, makeVideo, RoomViewer } from "./viewer.js";
 
 /** A property of a `webrtc` element: from `props` (the engine moves it there), else the top level. */
 function prop(el, name) {

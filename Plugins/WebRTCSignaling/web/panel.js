@@ -2,10 +2,11 @@
 // metrics), the "Camera" entry of the Add menu (asks for the room), and a live thumbnail of each `webrtc`
 // element on the editor's stage (the overlay's own viewer, muted).
 
-import { promptDialog } from "/js/mod/notices.js";
-import { h } from "/js/mod/util.js";
+import { promptDialog } from "/js/lib/notices.js";
+import { h } from "/js/lib/util.js";
 import { CameraPanel, cameraCaps, cameraHost } from "./camera.js";
-import { RoomViewer, ROOM_RE } from "./viewer.js";
+import { ROOM_RE } from "./room-token.js";
+import { RoomViewer } from "./viewer.js";
 
 /** How long a stage preview waits for its room to stay the same before it connects. */
 const START_AFTER_MS = 1000;

@@ -9,13 +9,13 @@
 //
 // Test/debug hook: window.publisherState (read-only use).
 
+import { Backoff } from "/js/lib/backoff.js";
+import { readRoomToken, ROOM_RE } from "./room-token.js";
+
 const METRICS_EVERY_MS = 2000;
 const RESTART_GAP_MS = 3000;
 const RESTART_MIN_MS = 1000;
 const DISCONNECTED_GRACE_MS = 4000;
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 10000;
-const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const params = new URLSearchParams(location.search);
 const room = params.get("room") || "";
@@ -45,7 +45,7 @@ let stream = null; // the MediaStream being sent
 let micTrack = null;
 let ws = null;
 let generation = 0;
-let attempt = 0;
+const backoff = new Backoff({ baseMs: 500, maxMs: 10000, maxAttempt: 10 });
 let retryTimer = 0;
 let pingTimer = 0;
 let pcCounter = 0;
@@ -57,12 +57,6 @@ function setStatus(text, level = "info") {
   const node = $("status");
   node.textContent = text;
   node.dataset.level = level;
-}
-
-function parseToken(text) {
-  const parts = text.split(".");
-  if (parts.length !== 6 || parts[0] !== "v1") return null;
-  return { role: parts[1], room: parts[2], expiresAt: Number(parts[3]) };
 }
 
 /** Why this page's link cannot publish, in words, or "" when it can. */
@@ -401,7 +395,7 @@ async function loadIceConfig() {
 function onMessage(message) {
   switch (message.type) {
     case "room.joined":
-      attempt = 0;
+      backoff.reset();
       state.publisherId = message.peer_id;
       lastSeq = 0;
       setStatus(`Live in room ${room}`, "ok");
@@ -473,9 +467,7 @@ async function connect() {
       stopped = true;
       return;
     }
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
-    attempt = Math.min(attempt + 1, 10);
-    const delay = Math.max(event.code === 4409 || event.code === 4429 ? 3000 : 0, ceiling / 2 + Math.random() * (ceiling / 2));
+    const delay = Math.max(event.code === 4409 || event.code === 4429 ? 3000 : 0, backoff.next());
     state.reconnects += 1;
     setStatus(`Disconnected (${event.code}${reason}); reconnecting in ${Math.round(delay / 1000)} s`, "bad");
     retryTimer = setTimeout(connect, delay);
@@ -499,7 +491,7 @@ function stop() {
 
 function resume() {
   stopped = false;
-  attempt = 0;
+  backoff.reset();
   state.stopReason = "";
   $("toggle-live").textContent = "Stop";
   setStatus("Connecting…");
@@ -511,7 +503,7 @@ function resume() {
 
 async function main() {
   $("room-name").textContent = room;
-  const parsed = parseToken(token);
+  const parsed = readRoomToken(token);
   const problem = linkProblem(parsed);
   if (problem) {
     setStatus(problem, "bad");

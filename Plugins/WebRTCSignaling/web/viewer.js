@@ -9,7 +9,12 @@
 //
 // Test/debug hook: window.overlayWebRTC = {views, preview} (read-only use).
 //
-// No import of the page core: the page hands its settings over with configure().
+// No import of the page core (only the shared /js/lib/ helpers): the page hands its settings over with configure().
+
+import { Backoff } from "/js/lib/backoff.js";
+import { parseRoomToken, ROOM_RE } from "./room-token.js";
+
+export { parseRoomToken, ROOM_RE };
 
 /** The page's settings: `debug`, and `token` (the overlay token, or the preview link's room token). */
 let config = { debug: false, token: "" };
@@ -19,8 +24,6 @@ export function configure(settings) {
   if (settings && typeof settings === "object") config = settings;
 }
 
-/** A room name. */
-export const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const METRICS_EVERY_MS = 2000;
 const WATCH_EVERY_MS = 1000;
 /** Frames must advance within this long once connected, or a keyframe is requested. */
@@ -28,8 +31,6 @@ const FROZEN_AFTER_MS = 4000;
 /** With a publisher present, a connection must be up within this long, or a new offer is requested. */
 const NO_PICTURE_AFTER_MS = 6000;
 const KEYFRAME_REQUEST_GAP_MS = 5000;
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 8000;
 
 /** Every live view, for debugging and tests. */
 const views = new Set();
@@ -39,16 +40,6 @@ Object.defineProperty(window, "overlayWebRTC", { value: hook, configurable: true
 
 function debugLog(...args) {
   if (config.debug) console.debug("[webrtc]", ...args);
-}
-
-/** Reads the clear fields of a room token (`v1.<role>.<room>.<expiry>.<id>.<signature>`); null for anything else. */
-export function parseRoomToken(token) {
-  if (typeof token !== "string") return null;
-  const parts = token.split(".");
-  if (parts.length !== 6 || parts[0] !== "v1") return null;
-  const expiresAt = Number(parts[3]);
-  if (!ROOM_RE.test(parts[2]) || !Number.isFinite(expiresAt)) return null;
-  return { role: parts[1], room: parts[2], expiresAt };
 }
 
 /** A status with the HTTP status attached. */
@@ -185,7 +176,7 @@ export class RoomViewer {
     this.publisherPresent = false;
     this.ws = null;
     this.generation = 0;
-    this.attempt = 0;
+    this.backoff = new Backoff({ baseMs: 500, maxMs: 8000, maxAttempt: 10 });
     this.stopped = true;
     this.ice = { iceServers: [] };
     this.pc = null;
@@ -326,9 +317,7 @@ export class RoomViewer {
     this.lastError = why;
     this.state = "error";
     if (this.stopped) return;
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 10);
-    const delay = Math.max(minimumDelay, ceiling / 2 + Math.random() * (ceiling / 2));
+    const delay = Math.max(minimumDelay, this.backoff.next());
     debugLog(`${this.room}: ${why}; reconnecting in ${Math.round(delay)} ms`);
     this.reconnects += 1;
     this.retryTimer = setTimeout(() => this.connect(), delay);
@@ -337,7 +326,7 @@ export class RoomViewer {
   onMessage(message) {
     switch (message.type) {
       case "room.joined":
-        this.attempt = 0;
+        this.backoff.reset();
         this.viewerId = message.viewer_id || "";
         this.publisherId = message.publisher_id || null;
         this.publisherPresent = !!this.publisherId;

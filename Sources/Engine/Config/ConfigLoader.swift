@@ -46,7 +46,9 @@ public enum ConfigLoader {
         let root: ConfigNode
         do {
             guard let node = try Yams.compose(yaml: yaml) else {
-                throw ConfigProblems(file: file, problems: [ConfigError(path: "", line: 1, column: 1, message: "the file is empty; it needs at least a 'plugins:' section")])
+                throw ConfigProblems(
+                    file: file,
+                    problems: [ConfigError(path: "", line: 1, column: 1, message: "the file is empty; it needs at least a 'plugins:' section")])
             }
             root = try convert(node)
         } catch let problems as ConfigProblems {
@@ -64,13 +66,20 @@ public enum ConfigLoader {
         config.sourcePath = file
 
         guard case .mapping(let pairs) = root.value else {
-            throw ConfigProblems(file: file, problems: [ConfigError(path: "", line: root.line, column: root.column,
-                                                                      message: "the top level must be a mapping, found \(root.kindName)")])
+            throw ConfigProblems(
+                file: file,
+                problems: [
+                    ConfigError(
+                        path: "", line: root.line, column: root.column,
+                        message: "the top level must be a mapping, found \(root.kindName)")
+                ])
         }
         let sections = ["server", "security", "storage", "sessions", "limits", "scene", "plugins"]
         for pair in pairs where !sections.contains(pair.key) {
-            problems.append(ConfigError(path: pair.key, line: pair.value.line, column: pair.value.column,
-                                        message: "unknown key '\(pair.key)' (known sections: \(sections.joined(separator: ", ")))"))
+            problems.append(
+                ConfigError(
+                    path: pair.key, line: pair.value.line, column: pair.value.column,
+                    message: "unknown key '\(pair.key)' (known sections: \(sections.joined(separator: ", ")))"))
         }
 
         func section<T: Decodable>(_ name: String, _ type: T.Type, into apply: (T) -> Void) {
@@ -104,12 +113,16 @@ public enum ConfigLoader {
                     }
                 }
             } else if !pluginsNode.isNull {
-                problems.append(ConfigError(path: "plugins", line: pluginsNode.line, column: pluginsNode.column,
-                                            message: "expected a list of plugin entries, found \(pluginsNode.kindName)"))
+                problems.append(
+                    ConfigError(
+                        path: "plugins", line: pluginsNode.line, column: pluginsNode.column,
+                        message: "expected a list of plugin entries, found \(pluginsNode.kindName)"))
             }
         } else {
-            problems.append(ConfigError(path: "plugins", line: root.line, column: root.column,
-                                        message: "missing required section 'plugins' (a list of plugin entries; it may be empty: 'plugins: []')"))
+            problems.append(
+                ConfigError(
+                    path: "plugins", line: root.line, column: root.column,
+                    message: "missing required section 'plugins' (a list of plugin entries; it may be empty: 'plugins: []')"))
         }
 
         problems += applyEnvironment(environment, to: &config)
@@ -125,7 +138,9 @@ public enum ConfigLoader {
         var problems: [ConfigError] = []
         func int(_ name: String, _ apply: (Int) -> Void) {
             guard let text = env[name], !text.isEmpty else { return }
-            if let value = Int(text) { apply(value) } else {
+            if let value = Int(text) {
+                apply(value)
+            } else {
                 problems.append(ConfigError(path: "env \(name)", line: 0, column: 0, message: "expected a whole number, found '\(text)'"))
             }
         }
@@ -141,7 +156,10 @@ public enum ConfigLoader {
         string("WEB_DIR") { config.server.webDir = $0 }
         string("STREAMER_API_TOKEN") { config.security.streamerToken = $0 }
         string("OVERLAY_TOKEN") { config.security.overlayToken = $0 }
-        string("REDIS_URL") { config.storage.redisURL = $0; config.storage.backend = .redis }
+        string("REDIS_URL") {
+            config.storage.redisURL = $0
+            config.storage.backend = .redis
+        }
         int("MODERATOR_KEY_TTL_SECONDS") { config.sessions.moderatorKeyTTLSeconds = $0 }
         int("MODERATOR_SESSION_TTL_SECONDS") { config.sessions.moderatorSessionTTLSeconds = $0 }
         if let text = env["ENABLE_STRICT_ORIGIN"], !text.isEmpty {
@@ -173,17 +191,24 @@ public enum ConfigLoader {
         }
         check((0...65_535).contains(config.server.port), ["server", "port"], "must be between 0 and 65535, got \(config.server.port)")
         check(!config.server.host.isEmpty, ["server", "host"], "must not be empty")
-        check(config.server.publicURL.isEmpty || config.server.publicURL.hasPrefix("http://") || config.server.publicURL.hasPrefix("https://"),
-              ["server", "public_url"], "must start with http:// or https://")
+        check(
+            config.server.publicURL.isEmpty || config.server.publicURL.hasPrefix("http://") || config.server.publicURL.hasPrefix("https://"),
+            ["server", "public_url"], "must start with http:// or https://")
         check(config.server.shutdownGraceSeconds >= 0, ["server", "shutdown_grace_seconds"], "must not be negative")
         check(config.server.maxConnections >= 16, ["server", "max_connections"], "must be at least 16")
-        for (key, value) in [("header_timeout_seconds", config.server.headerTimeoutSeconds),
-                             ("idle_timeout_seconds", config.server.idleTimeoutSeconds),
-                             ("body_timeout_seconds", config.server.bodyTimeoutSeconds)] {
+        for (key, value) in [
+            ("header_timeout_seconds", config.server.headerTimeoutSeconds),
+            ("idle_timeout_seconds", config.server.idleTimeoutSeconds),
+            ("body_timeout_seconds", config.server.bodyTimeoutSeconds),
+        ] {
             check((1...86_400).contains(value), ["server", key], "must be 1...86400 seconds")
         }
-        check(config.sessions.moderatorKeyTTLSeconds > 0, ["sessions", "moderator_key_ttl_seconds"], "must be positive, got \(config.sessions.moderatorKeyTTLSeconds)")
-        check(config.sessions.moderatorSessionTTLSeconds > 0, ["sessions", "moderator_session_ttl_seconds"], "must be positive, got \(config.sessions.moderatorSessionTTLSeconds)")
+        check(
+            config.sessions.moderatorKeyTTLSeconds > 0, ["sessions", "moderator_key_ttl_seconds"],
+            "must be positive, got \(config.sessions.moderatorKeyTTLSeconds)")
+        check(
+            config.sessions.moderatorSessionTTLSeconds > 0, ["sessions", "moderator_session_ttl_seconds"],
+            "must be positive, got \(config.sessions.moderatorSessionTTLSeconds)")
         check(config.limits.maxBodyBytes > 0, ["limits", "max_body_bytes"], "must be positive")
         check(config.limits.wsMaxMessageBytes >= 256, ["limits", "ws_max_message_bytes"], "must be at least 256")
         check(config.limits.wsOutboundQueue >= 1, ["limits", "ws_outbound_queue"], "must be at least 1")
@@ -192,19 +217,22 @@ public enum ConfigLoader {
         check((1...10_000).contains(config.scene.maxElements), ["scene", "max_elements"], "must be between 1 and 10000")
         check((1...100_000).contains(config.scene.maxTextLength), ["scene", "max_text_length"], "must be between 1 and 100000")
         check((2...1000).contains(config.scene.historySize), ["scene", "history_size"], "must be between 2 and 1000")
-        check((60...31_536_000).contains(config.scene.historyMaxAgeSeconds), ["scene", "history_max_age_seconds"],
-              "must be between 60 and 31536000 (a year)")
+        check(
+            (60...31_536_000).contains(config.scene.historyMaxAgeSeconds), ["scene", "history_max_age_seconds"],
+            "must be between 60 and 31536000 (a year)")
         check(config.scene.maxBodyBytes >= 1024, ["scene", "max_body_bytes"], "must be at least 1024")
         for (name, rate) in config.limits.rate {
             check(rate.burst >= 1 && rate.perMinute >= 1, ["limits", "rate", name], "burst and per_minute must be at least 1")
         }
         for origin in config.security.allowedOrigins {
-            check(origin.hasPrefix("http://") || origin.hasPrefix("https://"), ["security", "allowed_origins"],
-                  "'\(origin)' is not an origin (scheme://host[:port])")
+            check(
+                origin.hasPrefix("http://") || origin.hasPrefix("https://"), ["security", "allowed_origins"],
+                "'\(origin)' is not an origin (scheme://host[:port])")
         }
         if config.security.strictOrigin && config.security.allowedOrigins.isEmpty && config.server.publicURL.isEmpty {
-            check(false, ["security", "strict_origin"],
-                  "strict origin is on but neither server.public_url nor allowed_origins is set: only pages opened on a loopback address would work")
+            check(
+                false, ["security", "strict_origin"],
+                "strict origin is on but neither server.public_url nor allowed_origins is set: only pages opened on a loopback address would work")
         }
         if config.storage.backend == .redis && config.storage.redisURL.isEmpty {
             check(false, ["storage", "redis_url"], "backend is redis but redis_url (or REDIS_URL) is empty")
@@ -213,12 +241,16 @@ public enum ConfigLoader {
         for (index, entry) in config.plugins.enumerated() {
             let valid = !entry.name.isEmpty && entry.name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
             if !valid {
-                problems.append(ConfigError(path: "plugins[\(index)].name", line: entry.line, column: 0,
-                                            message: "'\(entry.name)' is not a plugin name (letters, digits, '-' and '_')"))
+                problems.append(
+                    ConfigError(
+                        path: "plugins[\(index)].name", line: entry.line, column: 0,
+                        message: "'\(entry.name)' is not a plugin name (letters, digits, '-' and '_')"))
             }
             if let first = seen[entry.name] {
-                problems.append(ConfigError(path: "plugins[\(index)].name", line: entry.line, column: 0,
-                                            message: "plugin '\(entry.name)' is listed twice (first at plugins[\(first)])"))
+                problems.append(
+                    ConfigError(
+                        path: "plugins[\(index)].name", line: entry.line, column: 0,
+                        message: "plugin '\(entry.name)' is listed twice (first at plugins[\(first)])"))
             } else {
                 seen[entry.name] = index
             }
@@ -231,8 +263,9 @@ public enum ConfigLoader {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return ConfigError(path: "", line: mark.line, column: mark.column, message: "bad YAML: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return ConfigError(path: "", line: context.mark.line, column: context.mark.column,
-                               message: "duplicate keys: \(duplicates.joined(separator: ", "))")
+            return ConfigError(
+                path: "", line: context.mark.line, column: context.mark.column,
+                message: "duplicate keys: \(duplicates.joined(separator: ", "))")
         default:
             return ConfigError(path: "", line: 0, column: 0, message: "bad YAML: \(error)")
         }
@@ -249,7 +282,8 @@ public enum ConfigLoader {
             var pairs: [(key: String, value: ConfigNode)] = []
             for (key, value) in mapping {
                 guard case .scalar(let keyScalar) = key else {
-                    throw ConfigError(path: "", line: key.mark?.line ?? line, column: key.mark?.column ?? 0, message: "mapping keys must be plain text")
+                    throw ConfigError(
+                        path: "", line: key.mark?.line ?? line, column: key.mark?.column ?? 0, message: "mapping keys must be plain text")
                 }
                 var child = try convert(value)
                 // A block collection starts on the line after its key; problems about it belong to the key's line.

@@ -14,7 +14,7 @@ import NIOHTTPTypes
 import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The limits every connection is held to, shared by all of them.
@@ -58,7 +58,9 @@ final class ConnectionLimits: Sendable {
             return true
         }
         if warn {
-            logger.warning("connection cap reached: \(open.load(ordering: .relaxed)) open, server.max_connections is \(maxConnections); new connections get 503 (the health paths still answer)")
+            logger.warning(
+                "connection cap reached: \(open.load(ordering: .relaxed)) open, server.max_connections is \(maxConnections); new connections get 503 (the health paths still answer)"
+            )
         }
     }
 
@@ -243,7 +245,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             // 408: the client started a request and did not finish it in time.
             let body = PluginError(status: 408, code: "request_timeout", message: "the request was not received in time").jsonBody
             var buffer = context.channel.allocator.buffer(capacity: 160 + body.count)
-            buffer.writeString("HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: \(body.count)\r\n\r\n")
+            buffer.writeString(
+                "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: \(body.count)\r\n\r\n"
+            )
             buffer.writeBytes(body)
             context.writeAndFlush(NIOAny(IOData.byteBuffer(buffer))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         } else {
@@ -287,7 +291,8 @@ extension ConnectionGuard {
     static func upgraded(_ channel: any Channel) {
         channel.eventLoop.execute {
             guard let handler = try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self),
-                  let context = try? channel.pipeline.syncOperations.context(handler: handler) else { return }
+                let context = try? channel.pipeline.syncOperations.context(handler: handler)
+            else { return }
             handler.enter(.webSocket, context: context)
         }
     }
@@ -328,13 +333,19 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             tell(.body)
             if guardHandler?.overCap == true, !ConnectionLimits.healthPaths.contains(head.path.map { String($0.prefix { $0 != "?" }) } ?? "") {
-                refuse(context, PluginError(status: 503, code: "too_many_connections",
-                                            message: "the server has too many connections; retry shortly", headers: ["retry-after": "5"]))
+                refuse(
+                    context,
+                    PluginError(
+                        status: 503, code: "too_many_connections",
+                        message: "the server has too many connections; retry shortly", headers: ["retry-after": "5"]))
                 return
             }
             if let coding = head.headerFields[.transferEncoding], coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
-                refuse(context, PluginError(status: 501, code: "not_implemented",
-                                            message: "Transfer-Encoding '\(coding.prefix(40))' is not supported (only chunked)"))
+                refuse(
+                    context,
+                    PluginError(
+                        status: 501, code: "not_implemented",
+                        message: "Transfer-Encoding '\(coding.prefix(40))' is not supported (only chunked)"))
                 return
             }
         case .end:
@@ -409,14 +420,17 @@ final class ParseErrorResponder: ChannelInboundHandler, RemovableChannelHandler 
         // Written from the guard's place at the front of the pipeline: the HTTP encoder sits between
         // here and the socket and takes only response parts.
         guard let guardHandler = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self),
-              let front = try? context.pipeline.syncOperations.context(handler: guardHandler) else {
+            let front = try? context.pipeline.syncOperations.context(handler: guardHandler)
+        else {
             context.close(promise: nil)
             return
         }
         guardHandler.noteResponseStarted()
         let body = PluginError(status: status, code: status == 431 ? "headers_too_large" : "bad_request", message: message).jsonBody
         var buffer = context.channel.allocator.buffer(capacity: 160 + body.count)
-        buffer.writeString("HTTP/1.1 \(status) \(reason)\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: \(body.count)\r\n\r\n")
+        buffer.writeString(
+            "HTTP/1.1 \(status) \(reason)\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: \(body.count)\r\n\r\n"
+        )
         buffer.writeBytes(body)
         front.writeAndFlush(NIOAny(IOData.byteBuffer(buffer))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
@@ -443,7 +457,8 @@ struct MemoryTrim: Sendable {
     func step() {
         let open = limits.open.load(ordering: .relaxed)
         if limits.peakSinceTrim.load(ordering: .relaxed) - open >= dropThreshold
-            || limits.closedSinceTrim.load(ordering: .relaxed) >= churnThreshold {
+            || limits.closedSinceTrim.load(ordering: .relaxed) >= churnThreshold
+        {
             limits.peakSinceTrim.store(open, ordering: .relaxed)
             limits.closedSinceTrim.store(0, ordering: .relaxed)
             _ = Self.trim?(0)

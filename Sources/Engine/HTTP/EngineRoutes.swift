@@ -40,11 +40,13 @@ extension OverlayEngine {
     static let ownRoutes: [OwnRoute] = [
         OwnRoute(path: "/healthz", kind: .get { engine, _ in try engine.json(["status": "ok"]) }),
         OwnRoute(path: "/readyz", kind: .get { engine, _ in try await engine.readiness() }),
-        OwnRoute(path: "/metrics", kind: .get { engine, _ in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: engine.metrics.render())))
-        }),
+        OwnRoute(
+            path: "/metrics",
+            kind: .get { engine, _ in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: engine.metrics.render())))
+            }),
         OwnRoute(path: "/api/plugins", kind: .get { engine, request in try engine.pluginListing(request) }),
         OwnRoute(path: "/ws/overlay", kind: .socket(.overlay, .overlay)),
         OwnRoute(path: "/ws/moderator", kind: .socket(.moderator, .moderator)),
@@ -79,8 +81,9 @@ extension OverlayEngine {
         }
         var storeError: String?
         do { try await store.ping() } catch { storeError = "\(error)" }
-        let ready = Ready(status: storeError == nil ? "ready" : "not_ready", store: store.backendName, store_ok: storeError == nil,
-                          store_error: storeError, plugins: plugins.map(\.name))
+        let ready = Ready(
+            status: storeError == nil ? "ready" : "not_ready", store: store.backendName, store_ok: storeError == nil,
+            store_error: storeError, plugins: plugins.map(\.name))
         return try json(ready, status: storeError == nil ? .ok : .serviceUnavailable)
     }
 
@@ -102,19 +105,28 @@ extension OverlayEngine {
 
     /// `/ws/overlay` (`?overlay_id=` names it in the metrics) and `/ws/moderator`.
     func addChannelSocket(_ router: Router<EngineRequestContext>, path: String, channel: SocketChannel, access level: AccessLevel) {
-        socketRoute(router, RouterPath(path), decide: { request, context in
-            let (caller, client) = try await self.admit(method: .get, access: level, rateLimit: nil, request: request,
-                                                        context: context, upgrade: true)
-            if channel == .overlay, let id = PluginBridge.query(request.uri).first(where: { $0.name == "overlay_id" })?.value,
-               id.isEmpty || id.count > 64 || !SceneValidator.isIdentifier(id) {
-                throw PluginError.invalidField("overlay_id", "1-64 letters, digits, '-', '_' or '.'")
-            }
-            return Admission(caller: caller, client: client)
-        }, serve: { inbound, outbound, context, admission in
-            let label = channel == .overlay ? PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value : nil
-            await self.hub.serve(channel: channel, caller: admission.caller, clientLabel: label,
-                                 inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
-                                 afterConnect: { self.sendHello($0); self.sendScene($0) })
-        })
+        socketRoute(
+            router, RouterPath(path),
+            decide: { request, context in
+                let (caller, client) = try await self.admit(
+                    method: .get, access: level, rateLimit: nil, request: request,
+                    context: context, upgrade: true)
+                if channel == .overlay, let id = PluginBridge.query(request.uri).first(where: { $0.name == "overlay_id" })?.value,
+                    id.isEmpty || id.count > 64 || !SceneValidator.isIdentifier(id)
+                {
+                    throw PluginError.invalidField("overlay_id", "1-64 letters, digits, '-', '_' or '.'")
+                }
+                return Admission(caller: caller, client: client)
+            },
+            serve: { inbound, outbound, context, admission in
+                let label = channel == .overlay ? PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value : nil
+                await self.hub.serve(
+                    channel: channel, caller: admission.caller, clientLabel: label,
+                    inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
+                    afterConnect: {
+                        self.sendHello($0)
+                        self.sendScene($0)
+                    })
+            })
     }
 }

@@ -17,8 +17,9 @@ extension PluginError {
         }
         if let requestID, let name = HTTPField.Name("x-request-id") { fields[name] = requestID }
         // swift-http-types traps on a status outside 100...999; an error is 4xx or 5xx or it is our bug: 500.
-        return Response(status: HTTPResponse.Status(code: (400...599).contains(status) ? status : 500), headers: fields,
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: jsonBody)))
+        return Response(
+            status: HTTPResponse.Status(code: (400...599).contains(status) ? status : 500), headers: fields,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: jsonBody)))
     }
 }
 
@@ -32,7 +33,8 @@ extension PluginError {
     ///   - requestID: Named by an internal error, so the log line can be found.
     /// - Returns: The client's error, and whether it is the server's fault (worth an error log line).
     static func normalized(_ error: any Error, owner: String? = nil, route: String = "", requestID: String? = nil)
-        -> (error: PluginError, serverFault: Bool) {
+        -> (error: PluginError, serverFault: Bool)
+    {
         switch error {
         case let error as PluginError where (400...599).contains(error.status):
             return (error, false)
@@ -74,8 +76,9 @@ struct ErrorAndLogMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            let (mapped, serverFault) = PluginError.normalized(error, route: "\(request.method.rawValue) \(request.uri.path)",
-                                                               requestID: requestID)
+            let (mapped, serverFault) = PluginError.normalized(
+                error, route: "\(request.method.rawValue) \(request.uri.path)",
+                requestID: requestID)
             if serverFault && !(error is HTTPError) { context.logger.error("request failed", metadata: ["error": "\(error)"]) }
             response = mapped.response(requestID: requestID)
         }
@@ -84,10 +87,12 @@ struct ErrorAndLogMiddleware: RouterMiddleware {
         if response.status.code == 503, response.headers[.retryAfter] == nil { response.headers[.retryAfter] = "2" }
         let elapsed = ContinuousClock.now - start
         let level: Logger.Level = response.status.code >= 500 ? .error : .info
-        context.logger.log(level: level, "\(request.method.rawValue) \(request.uri.path) \(response.status.code)", metadata: [
-            "status": "\(response.status.code)",
-            "ms": "\(String(format: "%.2f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000))",
-        ])
+        context.logger.log(
+            level: level, "\(request.method.rawValue) \(request.uri.path) \(response.status.code)",
+            metadata: [
+                "status": "\(response.status.code)",
+                "ms": "\(String(format: "%.2f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000))",
+            ])
         return response
     }
 }

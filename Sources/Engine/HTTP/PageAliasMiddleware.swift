@@ -12,7 +12,6 @@ import HummingbirdCore
 import ServiceLifecycle
 import Synchronization
 
-
 /// Serves `web/<name>.html` at `/<name>` (`/overlay`, `/mod`, `/admin`) and the plugins' pages at their paths
 /// (e.g. `/publish` -> `/plugins/webrtc-signaling/publish.html`).
 struct PageAliasMiddleware: RouterMiddleware {

@@ -62,8 +62,10 @@ enum PluginBridge {
     }
 
     /// Builds a PluginAPI request.
-    static func request(_ request: Request, context: EngineRequestContext, parameterNames: [String], caller: Caller,
-                        remoteAddress: String?, bodyLimit: Int?) -> PluginRequest {
+    static func request(
+        _ request: Request, context: EngineRequestContext, parameterNames: [String], caller: Caller,
+        remoteAddress: String?, bodyLimit: Int?
+    ) -> PluginRequest {
         var parameters: [String: String] = [:]
         for name in parameterNames {
             if let value = context.parameters.get(name) { parameters[name] = value.removingPercentEncoding ?? value }
@@ -121,8 +123,10 @@ final class PluginSocketSession: WebSocketSession, @unchecked Sendable {
     let inbound: WebSocketInbound
     let outbound: WebSocketOutboundWriter
 
-    init(id: String, request: PluginRequest, admission: (any Sendable)?, inbound stream: WebSocketInboundStream,
-         maxFrameSize: Int, outbound: WebSocketOutboundWriter) {
+    init(
+        id: String, request: PluginRequest, admission: (any Sendable)?, inbound stream: WebSocketInboundStream,
+        maxFrameSize: Int, outbound: WebSocketOutboundWriter
+    ) {
         self.id = id
         self.request = request
         self.admission = admission

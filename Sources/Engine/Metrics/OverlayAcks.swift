@@ -121,8 +121,9 @@ public final class OverlayAcks: Sendable {
             if let join, version > join.version { state.joins[id] = nil }
             let previous = state.overlays[id]
             if previous == nil || version >= previous?.applied ?? 0 {
-                state.overlays[id] = Overlay(applied: version, appliedAt: Date(), latencyMS: ms ?? (version == previous?.applied ? previous?.latencyMS : nil),
-                                             lateJoin: ms == nil ? (previous?.lateJoin ?? false) : late)
+                state.overlays[id] = Overlay(
+                    applied: version, appliedAt: Date(), latencyMS: ms ?? (version == previous?.applied ? previous?.latencyMS : nil),
+                    lateJoin: ms == nil ? (previous?.lateJoin ?? false) : late)
             }
             if state.overlays.count > 500, let oldest = state.overlays.min(by: { $0.value.appliedAt < $1.value.appliedAt })?.key {
                 state.overlays[oldest] = nil

@@ -3,9 +3,9 @@
 import Foundation
 @_spi(Engine) import PluginAPI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A plugin that could not be loaded: one line naming the plugin, the file and the reason.
@@ -51,9 +51,9 @@ public enum PluginLoader {
     /// The platform's file name of a library: `lib<name>.so` on Linux, `lib<name>.dylib` on macOS.
     public static func libraryFileName(_ name: String) -> String {
         #if os(macOS)
-        return "lib\(name).dylib"
+            return "lib\(name).dylib"
         #else
-        return "lib\(name).so"
+            return "lib\(name).so"
         #endif
     }
 
@@ -72,10 +72,13 @@ public enum PluginLoader {
     static func resolveWebDirectory(_ entry: PluginEntry, library: String, moduleName: String) throws -> URL? {
         var isFolder: ObjCBool = false
         if let web = entry.web {
-            let url = web.hasPrefix("/") ? URL(fileURLWithPath: web)
+            let url =
+                web.hasPrefix("/")
+                ? URL(fileURLWithPath: web)
                 : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(web)
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue else {
-                throw PluginLoadError(plugin: entry.name, file: library, reason: "web folder '\(url.standardizedFileURL.path)' (plugins[].web) does not exist")
+                throw PluginLoadError(
+                    plugin: entry.name, file: library, reason: "web folder '\(url.standardizedFileURL.path)' (plugins[].web) does not exist")
             }
             return url.standardizedFileURL
         }
@@ -94,7 +97,11 @@ public enum PluginLoader {
             .map { folder.appendingPathComponent($0).appendingPathComponent("web") }
             .filter { FileManager.default.fileExists(atPath: $0.path, isDirectory: &isFolder) && isFolder.boolValue }
         guard bundles.count <= 1 else {
-            throw PluginLoadError(plugin: entry.name, file: library, reason: "more than one resources bundle of module '\(moduleName)' has a web folder (\(bundles.map(\.path).joined(separator: ", "))); set 'web' in its overlay.yaml entry")
+            throw PluginLoadError(
+                plugin: entry.name, file: library,
+                reason:
+                    "more than one resources bundle of module '\(moduleName)' has a web folder (\(bundles.map(\.path).joined(separator: ", "))); set 'web' in its overlay.yaml entry"
+            )
         }
         return bundles.first?.standardizedFileURL
     }
@@ -111,7 +118,9 @@ public enum PluginLoader {
         }
         guard !files.isEmpty else { return problems }
         guard let webDirectory else {
-            return problems + ["declares web files (\(files.joined(separator: ", "))) but has no web folder: set 'web' in its overlay.yaml entry or put a 'web' folder beside the library"]
+            return problems + [
+                "declares web files (\(files.joined(separator: ", "))) but has no web folder: set 'web' in its overlay.yaml entry or put a 'web' folder beside the library"
+            ]
         }
         for file in files {
             let parts = file.split(separator: "/", omittingEmptySubsequences: false)
@@ -148,7 +157,9 @@ public enum PluginLoader {
         let pointer = entry(host.packed, &built)
         let builtVersion = PluginAPIVersion(packed: built)
         guard builtVersion == host else {
-            throw fail("version mismatch: built against PluginAPI \(builtVersion), the engine runs PluginAPI \(host); rebuild the plugin against this engine's PluginAPI")
+            throw fail(
+                "version mismatch: built against PluginAPI \(builtVersion), the engine runs PluginAPI \(host); rebuild the plugin against this engine's PluginAPI"
+            )
         }
         guard let pointer else { throw fail("the entry point returned nothing") }
         let factory = Unmanaged<PluginFactory>.fromOpaque(pointer).takeRetainedValue()
@@ -161,7 +172,8 @@ public enum PluginLoader {
     static func badConfig(_ error: ConfigError, entry: PluginEntry, index: Int, path: String, file: String) -> PluginLoadError {
         let line = error.line > 0 ? error.line : entry.line
         let located = ConfigError(path: error.path, line: line, column: error.column, message: error.message).prefixed("plugins[\(index)].config")
-        return PluginLoadError(plugin: entry.name, file: path, reason: "bad config: \(file):\(located.line): key '\(located.path)': \(located.message)")
+        return PluginLoadError(
+            plugin: entry.name, file: path, reason: "bad config: \(file):\(located.line): key '\(located.path)': \(located.message)")
     }
 
     /// Loads every enabled plugin of `config`, in order.
@@ -171,9 +183,11 @@ public enum PluginLoader {
     ///   - makeContext: Creates the context a plugin receives.
     /// - Returns: The plugins that loaded, and one error per plugin that did not (all are tried).
     ///   - refusedRegistration: Told about registrations a plugin makes after its set-up returned (they are ignored).
-    public static func loadAll(config: EngineConfig, pluginsDir: String,
-                               refusedRegistration: @escaping @Sendable (String) -> Void = { _ in },
-                               makeContext: (String) throws -> PluginContext) async -> ([LoadedPlugin], [PluginLoadError]) {
+    public static func loadAll(
+        config: EngineConfig, pluginsDir: String,
+        refusedRegistration: @escaping @Sendable (String) -> Void = { _ in },
+        makeContext: (String) throws -> PluginContext
+    ) async -> ([LoadedPlugin], [PluginLoadError]) {
         var loaded: [LoadedPlugin] = []
         var errors: [PluginLoadError] = []
         for (index, entry) in config.plugins.enumerated() where entry.enabled {
@@ -186,7 +200,9 @@ public enum PluginLoader {
                     instance = try factory.instantiate(config: entry.config, context: context)
                 } catch let list as ConfigErrorList {
                     // One line per problem, each naming the plugin, the file and the YAML line.
-                    for error in list.errors.dropLast() { errors.append(badConfig(error, entry: entry, index: index, path: path, file: config.sourcePath)) }
+                    for error in list.errors.dropLast() {
+                        errors.append(badConfig(error, entry: entry, index: index, path: path, file: config.sourcePath))
+                    }
                     guard let last = list.errors.last else { throw PluginLoadError(plugin: entry.name, file: path, reason: "bad config") }
                     throw badConfig(last, entry: entry, index: index, path: path, file: config.sourcePath)
                 } catch let error as ConfigError {
@@ -220,9 +236,11 @@ public enum PluginLoader {
                     for problem in problems.dropLast() { errors.append(PluginLoadError(plugin: entry.name, file: path, reason: problem)) }
                     throw PluginLoadError(plugin: entry.name, file: path, reason: problems[problems.count - 1])
                 }
-                loaded.append(LoadedPlugin(name: factory.name, version: factory.version, summary: factory.summary, file: path,
-                                           apiVersion: factory.builtAgainst, registrar: registrar, webDirectory: webDirectory,
-                                           instance: instance))
+                loaded.append(
+                    LoadedPlugin(
+                        name: factory.name, version: factory.version, summary: factory.summary, file: path,
+                        apiVersion: factory.builtAgainst, registrar: registrar, webDirectory: webDirectory,
+                        instance: instance))
             } catch let error as PluginLoadError {
                 errors.append(error)
             } catch {

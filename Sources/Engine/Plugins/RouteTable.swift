@@ -37,7 +37,8 @@ struct RouteTable {
             if segment.hasPrefix("{") || segment.hasSuffix("}") {
                 let name = segment.dropFirst().dropLast()
                 guard segment.hasPrefix("{"), segment.hasSuffix("}"), !name.isEmpty,
-                      name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" })
+                else {
                     return "path '\(path)' has a malformed parameter segment '\(segment)'"
                 }
                 guard seen.insert(String(name)).inserted else { return "path '\(path)' repeats parameter '\(name)'" }
@@ -57,7 +58,8 @@ struct RouteTable {
             return false
         }
         if owner != "engine", path == "/plugins" || path.hasPrefix("/plugins/") {
-            problems.append(describe(owner: owner, file: file, reason: "\(method) \(path): /plugins/ is where the engine serves the plugins' web folders"))
+            problems.append(
+                describe(owner: owner, file: file, reason: "\(method) \(path): /plugins/ is where the engine serves the plugins' web folders"))
             return false
         }
         let key = method + " " + Self.shape(path)

@@ -11,7 +11,8 @@ enum SceneBroadcast {
         // Encoding a validated scene cannot fail (all numbers are finite); an empty scene would only blank one frame.
         let scene = (try? JSON.encode(change.scene)) ?? Array("{}".utf8)
         let action = (try? JSON.encode(change.action)) ?? Array("\"\"".utf8)
-        let head = "{\"type\":\"scene.full\",\"version\":\(change.scene.version),\"server_ts\":\(WallClock.nowMilliseconds),\"active\":\(change.active),\"action\":"
+        let head =
+            "{\"type\":\"scene.full\",\"version\":\(change.scene.version),\"server_ts\":\(WallClock.nowMilliseconds),\"active\":\(change.active),\"action\":"
         var buffer = ByteBuffer()
         buffer.reserveCapacity(head.utf8.count + action.count + scene.count + 12)
         buffer.writeString(head)

@@ -62,11 +62,13 @@ struct SceneEditing {
         }
         guard case .array(let items)? = object["elements"] else { throw PluginError.invalidField("elements", "is required (a list)") }
         guard items.count <= validator.limits.maxElements else {
-            throw PluginError(status: 400, code: "invalid_scene", message: "too many elements (\(items.count), limit \(validator.limits.maxElements))")
+            throw PluginError(
+                status: 400, code: "invalid_scene", message: "too many elements (\(items.count), limit \(validator.limits.maxElements))")
         }
         let elements = try items.enumerated().map { try validator.element($0.element, index: $0.offset) }
-        return PutBody(baseVersion: try baseVersion(object), width: try validator.canvas(object["width"], "width"),
-                       height: try validator.canvas(object["height"], "height"), elements: elements)
+        return PutBody(
+            baseVersion: try baseVersion(object), width: try validator.canvas(object["width"], "width"),
+            height: try validator.canvas(object["height"], "height"), elements: elements)
     }
 
     func patch(_ bytes: [UInt8]) throws -> (Int64, [Operation]) {
@@ -118,11 +120,15 @@ struct SceneEditing {
             case "remove":
                 operations.append(.remove(id: try id()))
             case "reorder":
-                guard case .array(let ids)? = op["ids"] else { throw PluginError.invalidField("\(field).ids", "is required (every element id in the new order)") }
-                operations.append(.reorder(ids: try ids.map {
-                    guard case .string(let id) = $0 else { throw PluginError.invalidField("\(field).ids", "must be strings") }
-                    return id
-                }))
+                guard case .array(let ids)? = op["ids"] else {
+                    throw PluginError.invalidField("\(field).ids", "is required (every element id in the new order)")
+                }
+                operations.append(
+                    .reorder(
+                        ids: try ids.map {
+                            guard case .string(let id) = $0 else { throw PluginError.invalidField("\(field).ids", "must be strings") }
+                            return id
+                        }))
             case "move":
                 guard let index = try position("index") else { throw PluginError.invalidField("\(field).index", "is required") }
                 operations.append(.move(id: try id(), index: index))
@@ -146,7 +152,9 @@ struct SceneEditing {
     /// PUT: applies only on the current version.
     func replace(_ body: PutBody, current: Scene, since: [SceneLogEntry]?) throws -> SceneStore.Edit {
         guard since?.isEmpty == true else {
-            throw Self.conflict(current, "scene '\(current.name)' is at version \(current.version), the save was based on \(body.baseVersion); reload and redo the change")
+            throw Self.conflict(
+                current,
+                "scene '\(current.name)' is at version \(current.version), the save was based on \(body.baseVersion); reload and redo the change")
         }
         return SceneStore.Edit(elements: body.elements, width: body.width, height: body.height, changed: nil)
     }
@@ -160,7 +168,8 @@ struct SceneEditing {
             var changedSince = Set<String>()
             for record in since where record.action != "activate" {
                 guard let changed = record.changed else {
-                    throw Self.conflict(current, "scene '\(current.name)' was replaced or reordered since version \(baseVersion); reload and redo the change")
+                    throw Self.conflict(
+                        current, "scene '\(current.name)' was replaced or reordered since version \(baseVersion); reload and redo the change")
                 }
                 changedSince.formUnion(changed)
             }
@@ -169,7 +178,8 @@ struct SceneEditing {
                     throw Self.conflict(current, "a reorder cannot be rebased over newer versions (current \(current.version)); reload")
                 }
                 if let clash = touched.first(where: changedSince.contains) {
-                    throw Self.conflict(current, "element '\(clash)' was changed by someone else since version \(baseVersion); reload and redo the change")
+                    throw Self.conflict(
+                        current, "element '\(clash)' was changed by someone else since version \(baseVersion); reload and redo the change")
                 }
             }
         }
@@ -215,7 +225,8 @@ struct SceneEditing {
                 if !moved.contains(id) { moved.append(id) }
             }
         }
-        return SceneStore.Edit(elements: elements, width: nil, height: nil, changed: wholeOrder ? nil : changed.sorted(),
-                               moved: moved.isEmpty ? nil : moved)
+        return SceneStore.Edit(
+            elements: elements, width: nil, height: nil, changed: wholeOrder ? nil : changed.sorted(),
+            moved: moved.isEmpty ? nil : moved)
     }
 }

@@ -82,7 +82,8 @@ enum SceneHistory {
             // One element moved in the list (the usual restack): name it; otherwise the row says "the layers".
             let hinted = (moved ?? []).count == 1 ? moved?.first : nil
             if let moved = hinted ?? oldOrder.first(where: { id in oldOrder.filter { $0 != id } == newOrder.filter { $0 != id } }),
-               let element = after[moved] {
+                let element = after[moved]
+            {
                 if let at = result.firstIndex(where: { $0.id == moved }) {
                     if !result[at].fields.contains("order") { result[at].fields.append("order") }
                 } else {
@@ -94,15 +95,17 @@ enum SceneHistory {
     }
 
     static func change(_ element: SceneElement, kind: String, fields: [String]) -> SceneElementChange {
-        SceneElementChange(id: element.id, name: element.displayName, type: element.type, kind: kind, fields: fields,
-                           visible: element.visible, locked: element.locked)
+        SceneElementChange(
+            id: element.id, name: element.displayName, type: element.type, kind: kind, fields: fields,
+            visible: element.visible, locked: element.locked)
     }
 
     /// The JSON keys whose values differ between two versions of an element.
     static func differingFields(_ a: SceneElement, _ b: SceneElement) -> [String] {
         guard let left = try? JSON.encode(a), let right = try? JSON.encode(b),
-              case .object(let x)? = try? JSON.decode(JSONValue.self, from: left),
-              case .object(let y)? = try? JSON.decode(JSONValue.self, from: right) else { return [] }
+            case .object(let x)? = try? JSON.decode(JSONValue.self, from: left),
+            case .object(let y)? = try? JSON.decode(JSONValue.self, from: right)
+        else { return [] }
         return Set(x.keys).union(y.keys).filter { $0 != "id" && $0 != "type" && x[$0] != y[$0] }.sorted()
     }
 
@@ -119,8 +122,9 @@ enum SceneHistory {
             case ("added", "removed"):
                 merged.remove(at: at)
             case ("added", _):
-                merged[at] = SceneElementChange(id: change.id, name: change.name, type: change.type, kind: "added", fields: [],
-                                                visible: change.visible, locked: change.locked)
+                merged[at] = SceneElementChange(
+                    id: change.id, name: change.name, type: change.type, kind: "added", fields: [],
+                    visible: change.visible, locked: change.locked)
             case (_, "removed"), (_, "added"):
                 merged[at] = change
             default:
@@ -140,10 +144,11 @@ enum SceneHistory {
     /// nothing (the confirming last save of a drag) continues it too.
     static func continues(_ previous: SceneVersionRecord, with record: SceneVersionRecord) -> Bool {
         guard previous.action == "patch", record.action == "patch", previous.by == record.by,
-              previous.scene.name == record.scene.name,
-              let before = previous.changed, let now = record.changed, !now.isEmpty, before == now,
-              let changes = record.changes, changes.allSatisfy({ $0.kind == "changed" }),
-              (previous.changes ?? []).allSatisfy({ $0.kind == "changed" }) else { return false }
+            previous.scene.name == record.scene.name,
+            let before = previous.changed, let now = record.changed, !now.isEmpty, before == now,
+            let changes = record.changes, changes.allSatisfy({ $0.kind == "changed" }),
+            (previous.changes ?? []).allSatisfy({ $0.kind == "changed" })
+        else { return false }
         let gap = record.scene.updatedAt - previous.scene.updatedAt
         let span = record.scene.updatedAt - (previous.startedAt ?? previous.scene.updatedAt)
         switch (previous.group, record.group) {
@@ -203,7 +208,8 @@ enum SceneHistory {
         case "restore": return record.restoredFrom.map { "restored v\($0)" } ?? "restored an older version"
         case "put":
             if let changes = record.changes, !changes.isEmpty, changes.count <= 3 {
-                return "replaced the scene (" + changes.map { phrase($0, labels: labels) }.map { "\($0.verb) \($0.object)" }.joined(separator: ", ") + ")"
+                return "replaced the scene (" + changes.map { phrase($0, labels: labels) }.map { "\($0.verb) \($0.object)" }.joined(separator: ", ")
+                    + ")"
             }
             return "replaced the scene (\(record.scene.elements.count) elements)"
         default: break
@@ -216,7 +222,9 @@ enum SceneHistory {
         let verbs = Set(phrases.map(\.verb))
         if verbs.count == 1, let verb = verbs.first {
             let objects = phrases.map(\.object)
-            let list = objects.count > 3 ? objects.prefix(2).joined(separator: ", ") + " and \(objects.count - 2) more"
+            let list =
+                objects.count > 3
+                ? objects.prefix(2).joined(separator: ", ") + " and \(objects.count - 2) more"
                 : objects.count > 1 ? objects.dropLast().joined(separator: ", ") + " and " + (objects.last ?? "") : objects.joined()
             return "\(verb) \(list)"
         }

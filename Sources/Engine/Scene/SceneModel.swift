@@ -58,7 +58,12 @@ public struct SceneElement: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, type, x, y, width, height, rotation, z, opacity, visible, locked, name
         case media, src, loop, muted, volume, playing, fit, text, font, size, color, align, background
-        case stroke, strokeWidth = "stroke_width", shadow, shadowBlur = "shadow_blur", shadowX = "shadow_x", shadowY = "shadow_y"
+        case stroke
+        case strokeWidth = "stroke_width"
+        case shadow
+        case shadowBlur = "shadow_blur"
+        case shadowX = "shadow_x"
+        case shadowY = "shadow_y"
         case valign, autofit, props
     }
 
@@ -246,7 +251,7 @@ struct SceneValidator {
         switch object["props"] {
         case .object(let members)?: props = members
         case .null?, nil: props = [:]
-        default: return object   // apply() reports the wrong props
+        default: return object  // apply() reports the wrong props
         }
         for key in flat {
             props[key] = result.removeValue(forKey: key)
@@ -303,7 +308,9 @@ struct SceneValidator {
         }
         if object.keys.contains("background") {
             element.background = try string(object["background"], id, "background", max: 32)
-            if let color = element.background, !Self.isColor(color) { throw fail(id, "background", "must be #rgb, #rrggbb, #rrggbbaa or a basic colour name") }
+            if let color = element.background, !Self.isColor(color) {
+                throw fail(id, "background", "must be #rgb, #rrggbb, #rrggbbaa or a basic colour name")
+            }
         }
         if object.keys.contains("align") {
             element.align = try string(object["align"], id, "align", max: 8)
@@ -320,7 +327,9 @@ struct SceneValidator {
         if object.keys.contains("shadow_y") { element.shadowY = try number(object["shadow_y"], id, "shadow_y", range: -200...200) }
         if object.keys.contains("valign") {
             element.valign = try string(object["valign"], id, "valign", max: 8)
-            if let valign = element.valign, !["top", "middle", "bottom"].contains(valign) { throw fail(id, "valign", "must be top, middle or bottom") }
+            if let valign = element.valign, !["top", "middle", "bottom"].contains(valign) {
+                throw fail(id, "valign", "must be top, middle or bottom")
+            }
         }
         if object.keys.contains("autofit") { element.autofit = try bool(object["autofit"], id, "autofit") }
         if object.keys.contains("props") {

@@ -55,10 +55,14 @@ struct SceneRoutes {
                 let scenes: [Item]
             }
             let active = store.activeName
-            return try .json(Listing(active: active, revision: store.revision, scenes: store.all.map {
-                Item(name: $0.name, _version: $0.version, width: $0.width, height: $0.height, elements: $0.elements.count,
-                     updated_at: $0.updatedAt, active: $0.name == active)
-            }))
+            return try .json(
+                Listing(
+                    active: active, revision: store.revision,
+                    scenes: store.all.map {
+                        Item(
+                            name: $0.name, _version: $0.version, width: $0.width, height: $0.height, elements: $0.elements.count,
+                            updated_at: $0.updatedAt, active: $0.name == active)
+                    }))
         }
         r.route(.get, "/api/scenes/{name}", access: .overlay, summary: "one scene") { request in
             let name = try sceneName(request)
@@ -66,23 +70,31 @@ struct SceneRoutes {
             return try .json(scene)
         }
         for (path, named) in [("/api/scene", false), ("/api/scenes/{name}", true)] {
-            r.route(.put, path, access: .moderator, bodyLimit: bodyLimit, rateLimit: Self.saveLimit,
-                    summary: named ? "replace or create a scene (base_version 0 creates)" : "replace the active scene (base_version)") { request in
+            r.route(
+                .put, path, access: .moderator, bodyLimit: bodyLimit, rateLimit: Self.saveLimit,
+                summary: named ? "replace or create a scene (base_version 0 creates)" : "replace the active scene (base_version)"
+            ) { request in
                 let name = named ? try sceneName(request) : store.activeName
                 let body = try editing.put(try await request.body.collect(upTo: bodyLimit))
-                let scene = try await store.commit(name: name, baseVersion: body.baseVersion, action: "put", by: by(request.caller),
-                                                   byName: byName(request.caller), create: named) { current, since in
+                let scene = try await store.commit(
+                    name: name, baseVersion: body.baseVersion, action: "put", by: by(request.caller),
+                    byName: byName(request.caller), create: named
+                ) { current, since in
                     try editing.replace(body, current: current, since: since)
                 }
                 acks.saved()
                 return try .json(scene)
             }
-            r.route(.patch, path, access: .moderator, bodyLimit: bodyLimit, rateLimit: Self.saveLimit,
-                    summary: named ? "apply operations to a scene" : "apply operations (add, update, remove, reorder, move) to the active scene") { request in
+            r.route(
+                .patch, path, access: .moderator, bodyLimit: bodyLimit, rateLimit: Self.saveLimit,
+                summary: named ? "apply operations to a scene" : "apply operations (add, update, remove, reorder, move) to the active scene"
+            ) { request in
                 let name = named ? try sceneName(request) : store.activeName
                 let (base, operations, group) = try editing.patchWithGroup(try await request.body.collect(upTo: bodyLimit))
-                let scene = try await store.commit(name: name, baseVersion: base, action: "patch", by: by(request.caller),
-                                                   byName: byName(request.caller), group: group) { current, since in
+                let scene = try await store.commit(
+                    name: name, baseVersion: base, action: "patch", by: by(request.caller),
+                    byName: byName(request.caller), group: group
+                ) { current, since in
                     try editing.apply(operations, baseVersion: base, current: current, since: since)
                 }
                 acks.saved()
@@ -94,8 +106,10 @@ struct SceneRoutes {
             try await store.delete(name)
             return try .json(["deleted": name])
         }
-        r.route(.post, "/api/scenes/{name}/activate", access: .moderator, rateLimit: Self.saveLimit,
-                summary: "make a scene the active one (broadcast to overlays)") { request in
+        r.route(
+            .post, "/api/scenes/{name}/activate", access: .moderator, rateLimit: Self.saveLimit,
+            summary: "make a scene the active one (broadcast to overlays)"
+        ) { request in
             let scene = try await store.activate(try sceneName(request), by: by(request.caller), byName: byName(request.caller))
             acks.saved()
             return try .json(scene)
@@ -134,17 +148,24 @@ struct SceneRoutes {
             let kept = store.history(name)
             let labels = editing.validator.limits.pluginElementTypes.mapValues(\.label)
             let entries = kept.reversed().map {
-                Entry(version: $0.scene.version, action: $0.action, by: $0.by, at: $0.scene.updatedAt, elements: $0.scene.elements.count,
-                      changed: $0.changed, summary: SceneHistory.summary($0, labels: labels), by_name: SceneHistory.actor($0), changes: $0.changes ?? [],
-                      saves: $0.saves ?? 1, first_version: $0.firstVersion ?? $0.scene.version,
-                      started_at: $0.startedAt ?? $0.scene.updatedAt, restored_from: $0.restoredFrom)
+                Entry(
+                    version: $0.scene.version, action: $0.action, by: $0.by, at: $0.scene.updatedAt, elements: $0.scene.elements.count,
+                    changed: $0.changed, summary: SceneHistory.summary($0, labels: labels), by_name: SceneHistory.actor($0),
+                    changes: $0.changes ?? [],
+                    saves: $0.saves ?? 1, first_version: $0.firstVersion ?? $0.scene.version,
+                    started_at: $0.startedAt ?? $0.scene.updatedAt, restored_from: $0.restoredFrom)
             }
             let rule = store.retention
-            return try .json(Listing(scene: name, versions: entries, retention: Retention(
-                max_versions: rule.count, max_age_seconds: rule.maxAgeSeconds, kept: kept.count, oldest_at: kept.first?.scene.updatedAt)))
+            return try .json(
+                Listing(
+                    scene: name, versions: entries,
+                    retention: Retention(
+                        max_versions: rule.count, max_age_seconds: rule.maxAgeSeconds, kept: kept.count, oldest_at: kept.first?.scene.updatedAt)))
         }
-        r.route(.post, "/api/scene/restore", access: .moderator, rateLimit: Self.saveLimit,
-                summary: "bring back a kept version as a new version (JSON version, scene?, base_version?)") { request in
+        r.route(
+            .post, "/api/scene/restore", access: .moderator, rateLimit: Self.saveLimit,
+            summary: "bring back a kept version as a new version (JSON version, scene?, base_version?)"
+        ) { request in
             struct Body: Decodable {
                 let version: Int64
                 let scene: String?
@@ -156,9 +177,11 @@ struct SceneRoutes {
                 throw PluginError.notFound("version \(body.version) of scene '\(name)' is not kept (see GET /api/scene/history)")
             }
             let current = store.scene(name)?.version ?? 0
-            let scene = try await store.commit(name: name, baseVersion: body.base_version ?? current, action: "restore",
-                                               by: by(request.caller), byName: byName(request.caller),
-                                               restoredFrom: body.version) { current, since in
+            let scene = try await store.commit(
+                name: name, baseVersion: body.base_version ?? current, action: "restore",
+                by: by(request.caller), byName: byName(request.caller),
+                restoredFrom: body.version
+            ) { current, since in
                 guard since?.isEmpty == true else {
                     throw SceneEditing.conflict(current, "scene '\(name)' changed since version \(body.base_version ?? 0); reload")
                 }
@@ -167,7 +190,8 @@ struct SceneRoutes {
             acks.saved()
             return try .json(scene)
         }
-        r.route(.post, "/api/overlay/applied", access: .overlay, summary: "an overlay confirms the version it shows (JSON overlay_id, version)") { request in
+        r.route(.post, "/api/overlay/applied", access: .overlay, summary: "an overlay confirms the version it shows (JSON overlay_id, version)") {
+            request in
             struct Body: Decodable {
                 let overlay_id: String
                 let version: Int64

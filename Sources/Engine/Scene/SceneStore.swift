@@ -40,7 +40,10 @@ struct SceneVersionRecord: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case scene, action, changed, by, group, changes, reordered, saves
-        case byName = "by_name", startedAt = "started_at", firstVersion = "first_version", restoredFrom = "restored_from"
+        case byName = "by_name"
+        case startedAt = "started_at"
+        case firstVersion = "first_version"
+        case restoredFrom = "restored_from"
     }
 
     /// The log entry of this version.
@@ -129,12 +132,14 @@ public final class SceneStore: SceneAccess, Sendable {
             state.revision = max(state.revision, latest.scene.version)
         }
         if let data = fm.contents(atPath: directory.appendingPathComponent("_revision.json").path),
-           let recorded = try? decoder.decode([String: Int64].self, from: data)["revision"] {
+            let recorded = try? decoder.decode([String: Int64].self, from: data)["revision"]
+        {
             state.revision = max(state.revision, recorded)
         }
         let activeFile = directory.appendingPathComponent("_active.json")
         if let data = fm.contents(atPath: activeFile.path),
-           let active = try? decoder.decode([String: String].self, from: data)["active"], state.scenes[active] != nil {
+            let active = try? decoder.decode([String: String].self, from: data)["active"], state.scenes[active] != nil
+        {
             state.active = active
         } else if let first = state.scenes.keys.sorted().first, state.scenes["main"] == nil {
             state.active = first
@@ -240,9 +245,11 @@ public final class SceneStore: SceneAccess, Sendable {
     ///   - compute: Given the current scene and the versions since `baseVersion` (nil when they are no
     ///     longer known), returns the new elements and what changed, or throws (409 / 400).
     /// - Returns: The new scene.
-    func commit(name: String, baseVersion: Int64, action: String, by: String, byName: String? = nil, group: String? = nil,
-                restoredFrom: Int64? = nil, create: Bool = false,
-                compute: @escaping @Sendable (Scene, [SceneLogEntry]?) throws -> Edit) async throws -> Scene {
+    func commit(
+        name: String, baseVersion: Int64, action: String, by: String, byName: String? = nil, group: String? = nil,
+        restoredFrom: Int64? = nil, create: Bool = false,
+        compute: @escaping @Sendable (Scene, [SceneLogEntry]?) throws -> Edit
+    ) async throws -> Scene {
         try await serialized {
             let (current, since, revision, latest) = try self.state.withLock { state -> (Scene, [SceneLogEntry]?, Int64, SceneVersionRecord?) in
                 var current: Scene
@@ -251,7 +258,8 @@ public final class SceneStore: SceneAccess, Sendable {
                 } else {
                     guard create else { throw PluginError.notFound("no scene named '\(name)'") }
                     guard baseVersion == 0 else {
-                        throw PluginError(status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
+                        throw PluginError(
+                            status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
                     }
                     guard state.scenes.count < 100 else {
                         throw PluginError(status: 400, code: "too_many_scenes", message: "at most 100 scenes")
@@ -325,8 +333,9 @@ public final class SceneStore: SceneAccess, Sendable {
             if activate { try writeActive(name) }
         } catch {
             logger.critical("scene '\(name)' version \(record.scene.version) could not be saved: \(error)")
-            throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be saved: \(error)",
-                              headers: ["retry-after": "1"])
+            throw PluginError(
+                status: 503, code: "storage_failed", message: "the scene could not be saved: \(error)",
+                headers: ["retry-after": "1"])
         }
         let (pruned, isActive) = state.withLock { state -> ([Int64], Bool) in
             state.revision = record.scene.version
@@ -368,7 +377,8 @@ public final class SceneStore: SceneAccess, Sendable {
             let folder = self.directory.appendingPathComponent(name)
             // The folder must be a direct child of the scenes folder: names are validated, this is the last guard.
             guard folder.deletingLastPathComponent().standardizedFileURL.path == self.directory.standardizedFileURL.path,
-                  folder.lastPathComponent == name else {
+                folder.lastPathComponent == name
+            else {
                 throw PluginError.invalidField("name", "not a scene folder name")
             }
             do {
@@ -377,8 +387,9 @@ public final class SceneStore: SceneAccess, Sendable {
                 FileOps.syncDirectory(self.directory.path)
             } catch {
                 self.logger.error("cannot delete scene folder \(folder.path): \(error)")
-                throw PluginError(status: 503, code: "storage_failed", message: "the scene could not be deleted: \(error)",
-                                  headers: ["retry-after": "1"])
+                throw PluginError(
+                    status: 503, code: "storage_failed", message: "the scene could not be deleted: \(error)",
+                    headers: ["retry-after": "1"])
             }
             self.state.withLock { state in
                 state.scenes[name] = nil

@@ -17,8 +17,10 @@ public struct AccessPolicy: Sendable {
     let sessions: any ModeratorSessions
 
     /// Creates the policy.
-    public init(security: SecurityConfig, streamerToken: String, publicURL: String = "", port: Int = 0, crypto: any CryptoProvider,
-                sessions: any ModeratorSessions) {
+    public init(
+        security: SecurityConfig, streamerToken: String, publicURL: String = "", port: Int = 0, crypto: any CryptoProvider,
+        sessions: any ModeratorSessions
+    ) {
         var own: Set<String> = []
         if let url = URLComponents(string: publicURL), let scheme = url.scheme, let host = url.host {
             own.insert("\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")".lowercased())
@@ -48,8 +50,10 @@ public struct AccessPolicy: Sendable {
     /// `Authorization: Bearer`, or `?session=` on WebSocket upgrades only (browsers cannot set headers there;
     /// elsewhere a secret in the URL would end up in proxy logs); the overlay token in `x-overlay-token`,
     /// `?overlay_token=` or `?token=`.
-    public func authorize(access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)],
-                          upgrade: Bool = false) async throws -> Caller {
+    public func authorize(
+        access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)],
+        upgrade: Bool = false
+    ) async throws -> Caller {
         let query = upgrade ? query : query.filter { $0.name != "session" }
         if access == .public { return .anonymous }
         if let token = headers["x-streamer-token"] {
@@ -73,7 +77,8 @@ public struct AccessPolicy: Sendable {
         }
         // access == .overlay
         if overlayToken.isEmpty { return .overlay }
-        let presented = headers["x-overlay-token"] ?? query.first(where: { $0.name == "overlay_token" })?.value
+        let presented =
+            headers["x-overlay-token"] ?? query.first(where: { $0.name == "overlay_token" })?.value
             ?? query.first(where: { $0.name == "token" })?.value
         if let presented, crypto.constantTimeEquals(Array(presented.utf8), overlayToken) { return .overlay }
         throw PluginError.unauthorized("the overlay token is missing or wrong (?token= or x-overlay-token)")
@@ -105,8 +110,9 @@ public struct AccessPolicy: Sendable {
         }
         let lower = origin.lowercased()
         if ownOrigins.contains(lower) || allowedOrigins.contains(lower) { return }
-        throw PluginError(status: 403, code: "origin_forbidden",
-                          message: "origin '\(origin.prefix(200))' is neither the public URL (server.public_url) nor in ALLOWED_ORIGINS")
+        throw PluginError(
+            status: 403, code: "origin_forbidden",
+            message: "origin '\(origin.prefix(200))' is neither the public URL (server.public_url) nor in ALLOWED_ORIGINS")
     }
 
     /// The client's address: the left-most `X-Forwarded-For` entry when the peer is a trusted proxy.

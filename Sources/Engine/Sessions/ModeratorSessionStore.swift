@@ -35,8 +35,9 @@ public final class ModeratorSessionStore: ModeratorSessions {
     func publicID(forSecret secret: String) -> String { String(crypto.sha256Hex(secret).prefix(32)) }
 
     private func info(_ record: Record) -> ModeratorSessionInfo {
-        ModeratorSessionInfo(id: record.id, streamerID: record.streamerID, label: record.label,
-                             createdAt: record.createdAt, expiresAt: record.expiresAt)
+        ModeratorSessionInfo(
+            id: record.id, streamerID: record.streamerID, label: record.label,
+            createdAt: record.createdAt, expiresAt: record.expiresAt)
     }
 
     public func create(streamerID: String?, label: String?) async throws -> NewModeratorSession {
@@ -52,7 +53,8 @@ public final class ModeratorSessionStore: ModeratorSessions {
         guard !secret.isEmpty, secret.utf8.count <= 256 else { return nil }
         let id = publicID(forSecret: secret)
         guard let bytes = try await store.get(Self.prefix + id),
-              var record = try? JSON.decode(Record.self, from: bytes) else { return nil }
+            var record = try? JSON.decode(Record.self, from: bytes)
+        else { return nil }
         // Slide the TTL with EXPIRE, which fails when the key is gone: a revoke between the read above
         // and here stays a revoke (writing the record back would have brought the session back).
         // The stored record keeps its first expiry; the store's TTL is the truth.

@@ -30,8 +30,10 @@ public final class ChannelConnection: SocketConnection {
     /// The TCP channel, closed outright when a write is stuck.
     let nioChannel: any Channel
 
-    init(id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int, nioChannel: any Channel,
-         onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void, onCoalesce: @escaping @Sendable () -> Void) {
+    init(
+        id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int, nioChannel: any Channel,
+        onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void, onCoalesce: @escaping @Sendable () -> Void
+    ) {
         self.nioChannel = nioChannel
         self.id = id
         self.channel = channel

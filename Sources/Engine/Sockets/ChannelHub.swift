@@ -169,9 +169,11 @@ public final class ChannelHub: SocketHub {
     ///   - outbound: Writer to the client.
     ///   - nioChannel: The TCP channel, closed outright when a write is stuck past the timeout.
     ///   - afterConnect: Engine work right after registration (e.g. sending the current scene).
-    func serve(channel: SocketChannel, caller: Caller, clientLabel: String?, inbound: WebSocketInboundStream,
-               outbound: WebSocketOutboundWriter, nioChannel: any Channel,
-               afterConnect: @Sendable (ChannelConnection) async -> Void) async {
+    func serve(
+        channel: SocketChannel, caller: Caller, clientLabel: String?, inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter, nioChannel: any Channel,
+        afterConnect: @Sendable (ChannelConnection) async -> Void
+    ) async {
         let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
         let connection = ChannelConnection(
             id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit, nioChannel: nioChannel,
@@ -259,7 +261,10 @@ public final class ChannelHub: SocketHub {
         }
         let matching = handlers.withLock { $0[envelope.type] ?? [] }.filter { $0.channels.contains(connection.channel) }
         if matching.isEmpty {
-            connection.send(errorFrame(code: "unknown_event", message: "no handler for '\(envelope.type)' on the \(connection.channel.rawValue) channel", event: envelope.type))
+            connection.send(
+                errorFrame(
+                    code: "unknown_event", message: "no handler for '\(envelope.type)' on the \(connection.channel.rawValue) channel",
+                    event: envelope.type))
             return
         }
         let event = SocketEvent(type: envelope.type, raw: raw)
@@ -277,7 +282,11 @@ public final class ChannelHub: SocketHub {
     }
 
     func errorFrame(code: String, message: String, event: String?) -> String {
-        struct Payload: Encodable { let code: String; let message: String; let event: String? }
+        struct Payload: Encodable {
+            let code: String
+            let message: String
+            let event: String?
+        }
         return (try? SocketMessage.make(type: "error", payload: Payload(code: code, message: message, event: event)))
             ?? SocketMessage.make(type: "error")
     }

@@ -12,7 +12,6 @@ import HummingbirdCore
 import ServiceLifecycle
 import Synchronization
 
-
 extension OverlayEngine {
     /// Who may open a socket, decided before the upgrade.
     struct Admission: Sendable {
@@ -27,39 +26,51 @@ extension OverlayEngine {
     /// A refused socket is still upgraded and then closed at once with code 4000 + the HTTP status
     /// (4401, 4403, 4429, 4503...) and the error message as the reason: a browser cannot read the
     /// status of a refused upgrade, but it can read a close code and reason.
-    func socketRoute(_ router: Router<EngineRequestContext>, _ path: RouterPath,
-                     decide: @escaping @Sendable (Request, EngineRequestContext) async throws -> Admission,
-                     serve: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter,
-                                                 WebSocketRouterContext<EngineRequestContext>, Admission) async -> Void) {
-        router.ws(path, shouldUpgrade: { request, context in
-            let outcome: Result<Admission, PluginError>
-            do {
-                if self.connectionLimits.isOverCap {
-                    throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
+    func socketRoute(
+        _ router: Router<EngineRequestContext>, _ path: RouterPath,
+        decide: @escaping @Sendable (Request, EngineRequestContext) async throws -> Admission,
+        serve:
+            @escaping @Sendable (
+                WebSocketInboundStream, WebSocketOutboundWriter,
+                WebSocketRouterContext<EngineRequestContext>, Admission
+            ) async -> Void
+    ) {
+        router.ws(
+            path,
+            shouldUpgrade: { request, context in
+                let outcome: Result<Admission, PluginError>
+                do {
+                    if self.connectionLimits.isOverCap {
+                        throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
+                    }
+                    outcome = .success(try await decide(request, context))
+                } catch {
+                    let (mapped, serverFault) = PluginError.normalized(error)
+                    if serverFault { self.logger.error("socket admission failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"]) }
+                    outcome = .failure(mapped)
                 }
-                outcome = .success(try await decide(request, context))
-            } catch {
-                let (mapped, serverFault) = PluginError.normalized(error)
-                if serverFault { self.logger.error("socket admission failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"]) }
-                outcome = .failure(mapped)
-            }
-            // The decision travels with the connection's context to onUpgrade (no map keyed by request id).
-            context.upgradeOutcome = outcome
-            return .upgrade([:])
-        }, onUpgrade: { inbound, outbound, context in
-            ConnectionGuard.upgraded(context.requestContext.channel)
-            switch context.requestContext.upgradeOutcome as? Result<Admission, PluginError> {
-            case .success(let admission)?:
-                await serve(inbound, outbound, context, admission)
-            case .failure(let error)?:
-                let reason = PluginBridge.closeReason(error.message)
-                self.logger.info("socket refused", metadata: ["path": "\(context.request.uri.path)", "status": "\(error.status)",
-                                                             "reason": "\(error.message)"])
-                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(error.closeCode)), reason: reason)
-            case nil:
-                try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
-            }
-        })
+                // The decision travels with the connection's context to onUpgrade (no map keyed by request id).
+                context.upgradeOutcome = outcome
+                return .upgrade([:])
+            },
+            onUpgrade: { inbound, outbound, context in
+                ConnectionGuard.upgraded(context.requestContext.channel)
+                switch context.requestContext.upgradeOutcome as? Result<Admission, PluginError> {
+                case .success(let admission)?:
+                    await serve(inbound, outbound, context, admission)
+                case .failure(let error)?:
+                    let reason = PluginBridge.closeReason(error.message)
+                    self.logger.info(
+                        "socket refused",
+                        metadata: [
+                            "path": "\(context.request.uri.path)", "status": "\(error.status)",
+                            "reason": "\(error.message)",
+                        ])
+                    try? await outbound.close(WebSocketErrorCode(codeNumber: Int(error.closeCode)), reason: reason)
+                case nil:
+                    try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
+                }
+            })
     }
 
     func sendHello(_ connection: ChannelConnection) {
@@ -69,8 +80,11 @@ extension OverlayEngine {
             let role: String
             let server_ts: Int64
         }
-        if let text = try? SocketMessage.make(type: "hello", payload: Hello(
-            connection_id: connection.id, channel: connection.channel.rawValue, role: connection.caller.role, server_ts: Self.nowMillis())) {
+        if let text = try? SocketMessage.make(
+            type: "hello",
+            payload: Hello(
+                connection_id: connection.id, channel: connection.channel.rawValue, role: connection.caller.role, server_ts: Self.nowMillis()))
+        {
             connection.send(text)
         }
     }
@@ -85,8 +99,10 @@ extension OverlayEngine {
     }
 
     /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.
-    func admit(method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
-               context: EngineRequestContext, upgrade: Bool) async throws -> (Caller, String?) {
+    func admit(
+        method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
+        context: EngineRequestContext, upgrade: Bool
+    ) async throws -> (Caller, String?) {
         try access.checkOrigin(method: method, origin: request.headers[.origin], upgrade: upgrade)
         let client = access.clientAddress(peer: context.peerIP, forwardedFor: request.headers[.forwardedFor])
         if let rateLimit {
@@ -100,8 +116,9 @@ extension OverlayEngine {
             }
             if !decision.allowed { throw PluginError.rateLimited(retryAfterSeconds: decision.retryAfterSeconds) }
         }
-        let caller = try await access.authorize(access: level, headers: PluginBridge.headers(request.headers),
-                                                query: PluginBridge.query(request.uri), upgrade: upgrade)
+        let caller = try await access.authorize(
+            access: level, headers: PluginBridge.headers(request.headers),
+            query: PluginBridge.query(request.uri), upgrade: upgrade)
         return (caller, client)
     }
 
@@ -110,19 +127,22 @@ extension OverlayEngine {
         let bodyLimit = route.bodyLimit ?? config.limits.maxBodyBytes
         let path = RouterPath(RouteTable.hummingbirdPath(route.path))
         let handler: @Sendable (Request, EngineRequestContext) async throws -> Response = { request, context in
-            let (caller, client) = try await self.admit(method: route.method, access: route.access, rateLimit: route.rateLimit,
-                                                        request: request, context: context, upgrade: false)
+            let (caller, client) = try await self.admit(
+                method: route.method, access: route.access, rateLimit: route.rateLimit,
+                request: request, context: context, upgrade: false)
             // The route's body limit (or limits.max_body_bytes) holds for whole reads and for streams alike.
             if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > bodyLimit {
                 throw PluginError.payloadTooLarge(limit: bodyLimit)
             }
-            let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
-                                                     remoteAddress: client, bodyLimit: bodyLimit)
+            let pluginRequest = PluginBridge.request(
+                request, context: context, parameterNames: names, caller: caller,
+                remoteAddress: client, bodyLimit: bodyLimit)
             do {
                 var response = try await route.handler(pluginRequest)
                 if !(200...599).contains(response.status) {
-                    self.logger.error("plugin answered an invalid HTTP status; sent 500 instead",
-                                      metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(response.status)"])
+                    self.logger.error(
+                        "plugin answered an invalid HTTP status; sent 500 instead",
+                        metadata: ["plugin": "\(owner)", "path": "\(route.path)", "status": "\(response.status)"])
                     response = .error(PluginError(status: 500, code: "plugin_error", message: "the plugin '\(owner)' answered an invalid status"))
                 }
                 return PluginBridge.response(response)
@@ -140,30 +160,37 @@ extension OverlayEngine {
 
     func addPluginEndpoint(_ endpoint: PluginWebSocketEndpoint, plugin: String, to router: Router<EngineRequestContext>) {
         let names = RouteTable.parameterNames(endpoint.path)
-        socketRoute(router, RouterPath(RouteTable.hummingbirdPath(endpoint.path)), decide: { request, context in
-            let (caller, client) = try await self.admit(method: .get, access: endpoint.access, rateLimit: endpoint.rateLimit,
-                                                        request: request, context: context, upgrade: true)
-            let pluginRequest = PluginBridge.request(request, context: context, parameterNames: names, caller: caller,
-                                                     remoteAddress: client, bodyLimit: nil)
-            switch try await endpoint.shouldUpgrade(pluginRequest) {
-            case .accept(let value):
-                return Admission(caller: caller, client: client, value: value)
-            case .reject(let error):
-                throw error
-            }
-        }, serve: { inbound, outbound, wsContext, admission in
-            let pluginRequest = PluginBridge.request(wsContext.request, context: wsContext.requestContext, parameterNames: names,
-                                                     caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
-            let session = PluginSocketSession(id: self.pluginSockets.nextID(plugin), request: pluginRequest, admission: admission.value,
-                                              inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
-            self.pluginSockets.add(session)
-            defer { self.pluginSockets.remove(session.id) }
-            do {
-                try await endpoint.handler(session)
-            } catch {
-                self.logger.warning("plugin socket ended with an error", metadata: ["plugin": "\(plugin)", "error": "\(error)"])
-                await session.close(code: 1011, reason: "internal error")
-            }
-        })
+        socketRoute(
+            router, RouterPath(RouteTable.hummingbirdPath(endpoint.path)),
+            decide: { request, context in
+                let (caller, client) = try await self.admit(
+                    method: .get, access: endpoint.access, rateLimit: endpoint.rateLimit,
+                    request: request, context: context, upgrade: true)
+                let pluginRequest = PluginBridge.request(
+                    request, context: context, parameterNames: names, caller: caller,
+                    remoteAddress: client, bodyLimit: nil)
+                switch try await endpoint.shouldUpgrade(pluginRequest) {
+                case .accept(let value):
+                    return Admission(caller: caller, client: client, value: value)
+                case .reject(let error):
+                    throw error
+                }
+            },
+            serve: { inbound, outbound, wsContext, admission in
+                let pluginRequest = PluginBridge.request(
+                    wsContext.request, context: wsContext.requestContext, parameterNames: names,
+                    caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
+                let session = PluginSocketSession(
+                    id: self.pluginSockets.nextID(plugin), request: pluginRequest, admission: admission.value,
+                    inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
+                self.pluginSockets.add(session)
+                defer { self.pluginSockets.remove(session.id) }
+                do {
+                    try await endpoint.handler(session)
+                } catch {
+                    self.logger.warning("plugin socket ended with an error", metadata: ["plugin": "\(plugin)", "error": "\(error)"])
+                    await session.close(code: 1011, reason: "internal error")
+                }
+            })
     }
 }

@@ -12,7 +12,6 @@ import HummingbirdCore
 import ServiceLifecycle
 import Synchronization
 
-
 /// On graceful shutdown, closes every socket (1001 going away) so the HTTP server can drain and stop.
 struct SocketShutdownService: Service {
     let engine: OverlayEngine

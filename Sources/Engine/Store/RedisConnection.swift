@@ -12,7 +12,10 @@ enum RedisValue: Equatable {
     case status(String)
     case error(String)
 
-    var bytes: [UInt8]? { if case .string(let value) = self { return value }; return nil }
+    var bytes: [UInt8]? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
     var integer: Int64? {
         switch self {
         case .integer(let value): return value
@@ -112,7 +115,8 @@ final class RedisConnection: @unchecked Sendable {
         tv = Self.timeval(commandTimeout)
         redisSetTimeout(context, tv)
         if let password = endpoint.password {
-            let auth: [[UInt8]] = endpoint.username.map { [Array("AUTH".utf8), Array($0.utf8), Array(password.utf8)] }
+            let auth: [[UInt8]] =
+                endpoint.username.map { [Array("AUTH".utf8), Array($0.utf8), Array(password.utf8)] }
                 ?? [Array("AUTH".utf8), Array(password.utf8)]
             if case .error(let message) = try command(auth) {
                 throw StoreConfigError("Redis refused the password: \(message)")
@@ -138,7 +142,9 @@ final class RedisConnection: @unchecked Sendable {
     }
 
     /// Calls `body` with C argument vectors holding copies of `arguments` (binary safe).
-    private func withArgv<T>(_ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<Int>) throws -> T) rethrows -> T {
+    private func withArgv<T>(
+        _ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<Int>) throws -> T
+    ) rethrows -> T {
         let count = arguments.count
         let pointers = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(1, count))
         let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(1, count))

@@ -33,8 +33,10 @@ public final class RedisStore: EngineStore {
     /// - Parameters:
     ///   - url: `REDIS_URL`.
     ///   - poolSize: Connections, each with its own thread.
-    public init(url: String, poolSize: Int = 4, connectTimeout: Duration = .milliseconds(500),
-                commandTimeout: Duration = .milliseconds(800), logger: Logger) throws {
+    public init(
+        url: String, poolSize: Int = 4, connectTimeout: Duration = .milliseconds(500),
+        commandTimeout: Duration = .milliseconds(800), logger: Logger
+    ) throws {
         self.endpoint = try RedisEndpoint(url: url)
         self.slots = (0..<max(1, poolSize)).map(Slot.init)
         self.connectTimeout = connectTimeout
@@ -142,12 +144,12 @@ public final class RedisStore: EngineStore {
     }
 
     static let incrementScript = """
-    local v = redis.call('INCRBY', KEYS[1], ARGV[1])
-    if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
-      redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    end
-    return v
-    """
+        local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+        if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        end
+        return v
+        """
 
     public func increment(_ key: String, by delta: Int64, ttl: Duration?) async throws -> Int64 {
         let value = try await run("EVAL", Self.incrementScript, "1", key, String(delta), ttl.map(Self.milliseconds) ?? "0")
@@ -188,26 +190,26 @@ public final class RedisStore: EngineStore {
     }
 
     static let bucketScript = """
-    local burst = tonumber(ARGV[1])
-    local rate = tonumber(ARGV[2]) / 60000.0
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-    local tokens = tonumber(b[1]) or burst
-    local ts = tonumber(b[2]) or now
-    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-    local allowed = 0
-    local wait = 0
-    if tokens >= 1 then
-      tokens = tokens - 1
-      allowed = 1
-    else
-      wait = math.ceil((1 - tokens) / rate / 1000)
-    end
-    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-    redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-    return {allowed, wait}
-    """
+        local burst = tonumber(ARGV[1])
+        local rate = tonumber(ARGV[2]) / 60000.0
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+        local tokens = tonumber(b[1]) or burst
+        local ts = tonumber(b[2]) or now
+        tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+        local allowed = 0
+        local wait = 0
+        if tokens >= 1 then
+          tokens = tokens - 1
+          allowed = 1
+        else
+          wait = math.ceil((1 - tokens) / rate / 1000)
+        end
+        redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+        redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+        return {allowed, wait}
+        """
 
     public func takeToken(_ key: String, burst: Int, perMinute: Int) async throws -> RateDecision {
         let reply = try await run("EVAL", Self.bucketScript, "1", key, String(burst), String(perMinute))

@@ -14,7 +14,10 @@ func fuzzOne(_ input: [UInt8]) {
     }
     var negative = false
     let comments = ToolchainStamp.comments { offset, count in
-        guard offset >= 0, count >= 0 else { negative = true; return nil }
+        guard offset >= 0, count >= 0 else {
+            negative = true
+            return nil
+        }
         // Like FileHandle: past the end there are no bytes, near it fewer than asked.
         guard offset < file.count else { return [] }
         return Array(file[offset..<min(file.count, offset + min(count, file.count - offset))])

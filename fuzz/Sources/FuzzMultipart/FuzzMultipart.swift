@@ -21,8 +21,9 @@ let folder: URL = {
 }()
 let library: MediaLibrary = {
     do {
-        return try MediaLibrary(directory: folder.appendingPathComponent("media"), metadataFile: folder.appendingPathComponent("library.json"),
-                                quotaBytes: 1 << 30, crypto: FakeCrypto(), logger: SilentLogger())
+        return try MediaLibrary(
+            directory: folder.appendingPathComponent("media"), metadataFile: folder.appendingPathComponent("library.json"),
+            quotaBytes: 1 << 30, crypto: FakeCrypto(), logger: SilentLogger())
     } catch {
         fatalError("cannot open the media library in \(folder.path): \(error)")
     }
@@ -59,8 +60,9 @@ func fuzzOne(_ input: [UInt8]) {
     let chunkSeed = Int(reader.byte())
     let body = reader.rest()
 
-    let request = PluginRequest(id: "fuzz", method: .post, path: "/api/media", headers: ["Content-Type": contentType],
-                                body: .bytes(body))
+    let request = PluginRequest(
+        id: "fuzz", method: .post, path: "/api/media", headers: ["Content-Type": contentType],
+        body: .bytes(body))
     guard let boundary = try? MediaPlugin.boundary(request) else { return }
 
     // Chunks of 1...64 bytes (seed 0: the whole body at once), as a slow client would send them.
@@ -87,8 +89,9 @@ func fuzzOne(_ input: [UInt8]) {
     let requestBody = RequestBody(contentLength: length, next: { feed.next() })
 
     sequence += 1
-    let receiver = UploadReceiver(configuration: configuration, library: library,
-                                  temporaryPath: library.temporaryPath(random: "fuzz\(sequence)"))
+    let receiver = UploadReceiver(
+        configuration: configuration, library: library,
+        temporaryPath: library.temporaryPath(random: "fuzz\(sequence)"))
     defer { receiver.discard() }
     let outcome = runBlocking { try await receiver.receive(requestBody, boundary: boundary) }
     if case .success(let received) = outcome {

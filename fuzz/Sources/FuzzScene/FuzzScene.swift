@@ -23,9 +23,15 @@ let baseScene: Scene = {
     var scene = Scene(name: "main")
     scene.version = 7
     scene.elements = [
-        element("title", "text") { $0.text = "hello"; $0.color = "#fff" },
+        element("title", "text") {
+            $0.text = "hello"
+            $0.color = "#fff"
+        },
         element("cam", "webrtc") { $0.props = ["room": .string("studio")] },
-        element("logo", "image") { $0.src = "/static/logo.png"; $0.opacity = 0.5 },
+        element("logo", "image") {
+            $0.src = "/static/logo.png"
+            $0.opacity = 0.5
+        },
         element("widget", "chat") { $0.props = ["speed": .number(2), "tags": .array([.string("a")])] },
     ]
     return scene
@@ -70,9 +76,11 @@ func fuzzOne(_ input: [UInt8]) {
     let body = reader.rest()
     var limits = SceneLimits()
     limits.pluginElementTypes["chat"] = ElementType(schemaless: "chat")  // a plugin's type (the base scene has one)
-    limits.pluginElementTypes["webrtc"] = ElementType("webrtc", label: "Camera", properties: [
-        .string("room", minLength: 1, maxLength: 64, pattern: "[A-Za-z0-9_-]{1,64}"),
-    ], required: ["room"])
+    limits.pluginElementTypes["webrtc"] = ElementType(
+        "webrtc", label: "Camera",
+        properties: [
+            .string("room", minLength: 1, maxLength: 64, pattern: "[A-Za-z0-9_-]{1,64}")
+        ], required: ["room"])
     limits.maxElements = mode & 0x80 != 0 ? 5 : 50
     limits.maxTextLength = 200
     let validator = SceneValidator(limits: limits)

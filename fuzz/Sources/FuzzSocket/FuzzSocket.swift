@@ -56,8 +56,9 @@ func fuzzOne(_ input: [UInt8]) {
     _ = FormURLEncoding.parse(header)
     _ = PluginRequest(id: "f", method: .post, path: "/", headers: ["Content-Type": header]).contentType
     if mode & 1 == 1 {
-        let request = PluginRequest(id: "f", method: .post, path: "/", headers: ["Content-Type": contentTypes[(mode >> 1) & 3]],
-                                    body: .bytes(frame))
+        let request = PluginRequest(
+            id: "f", method: .post, path: "/", headers: ["Content-Type": contentTypes[(mode >> 1) & 3]],
+            body: .bytes(frame))
         _ = runBlocking { try await request.formFields() }
     }
 }

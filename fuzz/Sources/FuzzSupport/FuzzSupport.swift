@@ -12,9 +12,11 @@ import Foundation
 typealias FuzzCallback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
 
 @_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: FuzzCallback) -> CInt
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: FuzzCallback
+) -> CInt
 
 /// The target's function, set by ``runFuzzer``.
 nonisolated(unsafe) var currentTarget: (([UInt8]) -> Void)?
@@ -116,7 +118,10 @@ public final class FakeCrypto: CryptoProvider, @unchecked Sendable {
     public init() {}
 
     public func randomBytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in counter &+= 0x9E37_79B9_7F4A_7C15; return UInt8(truncatingIfNeeded: counter >> 29) }
+        (0..<count).map { _ in
+            counter &+= 0x9E37_79B9_7F4A_7C15
+            return UInt8(truncatingIfNeeded: counter >> 29)
+        }
     }
 
     public func sha256(_ data: [UInt8]) -> [UInt8] {

@@ -1,6 +1,8 @@
 // The moderator socket (/ws/moderator?session=): reconnects with jittered exponential backoff,
 // pings to notice a dead link, dispatches typed events, and reports a refused session (4401).
 
+import { Backoff } from "../lib/backoff.js";
+
 const PING_EVERY_MS = 15000;
 const SILENCE_LIMIT_MS = 40000;
 
@@ -17,7 +19,7 @@ export class ModeratorSocket {
     this.stateHandlers = new Set();
     this.ws = null;
     this.state = "idle"; // idle | connecting | open | closed | stopped
-    this.attempt = 0;
+    this.backoff = new Backoff({ baseMs: 500, maxMs: 10000, maxAttempt: 20 });
     this.retryTimer = 0;
     this.retryAt = 0;
     this.generation = 0;
@@ -65,7 +67,7 @@ export class ModeratorSocket {
     clearTimeout(this.retryTimer);
     if (this.state === "stopped") return;
     const generation = ++this.generation;
-    this.setState("connecting", { attempt: this.attempt });
+    this.setState("connecting", { attempt: this.backoff.attempt });
     let ws;
     try {
       ws = new WebSocket(this.url());
@@ -90,7 +92,7 @@ export class ModeratorSocket {
       if (!message || typeof message.type !== "string") return;
       if (message.type === "hello") {
         // Open for us once the engine greets (a refused session is upgraded and closed at once).
-        this.attempt = 0;
+        this.backoff.reset();
         const reconnected = this.openedOnce;
         this.openedOnce = true;
         this.setState("open", { reconnected });
@@ -133,9 +135,7 @@ export class ModeratorSocket {
   scheduleReconnect(detail = {}) {
     clearTimeout(this.retryTimer);
     if (this.state === "stopped") return;
-    const ceiling = Math.min(10000, 500 * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 20);
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    const delay = this.backoff.next();
     this.retryAt = Date.now() + delay;
     this.setState("closed", { ...detail, retryAt: this.retryAt });
     this.retryTimer = setTimeout(() => this.connect(), delay);
@@ -144,7 +144,7 @@ export class ModeratorSocket {
   /** Skips the backoff wait (the "Reconnect now" button, the browser coming back online). */
   reconnectNow() {
     if (this.state === "stopped" || this.state === "open" || this.state === "connecting") return;
-    this.attempt = 0;
+    this.backoff.reset();
     this.connect();
   }
 

@@ -50,14 +50,17 @@ final class CounterPlugin: OverlayPlugin {
     func setUp(_ registrar: PluginRegistrar) async throws {
         // The element type: the engine checks `props` against this schema on every scene save
         // (400 invalid_scene naming props.<field>) and fills in the defaults; the panel builds its form from it.
-        registrar.sceneElementType(ElementType("goal", label: "Goal bar", properties: [
-            .string("title", label: "Title", default: "Follower goal", maxLength: 60),
-            .integer("value", label: "Start value", default: 0, range: 0...Int(configuration.maximum)),
-            .integer("target", label: "Target", default: 100, range: 1...Int(configuration.maximum)),
-            .color("color", label: "Colour", default: "#ffcc00"),
-            .choice("style", label: "Style", values: ["bar", "slim", "pill"], default: "bar"),
-            .boolean("animate", label: "Animate", default: true),
-        ], width: 640, height: 120))
+        registrar.sceneElementType(
+            ElementType(
+                "goal", label: "Goal bar",
+                properties: [
+                    .string("title", label: "Title", default: "Follower goal", maxLength: 60),
+                    .integer("value", label: "Start value", default: 0, range: 0...Int(configuration.maximum)),
+                    .integer("target", label: "Target", default: 100, range: 1...Int(configuration.maximum)),
+                    .color("color", label: "Colour", default: "#ffcc00"),
+                    .choice("style", label: "Style", values: ["bar", "slim", "pill"], default: "bar"),
+                    .boolean("animate", label: "Animate", default: true),
+                ], width: 640, height: 120))
 
         // The web half of the bundle, relative to the plugin's web folder (served under /plugins/counter/).
         registrar.webModule(.overlay, "overlay.js", styles: ["overlay.css"])
@@ -71,8 +74,10 @@ final class CounterPlugin: OverlayPlugin {
 
         // POST /api/counter/{id}/increment, body {"by": n} or empty (+1): moderators, rate-limited per client.
         let limit = RateLimit(name: "counter.change", burst: 20, perMinute: 120)
-        registrar.route(.post, "/api/counter/{id}/increment", access: .moderator, bodyLimit: 1024, rateLimit: limit,
-                        summary: "add to a counter") { request in
+        registrar.route(
+            .post, "/api/counter/{id}/increment", access: .moderator, bodyLimit: 1024, rateLimit: limit,
+            summary: "add to a counter"
+        ) { request in
             let id = try CounterStore.validID(try request.parameter("id"))
             let step = try await Self.step(of: request, maxStep: self.configuration.maxStep)
             let value = try await self.counters.add(step, to: id)
@@ -80,8 +85,10 @@ final class CounterPlugin: OverlayPlugin {
         }
 
         // POST /api/counter/{id}/reset, body {"value": n} or empty (0): moderators, same bucket.
-        registrar.route(.post, "/api/counter/{id}/reset", access: .moderator, bodyLimit: 1024, rateLimit: limit,
-                        summary: "set a counter (0 by default)") { request in
+        registrar.route(
+            .post, "/api/counter/{id}/reset", access: .moderator, bodyLimit: 1024, rateLimit: limit,
+            summary: "set a counter (0 by default)"
+        ) { request in
             struct Reset: Decodable { let value: Int64? }
             let id = try CounterStore.validID(try request.parameter("id"))
             let bytes = try await request.body.collect(upTo: 1024)

@@ -59,9 +59,10 @@ struct CounterStore: Sendable {
     private func startValue(of id: String) async throws -> Int64 {
         let snapshot = try await scene.activeScene()
         guard let scene = try? JSON.decode(JSONValue.self, from: snapshot.json),
-              case .array(let elements)? = scene["elements"],
-              let element = elements.first(where: { $0["id"]?.stringValue == id }),
-              let number = element["props"]?["value"]?.doubleValue else { return 0 }
+            case .array(let elements)? = scene["elements"],
+            let element = elements.first(where: { $0["id"]?.stringValue == id }),
+            let number = element["props"]?["value"]?.doubleValue
+        else { return 0 }
         return min(max(Int64(number), 0), maximum)
     }
 }
