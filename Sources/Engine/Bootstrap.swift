@@ -178,10 +178,8 @@ extension OverlayEngine {
         }
 
         let engine = OverlayEngine(
-            config: config, logger: logger, metrics: metrics, store: store, crypto: crypto, sessions: sessions,
-            hub: hub, access: access, plugins: loaded, scenes: scene, acks: acks,
-            engineRegistrar: engineRegistrar, dataDir: dataDir, uploadsDir: uploadsDir,
-            webDir: webDir, pluginsDir: pluginsDir, publicURL: publicURL)
+            config: config, logger: logger, metrics: metrics, store: store, sessions: sessions, hub: hub, access: access,
+            plugins: loaded, scenes: scene, acks: acks, engineRegistrar: engineRegistrar, webDir: webDir, publicURL: publicURL)
         engine.registerEngineEvents()
         for plugin in loaded {
             for handler in plugin.registrar.eventHandlers {

@@ -28,7 +28,6 @@ public final class OverlayEngine: Sendable {
     public let logger: Logger
     public let metrics: EngineMetrics
     public let store: any EngineStore
-    public let crypto: OpenSSLCrypto
     public let sessions: ModeratorSessionStore
     public let hub: ChannelHub
     public let access: AccessPolicy
@@ -38,11 +37,9 @@ public final class OverlayEngine: Sendable {
     /// Routes the engine registers through the same mechanism as plugins (scene API).
     let engineRegistrar: PluginRegistrar
     let pluginSockets = PluginSocketRegistry()
-    /// Decisions made before a WebSocket upgrade, keyed by request id, taken by the socket handler.
-    let dataDir: URL
-    let uploadsDir: URL
+    /// The folder of the core pages.
     let webDir: URL
-    let pluginsDir: String
+    /// How browsers reach the engine (`server.public_url`, or http://host:port).
     let publicURL: String
     /// The connection cap and timeouts (`server.max_connections`, `server.*_timeout_seconds`).
     let connectionLimits: ConnectionLimits
@@ -54,16 +51,14 @@ public final class OverlayEngine: Sendable {
     public var pluginDescriptions: [PluginDescription] { plugins.map(PluginDescription.init) }
 
     init(
-        config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, crypto: OpenSSLCrypto,
-        sessions: ModeratorSessionStore, hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin],
-        scenes: SceneStore, acks: OverlayAcks, engineRegistrar: PluginRegistrar, dataDir: URL, uploadsDir: URL, webDir: URL, pluginsDir: String,
-        publicURL: String
+        config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, sessions: ModeratorSessionStore,
+        hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin], scenes: SceneStore, acks: OverlayAcks,
+        engineRegistrar: PluginRegistrar, webDir: URL, publicURL: String
     ) {
         self.config = config
         self.logger = logger
         self.metrics = metrics
         self.store = store
-        self.crypto = crypto
         self.sessions = sessions
         self.hub = hub
         self.access = access
@@ -71,10 +66,7 @@ public final class OverlayEngine: Sendable {
         self.scenes = scenes
         self.acks = acks
         self.engineRegistrar = engineRegistrar
-        self.dataDir = dataDir
-        self.uploadsDir = uploadsDir
         self.webDir = webDir
-        self.pluginsDir = pluginsDir
         self.publicURL = publicURL
         self.connectionLimits = ConnectionLimits(server: config.server, logger: logger)
     }
