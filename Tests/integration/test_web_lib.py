@@ -44,3 +44,20 @@ def test_backoff_keeps_its_cap_and_attempt_limit_and_starts_over_after_reset(eng
     assert capped == {"waits": [250, 500, 1000, 2000] + [4000] * 10, "attempt": 10}
     again = waits(driver, engine, {}, 0, 5, reset_before=3)["waits"]
     assert again == [250, 500, 1000, 250, 500]
+
+
+def test_the_old_mod_paths_are_the_same_modules_as_lib(engines, driver):
+    """Plugin modules written against /js/mod/{util,api,notices}.js (the paths docs/plugin-pages.md used to give)
+    get the very module instances of /js/lib/, so a notice region or an ApiError class is not doubled."""
+    engine = engines(plugin_config())
+    driver.get(engine.url + "/favicon.svg")
+    same = driver.execute_async_script("""
+        const done = arguments[0];
+        const names = { util: "h", api: "ApiError", notices: "notify" };
+        Promise.all(Object.entries(names).map(([file, name]) =>
+            Promise.all([import(`/js/mod/${file}.js`), import(`/js/lib/${file}.js`)])
+                .then(([old, lib]) => [file, typeof lib[name] === "function" && old[name] === lib[name]
+                                             && Object.keys(old).sort().join() === Object.keys(lib).sort().join()])))
+            .then((pairs) => done(Object.fromEntries(pairs)), (err) => done({ error: String(err) }));
+    """)
+    assert same == {"util": True, "api": True, "notices": True}
