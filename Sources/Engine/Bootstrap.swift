@@ -16,48 +16,8 @@ extension OverlayEngine {
     /// Creates folders, the store and sessions, loads every plugin and checks routes for clashes.
     /// - Throws: ``StartupError`` listing every problem; plugins that did start are shut down first.
     public static func prepare(config: EngineConfig, logger: Logger) async throws -> OverlayEngine {
-        var problems: [String] = []
-        let dataDir = absolute(config.server.dataDir)
-        let uploadsDir = absolute(config.server.uploadsDir)
-        let webDir = absolute(config.server.webDir)
-        for (name, url) in [("data_dir", dataDir), ("uploads_dir", uploadsDir)] {
-            do {
-                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-            } catch {
-                problems.append("engine: server.\(name) '\(url.path)' cannot be created: \(error.localizedDescription)")
-            }
-        }
-        if !problems.isEmpty { throw StartupError(lines: problems) }
-
-        let store: any EngineStore
-        switch config.storage.backend {
-        case .embedded:
-            if config.storage.persistEmbedded {
-                do {
-                    store = try EmbeddedStore(snapshot: dataDir.appendingPathComponent("store.json"), logger: logger)
-                } catch {
-                    throw StartupError(lines: ["engine: the embedded store in '\(dataDir.path)/store.json' cannot be opened: \(error)"])
-                }
-            } else {
-                store = EmbeddedStore()
-            }
-        case .redis:
-            let redis: RedisStore
-            do {
-                redis = try RedisStore(url: config.storage.redisURL, logger: logger)
-            } catch {
-                throw StartupError(lines: ["engine: storage.redis_url / REDIS_URL: \(error)"])
-            }
-            do {
-                try await redis.ping()
-                logger.notice("store: redis at \(redis.address)")
-            } catch {
-                // Not fatal: /readyz reports it, requests that need the store answer 503, and it recovers by itself.
-                logger.error("store: redis at \(redis.address) is not reachable yet (\(error)); serving anyway")
-            }
-            store = redis
-        }
-
+        let (dataDir, uploadsDir, webDir) = try makeFolders(config)
+        let store = try await openStore(config, dataDir: dataDir, logger: logger)
         let crypto = OpenSSLCrypto()
         let streamerToken: String
         do {
@@ -90,21 +50,7 @@ extension OverlayEngine {
         sceneLimits.maxTextLength = config.scene.maxTextLength
         sceneLimits.historySize = config.scene.historySize
         sceneLimits.historyMaxAgeSeconds = config.scene.historyMaxAgeSeconds
-        let versionGauge = metrics
-        let scene: SceneStore
-        do {
-            scene = try SceneStore(dataDirectory: dataDir, limits: sceneLimits, logger: logger) { change in
-                let frame = SceneBroadcast.frame(change)
-                if change.active {
-                    acks.broadcasted(change.scene.version)
-                    hub.broadcast(frame, to: .channel(.overlay), coalesceKey: "scene.full")
-                }
-                hub.broadcast(frame, to: .channel(.moderator), coalesceKey: "scene.full:" + change.scene.name)
-                versionGauge.gauge("onionrp_scene_version", [("scene", change.scene.name)]).record(Double(change.scene.version))
-            }
-        } catch {
-            throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
-        }
+        let scene = try openScenes(dataDir: dataDir, limits: sceneLimits, hub: hub, acks: acks, metrics: metrics, logger: logger)
 
         let (loaded, loadErrors) = await PluginLoader.loadAll(
             config: config, pluginsDir: pluginsDir,
@@ -119,30 +65,8 @@ extension OverlayEngine {
                 store: NamespacedStore(base: store, prefix: "plugin:\(name):"), logger: SwiftLogPluginLogger(base: logger, plugin: name),
                 metrics: metrics.forPlugin(name), crypto: crypto, sockets: hub, sessions: sessions, scene: scene)
         }
-        problems += loadErrors.map(\.description)
-
-        // Plugin-declared element types join the built-in ones; each name has one owner.
-        var typeOwners: [String: String] = [:]
-        for plugin in loaded {
-            for type in plugin.registrar.elementTypes {
-                if SceneLimits.coreElementTypes.contains(type.name) {
-                    problems.append(
-                        PluginLoadError(
-                            plugin: plugin.name, file: plugin.file,
-                            reason: "element type '\(type.name)' is a core type of the engine"
-                        ).description)
-                } else if let owner = typeOwners[type.name] {
-                    problems.append(
-                        PluginLoadError(
-                            plugin: plugin.name, file: plugin.file,
-                            reason: "element type '\(type.name)' is already declared by plugin '\(owner)'"
-                        ).description)
-                } else {
-                    typeOwners[type.name] = plugin.name
-                    sceneLimits.pluginElementTypes[type.name] = type
-                }
-            }
-        }
+        var problems = loadErrors.map(\.description)
+        problems += addElementTypes(of: loaded, to: &sceneLimits)
         let engineRegistrar = PluginRegistrar()
         let realtime = RealtimeReport(hub: hub, acks: acks, scenes: scene, metrics: metrics, startedAt: Date())
         SceneRoutes(
@@ -151,13 +75,121 @@ extension OverlayEngine {
         )
         .register(engineRegistrar)
 
+        problems += claimRoutes(engine: engineRegistrar, plugins: loaded)
+
+        if !problems.isEmpty {
+            for plugin in loaded.reversed() { await plugin.shutdown() }
+            throw StartupError(lines: problems)
+        }
+
+        let engine = OverlayEngine(
+            config: config, logger: logger, metrics: metrics, store: store, sessions: sessions, hub: hub, access: access,
+            plugins: loaded, scenes: scene, acks: acks, engineRegistrar: engineRegistrar, webDir: webDir, publicURL: publicURL)
+        engine.registerEngineEvents()
+        engine.registerPluginEvents()
+        return engine
+    }
+
+    /// `data_dir` and `uploads_dir`, created if missing, and `web_dir`, as absolute URLs.
+    static func makeFolders(_ config: EngineConfig) throws -> (data: URL, uploads: URL, web: URL) {
+        let dataDir = absolute(config.server.dataDir)
+        let uploadsDir = absolute(config.server.uploadsDir)
+        var problems: [String] = []
+        for (name, url) in [("data_dir", dataDir), ("uploads_dir", uploadsDir)] {
+            do {
+                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            } catch {
+                problems.append("engine: server.\(name) '\(url.path)' cannot be created: \(error.localizedDescription)")
+            }
+        }
+        if !problems.isEmpty { throw StartupError(lines: problems) }
+        return (dataDir, uploadsDir, absolute(config.server.webDir))
+    }
+
+    /// The configured store: the embedded one (kept in `<data_dir>/store.json` unless told not to) or Redis, which
+    /// may be down at start-up (then `/readyz` says so and requests that need it answer 503 until it is back).
+    static func openStore(_ config: EngineConfig, dataDir: URL, logger: Logger) async throws -> any EngineStore {
+        switch config.storage.backend {
+        case .embedded:
+            if config.storage.persistEmbedded {
+                do {
+                    return try EmbeddedStore(snapshot: dataDir.appendingPathComponent("store.json"), logger: logger)
+                } catch {
+                    throw StartupError(lines: ["engine: the embedded store in '\(dataDir.path)/store.json' cannot be opened: \(error)"])
+                }
+            } else {
+                return EmbeddedStore()
+            }
+        case .redis:
+            let redis: RedisStore
+            do {
+                redis = try RedisStore(url: config.storage.redisURL, logger: logger)
+            } catch {
+                throw StartupError(lines: ["engine: storage.redis_url / REDIS_URL: \(error)"])
+            }
+            do {
+                try await redis.ping()
+                logger.notice("store: redis at \(redis.address)")
+            } catch {
+                // Not fatal: /readyz reports it, requests that need the store answer 503, and it recovers by itself.
+                logger.error("store: redis at \(redis.address) is not reachable yet (\(error)); serving anyway")
+            }
+            return redis
+        }
+    }
+
+    /// The scenes in `<data_dir>/scenes`; each durable change goes to the overlays (the active scene) and panels.
+    static func openScenes(
+        dataDir: URL, limits: SceneLimits, hub: ChannelHub, acks: OverlayAcks, metrics: EngineMetrics,
+        logger: Logger
+    ) throws -> SceneStore {
+        do {
+            return try SceneStore(dataDirectory: dataDir, limits: limits, logger: logger) { change in
+                let frame = SceneBroadcast.frame(change)
+                if change.active {
+                    acks.broadcasted(change.scene.version)
+                    hub.broadcast(frame, to: .channel(.overlay), coalesceKey: "scene.full")
+                }
+                hub.broadcast(frame, to: .channel(.moderator), coalesceKey: "scene.full:" + change.scene.name)
+                metrics.gauge("onionrp_scene_version", [("scene", change.scene.name)]).record(Double(change.scene.version))
+            }
+        } catch {
+            throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
+        }
+    }
+
+    /// Plugin-declared element types join the core ones; each name has one owner.
+    /// - Returns: One problem per type that clashes.
+    static func addElementTypes(of plugins: [LoadedPlugin], to limits: inout SceneLimits) -> [String] {
+        var problems: [String] = []
+        var owners: [String: String] = [:]
+        for plugin in plugins {
+            for type in plugin.registrar.elementTypes {
+                let clash: String? =
+                    SceneLimits.coreElementTypes.contains(type.name)
+                    ? "element type '\(type.name)' is a core type of the engine"
+                    : owners[type.name].map { "element type '\(type.name)' is already declared by plugin '\($0)'" }
+                if let clash {
+                    problems.append(PluginLoadError(plugin: plugin.name, file: plugin.file, reason: clash).description)
+                } else {
+                    owners[type.name] = plugin.name
+                    limits.pluginElementTypes[type.name] = type
+                }
+            }
+        }
+        return problems
+    }
+
+    /// Claims every path the engine and the plugins serve; a second claim of a path is a clash.
+    /// - Returns: One problem per clash or malformed pattern.
+    static func claimRoutes(engine: PluginRegistrar, plugins: [LoadedPlugin]) -> [String] {
         var table = RouteTable()
         for route in ownRoutes { table.claim(method: "GET", path: route.path, owner: "engine", file: nil) }
-        for route in engineRegistrar.routes {
+        for route in engine.routes {
             table.claim(method: route.method.rawValue, path: route.path, owner: "engine", file: nil)
             if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: "engine", file: nil) }
         }
-        for plugin in loaded {
+        for plugin in plugins {
             for route in plugin.registrar.routes {
                 table.claim(method: route.method.rawValue, path: route.path, owner: plugin.name, file: plugin.file)
                 if route.method == .get { table.claim(method: "HEAD", path: route.path, owner: plugin.name, file: plugin.file) }
@@ -170,18 +202,12 @@ extension OverlayEngine {
                 table.claim(method: "HEAD", path: page.path, owner: plugin.name, file: plugin.file)
             }
         }
-        problems += table.problems
+        return table.problems
+    }
 
-        if !problems.isEmpty {
-            for plugin in loaded.reversed() { await plugin.shutdown() }
-            throw StartupError(lines: problems)
-        }
-
-        let engine = OverlayEngine(
-            config: config, logger: logger, metrics: metrics, store: store, sessions: sessions, hub: hub, access: access,
-            plugins: loaded, scenes: scene, acks: acks, engineRegistrar: engineRegistrar, webDir: webDir, publicURL: publicURL)
-        engine.registerEngineEvents()
-        for plugin in loaded {
+    /// The plugins' socket event handlers and hooks, on the hub.
+    func registerPluginEvents() {
+        for plugin in plugins {
             for handler in plugin.registrar.eventHandlers {
                 hub.on(handler.event, channels: handler.channels, owner: plugin.name, handler: handler.handler)
             }
@@ -195,7 +221,6 @@ extension OverlayEngine {
                 "loaded plugin \(plugin.name) \(plugin.version) (PluginAPI \(plugin.apiVersion)) from \(plugin.file): \(plugin.registrar.routes.count) routes, \(plugin.registrar.eventHandlers.count) events, \(plugin.registrar.webSocketEndpoints.count) sockets"
             )
         }
-        return engine
     }
 
     static func resolveStreamerToken(config: EngineConfig, dataDir: URL, crypto: OpenSSLCrypto, logger: Logger) throws -> String {
