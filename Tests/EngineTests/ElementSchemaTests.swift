@@ -83,6 +83,20 @@ final class ElementSchemaTests: XCTestCase {
         assertInvalid(#"{"id": "t1", "type": "text", "text": "x", "room": "a"}"#, field: "room", contains: "not a known field")
     }
 
+    func testAFlatUpdateChangesOnlyThePropertiesItSends() throws {
+        var element = try element(#"{"id": "g1", "type": "goal", "props": {"target": 10, "title": "Subs", "value": 3}}"#)
+        let validator = validator()
+        try validator.apply(["value": .number(4)], to: &element)
+        try validator.check(&element)
+        XCTAssertEqual(element.props?["value"], .number(4))
+        XCTAssertEqual(element.props?["title"], .string("Subs"), "a flat update kept the other properties")
+        XCTAssertEqual(element.props?["target"], .number(10))
+        // Sending props replaces them (defaults fill what is left out; the required target must be there).
+        try validator.apply(["props": .object(["target": .number(7)])], to: &element)
+        try validator.check(&element)
+        XCTAssertEqual(element.props?["title"], .string("Followers"))
+    }
+
     func testSchemalessTypesTakeAnyProps() throws {
         let made = try element(#"{"id": "f1", "type": "free", "props": {"anything": [1, 2], "x": {"y": true}}}"#)
         XCTAssertEqual(made.props?["anything"], .array([.number(1), .number(2)]))

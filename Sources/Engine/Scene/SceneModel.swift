@@ -242,7 +242,9 @@ struct SceneValidator {
 
     /// Moves top-level keys that are properties of the element's plugin type into `props` (the flat form
     /// `{"type": "webrtc", "room": "cam"}` that clients sent before plugin properties lived in `props`).
-    func unflatten(_ object: [String: JSONValue], type: String) throws -> [String: JSONValue] {
+    /// - Parameter existing: The element's current props: an update that sends only flat properties changes those
+    ///   and keeps the others (sending `props` replaces them, as always).
+    func unflatten(_ object: [String: JSONValue], type: String, existing: [String: JSONValue]? = nil) throws -> [String: JSONValue] {
         guard let schema = limits.pluginElementTypes[type], schema.properties != nil else { return object }
         let flat = object.keys.filter { !SceneElement.knownKeys.contains($0) && schema.property($0) != nil }
         guard !flat.isEmpty else { return object }
@@ -250,7 +252,8 @@ struct SceneValidator {
         var props: [String: JSONValue]
         switch object["props"] {
         case .object(let members)?: props = members
-        case .null?, nil: props = [:]
+        case .null?: props = [:]
+        case nil: props = existing ?? [:]
         default: return object  // apply() reports the wrong props
         }
         for key in flat {
@@ -263,7 +266,7 @@ struct SceneValidator {
     /// Applies the fields of `object` to `element` (used by add and by update operations).
     func apply(_ sent: [String: JSONValue], to element: inout SceneElement) throws {
         let id = element.id
-        let object = try unflatten(sent, type: element.type)
+        let object = try unflatten(sent, type: element.type, existing: element.props)
         for key in object.keys where !SceneElement.knownKeys.contains(key) { throw fail(id, key, "is not a known field") }
         if let x = try number(object["x"], id, "x", range: Self.coordinateRange) { element.x = x }
         if let y = try number(object["y"], id, "y", range: Self.coordinateRange) { element.y = y }
