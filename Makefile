@@ -38,7 +38,8 @@ docs:
 ## Formatting (.swift-format, swift-format from the toolchain): `make lint` checks, `make format` rewrites.
 SWIFT_FORMAT ?= swift-format
 FORMAT_PATHS := Sources Plugins examples/hello-plugin/Sources examples/counter-plugin/Sources fuzz/Sources \
-  Tests/EngineTests Tests/PluginAPITests Tests/MediaTests Tests/TTSTests Tests/WebRTCSignalingTests Tests/fixtures/misbehaving-plugin/Sources
+  Tests/EngineTests Tests/PluginAPITests Tests/MediaTests Tests/TTSTests Tests/WebRTCSignalingTests Tests/TestSupport \
+  Tests/fixtures/misbehaving-plugin/Sources
 lint:
 	$(SWIFT_FORMAT) lint --strict --recursive $(FORMAT_PATHS)
 format:

@@ -119,8 +119,15 @@ let package = Package(
             path: "Tests/PluginAPITests",
             swiftSettings: strict
         ),
-        pluginTests("Media", extra: ["Engine"]),
+        // What the plugin test targets share (a config mapping built without YAML).
+        .target(
+            name: "TestSupport",
+            dependencies: [.product(name: "PluginAPI", package: "PluginAPI")],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        pluginTests("Media", extra: ["Engine", "TestSupport"]),
         pluginTests("TTS"),
-        pluginTests("WebRTCSignaling", extra: ["Engine"]),
+        pluginTests("WebRTCSignaling", extra: ["Engine", "TestSupport"]),
     ] + plugins.map(\.1)
 )

@@ -1,5 +1,6 @@
 @testable import Media
 import PluginAPI
+import TestSupport
 import XCTest
 
 /// Content-Disposition parsing, file-name sanitising, the multipart guard, sizes and the plugin's configuration section.
@@ -120,7 +121,7 @@ final class FormPartsTests: XCTestCase {
             ("9223372036854775808", nil), ("10000000TB", nil), ("1..2MB", nil), ("0MiB", nil),
         ]
         for (text, expected) in cases {
-            let decoded = Result { try ConfigDecoder.decode(MediaConfiguration.self, from: node([("max_video_bytes", text)])) }
+            let decoded = Result { try ConfigDecoder.decode(MediaConfiguration.self, from: configNode([("max_video_bytes", text)])) }
             switch (decoded, expected) {
             case (.success(let configuration), let bytes?):
                 XCTAssertEqual(configuration.maxVideoBytes, bytes, text)
@@ -133,22 +134,13 @@ final class FormPartsTests: XCTestCase {
         }
     }
 
-    func node(_ pairs: [(String, String)]) -> ConfigNode {
-        ConfigNode(
-            .mapping(
-                pairs.enumerated().map {
-                    (key: $0.element.0, value: ConfigNode(.scalar($0.element.1, quoted: false), line: $0.offset + 2, column: 5))
-                }),
-            line: 1, column: 1)
-    }
-
     func testTheConfigurationSection() throws {
         let defaults = try ConfigDecoder.decode(MediaConfiguration.self, from: ConfigNode(.scalar("", quoted: false), line: 1, column: 1))
         XCTAssertEqual(defaults.maxImageBytes, 25 << 20)
         XCTAssertEqual(defaults.accelRedirectPrefix, "")
         let set = try ConfigDecoder.decode(
             MediaConfiguration.self,
-            from: node([
+            from: configNode([
                 ("max_image_bytes", "10MiB"), ("max_video_bytes", "2GB"), ("quota_bytes", "1TiB"), ("max_name_length", "64"),
                 ("accel_redirect_prefix", "/_media/"), ("cache_max_age_seconds", "0"),
             ]))
@@ -162,7 +154,7 @@ final class FormPartsTests: XCTestCase {
 
         func refused(_ key: String, _ value: String, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
             XCTAssertThrowsError(
-                try ConfigDecoder.decode(MediaConfiguration.self, from: node([("quota_bytes", "1GiB"), (key, value)])),
+                try ConfigDecoder.decode(MediaConfiguration.self, from: configNode([("quota_bytes", "1GiB"), (key, value)])),
                 file: file, line: line
             ) { error in
                 let error = error as? ConfigError

@@ -3,6 +3,7 @@ import Foundation
 @_spi(Engine) import PluginAPI
 import Synchronization
 @testable import WebRTCSignaling
+import TestSupport
 import XCTest
 
 /// A socket that records what is sent and closed, and receives nothing.
@@ -115,19 +116,10 @@ final class ICEAndPeerTests: XCTestCase {
         refused(["WEBRTC_TOKEN_SECRET": String(repeating: "k", count: 31)], "at least 32 bytes")
     }
 
-    func node(_ pairs: [(String, String)]) -> ConfigNode {
-        ConfigNode(
-            .mapping(
-                pairs.enumerated().map {
-                    (key: $0.element.0, value: ConfigNode(.scalar($0.element.1, quoted: false), line: $0.offset + 2, column: 5))
-                }),
-            line: 1, column: 1)
-    }
-
     func testTheConfigurationSection() throws {
         let decoded = try ConfigDecoder.decode(
             WebRTCSignalingConfiguration.self,
-            from: node([
+            from: configNode([
                 ("overlay_rooms", "any"), ("max_token_ttl_seconds", "600"),
                 ("token_ttl_seconds", "600"),
             ]))
@@ -143,7 +135,7 @@ final class ICEAndPeerTests: XCTestCase {
             ([("replace_publisher", "sometimes")], "replace_publisher", "expected true or false"),
             ([("max_rooms", "10"), ("max_room", "1")], "max_room", "unknown key"),
         ] {
-            XCTAssertThrowsError(try ConfigDecoder.decode(WebRTCSignalingConfiguration.self, from: node(pairs)), key) { error in
+            XCTAssertThrowsError(try ConfigDecoder.decode(WebRTCSignalingConfiguration.self, from: configNode(pairs)), key) { error in
                 let error = error as? ConfigError
                 XCTAssertEqual(error?.path, key)
                 XCTAssertEqual(error?.line, 1 + pairs.count, key)

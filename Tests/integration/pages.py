@@ -1,6 +1,8 @@
 """What the browser and HTTP tests of the pages share: scenes over HTTP, moderator keys and login, the panel's
 state, the browser console, screenshots and small fixtures of content."""
+import json
 import struct
+import time
 import zlib
 
 import requests
@@ -131,3 +133,15 @@ def plugin_routes(engine):
 
 def no_overflow(driver):
     return driver.execute_script("const d = document.documentElement; return d.scrollWidth <= innerWidth + 1 && d.scrollHeight <= innerHeight + 1")
+
+
+def recv_type(ws, wanted, timeout=5.0):
+    """The next socket message of type `wanted`, skipping others (hello, room.state, metrics...)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no '{wanted}' message within {timeout}s")
+        message = json.loads(ws.recv(timeout=left))
+        if message.get("type") == wanted:
+            return message

@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 
 from browser import make_chrome
 from conftest import ROOT, run_cli
+from pages import recv_type
 
 EXAMPLE = ROOT / "examples" / "counter-plugin"
 COUNTER_SO = EXAMPLE / ".build" / "debug" / "libcounter.so"
@@ -67,14 +68,6 @@ def save(engine, elements):
 def stored(engine, element_id):
     scene = requests.get(engine.url + "/api/scene", headers=engine.streamer()).json()
     return next(el for el in scene["elements"] if el["id"] == element_id)
-
-
-def recv_type(ws, wanted, limit=20):
-    for _ in range(limit):
-        message = json.loads(ws.recv(timeout=5))
-        if message["type"] == wanted:
-            return message
-    raise AssertionError(f"no {wanted} message")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import requests
 from websockets.sync.client import connect
 
 from conftest import ROOT, plugin_config
+from pages import recv_type
 
 FIXTURES = ROOT / "Tests" / "fixtures" / "media"
 STREAMER = {"x-streamer-token": "streamer-secret"}
@@ -96,14 +97,6 @@ def moderator_session(engine):
     answer = requests.post(engine.url + "/api/moderator-keys/consume", data={"key": key})
     assert answer.status_code == 200, answer.text
     return answer.json()["session"]
-
-
-def recv_type(ws, wanted, limit=20):
-    for _ in range(limit):
-        message = json.loads(ws.recv(timeout=5))
-        if message["type"] == wanted:
-            return message
-    raise AssertionError(f"no {wanted} message")
 
 
 def rss_kib(pid):

@@ -5,14 +5,7 @@ import requests
 from websockets.sync.client import connect
 
 from conftest import API_VERSION, BUILD, plugin_config, run_cli
-
-
-def recv_type(ws, wanted, limit=10):
-    for _ in range(limit):
-        message = json.loads(ws.recv(timeout=5))
-        if message["type"] == wanted:
-            return message
-    raise AssertionError(f"no {wanted} message")
+from pages import recv_type
 
 
 def test_example_and_in_repo_plugin_load_and_serve(engines, hello_so):

@@ -15,7 +15,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from pages import put_scene
+from pages import put_scene, recv_type
 from conftest import plugin_config, run_cli
 
 STREAMER = {"x-streamer-token": "streamer-secret"}
@@ -71,18 +71,6 @@ def open_ws(engine, room, role, tok=None):
 
 def recv(ws, timeout=5.0):
     return json.loads(ws.recv(timeout=timeout))
-
-
-def recv_type(ws, kind, timeout=5.0):
-    """The next message of type `kind`, skipping others (room.state, publisher.metrics...)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no '{kind}' message within {timeout}s")
-        message = recv(ws, left)
-        if message.get("type") == kind:
-            return message
 
 
 def drain(ws, quiet=0.3):
