@@ -12,6 +12,19 @@ export function isColor(text) {
   return ["transparent", "white", "black", "red", "green", "blue", "yellow", "orange", "purple", "gray", "grey"].includes(text);
 }
 
+/** Marks a field as refused, with the reason in its error line (read by screen readers through aria-describedby). */
+function showProblem(input, error, message) {
+  input.setAttribute("aria-invalid", "true");
+  input.setAttribute("aria-describedby", error.id);
+  error.textContent = message;
+}
+
+/** Clears what showProblem() set. */
+function clearProblem(input, error) {
+  input.removeAttribute("aria-invalid");
+  error.textContent = "";
+}
+
 /** "#rrggbb" part of a colour for <input type=color>, and its alpha suffix. */
 function splitColor(text) {
   const named = { white: "#ffffff", black: "#000000", red: "#ff0000", green: "#008000", blue: "#0000ff", yellow: "#ffff00",
@@ -76,13 +89,10 @@ export class Inspector {
       try {
         value = parse ? parse(raw) : raw;
       } catch (problem) {
-        input.setAttribute("aria-invalid", "true");
-        input.setAttribute("aria-describedby", error.id);
-        error.textContent = problem.message;
+        showProblem(input, error, problem.message);
         return;
       }
-      input.removeAttribute("aria-invalid");
-      error.textContent = "";
+      clearProblem(input, error);
       const current = this.app.sync.element(this.currentId);
       if (!current) return;
       if ((current[field] ?? null) === (value ?? null)) {
@@ -143,13 +153,10 @@ export class Inspector {
       try {
         value = parse(raw);
       } catch (problem) {
-        text.setAttribute("aria-invalid", "true");
-        text.setAttribute("aria-describedby", error.id);
-        error.textContent = problem.message;
+        showProblem(text, error, problem.message);
         return;
       }
-      text.removeAttribute("aria-invalid");
-      error.textContent = "";
+      clearProblem(text, error);
       const current = this.app.sync.element(this.currentId);
       if (!current || (current[field] ?? null) === value) return;
       this.app.sync.update(this.currentId, { [field]: value }, { group: `field:${this.currentId}:${field}`, debounce: final ? 0 : 300 });
@@ -274,8 +281,7 @@ export class Inspector {
       } else if (type === "color-text") {
         input.value = value ?? "";
         binding.swatch.value = splitColor(value || (field === "color" ? "#ffffff" : "#000000")).hex;
-        input.removeAttribute("aria-invalid");
-        binding.error.textContent = "";
+        clearProblem(input, binding.error);
       } else {
         let shown = value;
         if (field === "opacity") shown = value ?? 1;
@@ -294,8 +300,7 @@ export class Inspector {
         if (field === "size") shown = value ?? 48;
         if (typeof shown === "number" && !Number.isInteger(shown)) shown = Math.round(shown * 100) / 100;
         input.value = shown ?? "";
-        input.removeAttribute("aria-invalid");
-        binding.error.textContent = "";
+        clearProblem(input, binding.error);
       }
       if (type === "range") input.title = String(input.value);
     }
@@ -412,13 +417,10 @@ export class Inspector {
       try {
         value = parse(kind === "boolean" ? input.checked : input.value);
       } catch (problem) {
-        input.setAttribute("aria-invalid", "true");
-        input.setAttribute("aria-describedby", error.id);
-        error.textContent = problem.message;
+        showProblem(input, error, problem.message);
         return;
       }
-      input.removeAttribute("aria-invalid");
-      error.textContent = "";
+      clearProblem(input, error);
       if (this.serverProblem && this.serverProblem.field === field) this.serverProblem = null;
       const current = this.app.sync.element(this.currentId);
       if (!current) return;
@@ -458,8 +460,7 @@ export class Inspector {
     if (kind === "boolean") input.checked = value === true;
     else if (kind === "color") input.value = /^#[0-9a-f]{6}$/i.test(String(value || "")) ? value : /^#[0-9a-f]{3}$/i.test(String(value || "")) ? `#${[...String(value).slice(1)].map((c) => c + c).join("")}` : "#000000";
     else input.value = value === undefined || value === null ? "" : String(value);
-    input.removeAttribute("aria-invalid");
-    binding.error.textContent = "";
+    clearProblem(input, binding.error);
   }
 
   /** A save the engine refused because of one field (invalid_scene, details.field): marks that field. */
@@ -473,9 +474,7 @@ export class Inspector {
     if (!problem || problem.elementId !== this.currentId) return;
     const binding = this.fields.get(problem.field);
     if (!binding) return;
-    binding.input.setAttribute("aria-invalid", "true");
-    binding.input.setAttribute("aria-describedby", binding.error.id);
-    binding.error.textContent = problem.message.replace(/^Not saved: /, "");
+    showProblem(binding.input, binding.error, problem.message.replace(/^Not saved: /, ""));
   }
 
   togglePlay() {
