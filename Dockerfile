@@ -25,7 +25,8 @@ RUN swift package resolve
 
 COPY Sources Sources
 COPY Plugins Plugins
-COPY Tests/EngineTests Tests/EngineTests
+# The Swift test targets' folders (the manifest names them; .dockerignore lets only those in, not Tests/integration).
+COPY Tests Tests
 ARG SWIFT_BUILD_JOBS=""
 # The Swift runtime the binaries load (libswiftCore, Foundation, Dispatch, ...) is copied out next to
 # them: the plugins are dynamic libraries sharing one runtime, so the standard library is not static.
