@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from browser import make_chrome
 from conftest import ROOT, run_cli
-from pages import recv_type
+from pages import put_scene, recv_type
 
 EXAMPLE = ROOT / "examples" / "counter-plugin"
 COUNTER_SO = EXAMPLE / ".build" / "debug" / "libcounter.so"
@@ -60,9 +60,8 @@ def goal(element_id="g1", **props):
 
 
 def save(engine, elements):
-    current = requests.get(engine.url + "/api/scene", headers=engine.streamer()).json()
-    return requests.put(engine.url + "/api/scene", headers=engine.streamer(),
-                        json={"base_version": current["_version"], "elements": elements})
+    """The save's response (refusals are checked too)."""
+    return put_scene(engine, elements, check=False)
 
 
 def stored(engine, element_id):
@@ -106,6 +105,27 @@ def test_defaults_are_filled_in_on_save(engine):
     assert answer.status_code == 200, answer.text
     assert stored(engine, "g1")["props"] == {**DEFAULTS, "value": 5, "title": "Subs"}
     assert stored(engine, "g2")["props"] == DEFAULTS
+
+
+def test_a_flat_update_changes_only_the_properties_it_sends(engine):
+    assert save(engine, [goal("g1", value=5, title="Subs", target=50)]).status_code == 200
+    base = requests.get(engine.url + "/api/scene").json()["_version"]
+    # The top-level form of a property (as `room` for webrtc elements) merges into props...
+    patched = requests.patch(engine.url + "/api/scene", headers=engine.streamer(),
+                             json={"base_version": base, "ops": [{"op": "update", "id": "g1", "fields": {"value": 7}}]})
+    assert patched.status_code == 200, patched.text
+    assert stored(engine, "g1")["props"] == {**DEFAULTS, "value": 7, "title": "Subs", "target": 50}
+    # ...is checked like props...
+    refused = requests.patch(engine.url + "/api/scene", headers=engine.streamer(),
+                             json={"base_version": patched.json()["_version"],
+                                   "ops": [{"op": "update", "id": "g1", "fields": {"target": 0}}]})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "props.target", refused.text
+    # ...while sending props replaces them (defaults fill the rest).
+    replaced = requests.patch(engine.url + "/api/scene", headers=engine.streamer(),
+                              json={"base_version": patched.json()["_version"],
+                                    "ops": [{"op": "update", "id": "g1", "fields": {"props": {"value": 1}}}]})
+    assert replaced.status_code == 200, replaced.text
+    assert stored(engine, "g1")["props"] == {**DEFAULTS, "value": 1}
 
 
 @pytest.mark.parametrize("props, field", [
