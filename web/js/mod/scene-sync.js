@@ -411,13 +411,15 @@ export class SceneSync extends EventTarget {
     const base = this.server._version;
     const name = this.name;
     this.inflight = { ops, ids, structural, base, group: this.pendingGroup };
-    this.lastSendAt = performance.now();
     this.emitStatus();
     let answer = null;
     let failure = null;
     try {
       const body = { base_version: base, ops };
       if (this.inflight.group) body.group = this.inflight.group;
+      // Spacing is measured from the request itself: listeners of emitStatus() (re-rendering the panel) may
+      // take milliseconds, and counting from before them let two requests leave less than 100 ms apart.
+      this.lastSendAt = performance.now();
       answer = await this.api.patch(`/api/scenes/${encodeURIComponent(name)}`, { json: body });
     } catch (err) {
       failure = err;
