@@ -50,7 +50,9 @@ extension OverlayEngine {
         sceneLimits.maxTextLength = config.scene.maxTextLength
         sceneLimits.historySize = config.scene.historySize
         sceneLimits.historyMaxAgeSeconds = config.scene.historyMaxAgeSeconds
-        let scene = try openScenes(dataDir: dataDir, limits: sceneLimits, hub: hub, acks: acks, metrics: metrics, logger: logger)
+        let feed = SceneFeed(hub: hub, acks: acks, capacity: config.scene.replayLogSize, logger: logger)
+        let scene = try openScenes(
+            config: config, store: store, dataDir: dataDir, limits: sceneLimits, feed: feed, metrics: metrics, logger: logger)
 
         let (loaded, loadErrors) = await PluginLoader.loadAll(
             config: config, pluginsDir: pluginsDir,
@@ -84,7 +86,7 @@ extension OverlayEngine {
 
         let engine = OverlayEngine(
             config: config, logger: logger, metrics: metrics, store: store, sessions: sessions, hub: hub, access: access,
-            plugins: loaded, scenes: scene, acks: acks, engineRegistrar: engineRegistrar, webDir: webDir, publicURL: publicURL)
+            plugins: loaded, scenes: scene, feed: feed, acks: acks, engineRegistrar: engineRegistrar, webDir: webDir, publicURL: publicURL)
         engine.registerEngineEvents()
         engine.registerPluginEvents()
         return engine
@@ -138,21 +140,28 @@ extension OverlayEngine {
         }
     }
 
-    /// The scenes in `<data_dir>/scenes`; each durable change goes to the overlays (the active scene) and panels.
+    /// The scenes (in `<data_dir>/scenes`, or in Redis shared with other engines); each durable change goes to the
+    /// overlays (the active scene) and panels through the feed.
     static func openScenes(
-        dataDir: URL, limits: SceneLimits, hub: ChannelHub, acks: OverlayAcks, metrics: EngineMetrics,
+        config: EngineConfig, store: any EngineStore, dataDir: URL, limits: SceneLimits, feed: SceneFeed, metrics: EngineMetrics,
         logger: Logger
     ) throws -> SceneStore {
-        do {
-            return try SceneStore(dataDirectory: dataDir, limits: limits, logger: logger) { change in
-                let frame = SceneBroadcast.frame(change)
-                if change.active {
-                    acks.broadcasted(change.scene.version)
-                    hub.broadcast(frame, to: .channel(.overlay), coalesceKey: "scene.full")
-                }
-                hub.broadcast(frame, to: .channel(.moderator), coalesceKey: "scene.full:" + change.scene.name)
-                metrics.gauge("onionrp_scene_version", [("scene", change.scene.name)]).record(Double(change.scene.version))
+        let onChange: @Sendable (SceneChange) -> Void = { change in
+            feed.publish(change, epoch: change.epoch)
+            metrics.gauge("onionrp_scene_version", [("scene", change.scene.name)]).record(Double(change.scene.version))
+        }
+        if let redis = store as? RedisStore {
+            do {
+                let ledger = RedisSceneLedger(
+                    store: redis, importFrom: dataDir.appendingPathComponent("scenes"), limits: limits,
+                    replayLength: config.scene.replayLogSize, logger: logger)
+                return try SceneStore(ledger: ledger, limits: limits, logger: logger, onChange: onChange)
+            } catch {
+                throw StartupError(lines: ["engine: the scenes in redis at \(redis.address) cannot be opened: \(error)"])
             }
+        }
+        do {
+            return try SceneStore(dataDirectory: dataDir, limits: limits, logger: logger, onChange: onChange)
         } catch {
             throw StartupError(lines: ["engine: the scenes in '\(dataDir.path)/scenes' cannot be opened: \(error)"])
         }

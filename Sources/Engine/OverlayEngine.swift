@@ -33,6 +33,8 @@ public final class OverlayEngine: Sendable {
     public let access: AccessPolicy
     public let plugins: [LoadedPlugin]
     public let scenes: SceneStore
+    /// Scene changes as clients receive them (full frames, patches, the replay log for reconnects).
+    let feed: SceneFeed
     public let acks: OverlayAcks
     /// Routes the engine registers through the same mechanism as plugins (scene API).
     let engineRegistrar: PluginRegistrar
@@ -52,7 +54,7 @@ public final class OverlayEngine: Sendable {
 
     init(
         config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, sessions: ModeratorSessionStore,
-        hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin], scenes: SceneStore, acks: OverlayAcks,
+        hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin], scenes: SceneStore, feed: SceneFeed, acks: OverlayAcks,
         engineRegistrar: PluginRegistrar, webDir: URL, publicURL: String
     ) {
         self.config = config
@@ -64,6 +66,7 @@ public final class OverlayEngine: Sendable {
         self.access = access
         self.plugins = plugins
         self.scenes = scenes
+        self.feed = feed
         self.acks = acks
         self.engineRegistrar = engineRegistrar
         self.webDir = webDir
@@ -200,6 +203,7 @@ public final class OverlayEngine: Sendable {
             await plugin.shutdown()
             logger.info("plugin \(plugin.name) stopped")
         }
+        scenes.close()
         await store.close()
         logger.notice("engine stopped")
     }

@@ -60,10 +60,18 @@ public final class OutboundQueue<Frame: Sendable>: Sendable {
     /// Queues a frame; with `key`, replaces a queued frame of the same key instead.
     @discardableResult
     public func enqueue(_ frame: Frame, key: String? = nil) -> Outcome {
+        enqueue(key: key) { _ in frame }
+    }
+
+    /// Queues the frame `make` returns, chosen under the queue's lock: `make(true)` when it replaces a queued frame
+    /// of the same key (the peer never receives that one, so e.g. a delta against it must become a snapshot),
+    /// `make(false)` when it is added at the end.
+    @discardableResult
+    public func enqueue(key: String?, _ make: (_ replacing: Bool) -> Frame) -> Outcome {
         let (outcome, waiter): (Outcome, CheckedContinuation<Void, Never>?) = state.withLock { q in
             if q.closing != nil { return (.closed, nil) }
             if let key, let index = q.items.lastIndex(where: { $0.key == key }) {
-                q.items[index].frame = frame
+                q.items[index].frame = make(true)
                 return (.coalesced, nil)
             }
             if q.items.count >= limit {
@@ -72,7 +80,7 @@ public final class OutboundQueue<Frame: Sendable>: Sendable {
                 defer { q.waiter = nil }
                 return (.overflowed, q.waiter)
             }
-            q.items.append(Item(frame: frame, key: key))
+            q.items.append(Item(frame: make(false), key: key))
             defer { q.waiter = nil }
             return (.queued, q.waiter)
         }

@@ -37,7 +37,7 @@ public struct PluginAPIVersion: Sendable, Equatable, CustomStringConvertible {
     /// `@_alwaysEmitIntoClient` copies the literal into every plugin and into the engine at compile
     /// time, so a plugin reports the version it was built against, not the one it runs with.
     @_alwaysEmitIntoClient
-    public static var current: PluginAPIVersion { PluginAPIVersion(major: 1, minor: 2) }
+    public static var current: PluginAPIVersion { PluginAPIVersion(major: 1, minor: 3) }
 }
 
 /// The name of the C symbol every plugin exports; see ``PluginExport``.

@@ -12,6 +12,7 @@
 
 import { Backoff } from "./lib/backoff.js";
 import { clamp, finite } from "./lib/util.js";
+import { applyScenePatch } from "./lib/scene-patch.js";
 import { createTextNode, updateText } from "./text-style.js";
 import { elementTypes as declaredTypes, fetchListing, loadPlugins, onPluginStatus, pluginStatus, registrations } from "./lib/plugins.js";
 
@@ -41,6 +42,10 @@ const internal = {
   shown: false,
   /** Newest version handed to the DOM (may still be preloading media); -1 before the first scene. */
   appliedVersion: -1,
+  /** The epoch of the versions held (engines' store identity); "" before the first frame. */
+  epoch: "",
+  /** Reconnects that were resumed from the version held (no full scene needed). */
+  resumes: 0,
   scene: null,
   width: 1920,
   height: 1080,
@@ -58,6 +63,8 @@ export const state = Object.freeze(Object.defineProperties({}, {
   mode: { enumerable: true, get: () => config.mode },
   elements: { enumerable: true, get: () => records.size },
   scene: { enumerable: true, get: () => internal.scene },
+  epoch: { enumerable: true, get: () => internal.epoch },
+  resumes: { enumerable: true, get: () => internal.resumes },
 }));
 
 // ---------------------------------------------------------------------------------------------
@@ -567,7 +574,10 @@ on("scene.full", (message) => {
   if (!Number.isFinite(version)) return;
   const first = !socketState.synced;
   socketState.synced = true;
-  if (version > internal.appliedVersion) {
+  // Another epoch: the engines' store was reset and versions started over; its frame is the truth.
+  const newEpoch = typeof message.epoch === "string" && message.epoch !== internal.epoch;
+  if (typeof message.epoch === "string") internal.epoch = message.epoch;
+  if (version > internal.appliedVersion || (newEpoch && version !== internal.appliedVersion)) {
     applyScene(scene, version);
   } else if (first && version < internal.appliedVersion) {
     // The first frame after (re)connecting is the server's truth; an older version means the engine was reset.
@@ -577,6 +587,31 @@ on("scene.full", (message) => {
     // Already on screen: tell the (possibly restarted) engine again.
     acknowledgeVersion(version);
   }
+});
+
+on("scene.patch", (message) => {
+  if (message.active === false) return;
+  const version = finite(message.version, NaN);
+  if (!Number.isFinite(version) || (message.epoch === internal.epoch && version <= internal.appliedVersion)) return;
+  const scene = message.epoch === internal.epoch ? applyScenePatch(internal.scene, message) : null;
+  if (!scene) {
+    // Not on its base (a frame was lost, or another epoch): start over with the full scene.
+    debugLog(`patch ${message.base_version} -> ${version} does not apply to version ${internal.appliedVersion}; resyncing`);
+    internal.epoch = "";
+    dropSocket();
+    return;
+  }
+  socketState.synced = true;
+  applyScene(scene, version);
+});
+
+on("scene.resumed", (message) => {
+  // Reconnected and given exactly the versions missed (none when up to date).
+  socketState.synced = true;
+  internal.resumes += 1;
+  debugLog(`resumed from version ${message.from}: ${message.replayed} version(s) replayed`);
+  if (internal.shown && internal.version === internal.appliedVersion) acknowledgeVersion(internal.version);
+  updateDebug();
 });
 
 on("pong", () => {
@@ -608,8 +643,13 @@ const socketState = {
 
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ overlay_id: config.overlayId });
+  const query = new URLSearchParams({ overlay_id: config.overlayId, patches: "1" });
   if (config.token) query.set("token", config.token);
+  // The version held: the engine (this one or another behind the proxy) sends only what was missed.
+  if (internal.epoch && internal.appliedVersion > 0) {
+    query.set("since", String(internal.appliedVersion));
+    query.set("epoch", internal.epoch);
+  }
   return `${scheme}//${location.host}/ws/overlay?${query}`;
 }
 

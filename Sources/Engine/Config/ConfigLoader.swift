@@ -217,6 +217,7 @@ public enum ConfigLoader {
         check((1...10_000).contains(config.scene.maxElements), ["scene", "max_elements"], "must be between 1 and 10000")
         check((1...100_000).contains(config.scene.maxTextLength), ["scene", "max_text_length"], "must be between 1 and 100000")
         check((2...1000).contains(config.scene.historySize), ["scene", "history_size"], "must be between 2 and 1000")
+        check((16...100_000).contains(config.scene.replayLogSize), ["scene", "replay_log_size"], "must be between 16 and 100000")
         check(
             (60...31_536_000).contains(config.scene.historyMaxAgeSeconds), ["scene", "history_max_age_seconds"],
             "must be between 60 and 31536000 (a year)")

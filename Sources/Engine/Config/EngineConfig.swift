@@ -142,6 +142,9 @@ public struct SceneConfig: DefaultedConfiguration {
     public var historyMaxAgeSeconds = 7 * 24 * 3600
     /// Largest scene save body.
     public var maxBodyBytes = 2 << 20
+    /// Recent changes kept for clients that reconnect with the version they have (they get exactly what they missed);
+    /// with the redis backend also the length of the shared change log (a Redis stream) engines catch up from.
+    public var replayLogSize = 1000
 
     public init() {}
 }

@@ -103,7 +103,8 @@ extension OverlayEngine {
         return try json(Listing(engine_version: Self.version, api_version: PluginAPIVersion.current.description, plugins: plugins))
     }
 
-    /// `/ws/overlay` (`?overlay_id=` names it in the metrics) and `/ws/moderator`.
+    /// `/ws/overlay` (`?overlay_id=` names it in the metrics) and `/ws/moderator`. Both take `?patches=1` (the client
+    /// applies `scene.patch` frames) and `?since=<version>&epoch=<epoch>` (the version it holds, to get only what it missed).
     func addChannelSocket(_ router: Router<EngineRequestContext>, path: String, channel: SocketChannel, access level: AccessLevel) {
         socketRoute(
             router, RouterPath(path),
@@ -111,22 +112,47 @@ extension OverlayEngine {
                 let (caller, client) = try await self.admit(
                     method: .get, access: level, rateLimit: nil, request: request,
                     context: context, upgrade: true)
-                if channel == .overlay, let id = PluginBridge.query(request.uri).first(where: { $0.name == "overlay_id" })?.value,
+                let query = PluginBridge.query(request.uri)
+                if channel == .overlay, let id = query.first(where: { $0.name == "overlay_id" })?.value,
                     id.isEmpty || id.count > 64 || !SceneValidator.isIdentifier(id)
                 {
                     throw PluginError.invalidField("overlay_id", "1-64 letters, digits, '-', '_' or '.'")
                 }
+                _ = try Self.sceneOptions(query)
                 return Admission(caller: caller, client: client)
             },
             serve: { inbound, outbound, context, admission in
-                let label = channel == .overlay ? PluginBridge.query(context.request.uri).first(where: { $0.name == "overlay_id" })?.value : nil
+                let query = PluginBridge.query(context.request.uri)
+                let label = channel == .overlay ? query.first(where: { $0.name == "overlay_id" })?.value : nil
+                let options = (try? Self.sceneOptions(query)) ?? (patches: false, resume: nil)
                 await self.hub.serve(
-                    channel: channel, caller: admission.caller, clientLabel: label,
+                    channel: channel, caller: admission.caller, clientLabel: label, takesPatches: options.patches,
                     inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
                     afterConnect: {
                         self.sendHello($0)
-                        self.sendScene($0)
+                        self.sendScene($0, resume: options.resume)
                     })
             })
+    }
+
+    /// `patches` (`1`/`true`/`0`/`false`), `since` (a version, with `epoch`) of a channel socket's query.
+    static func sceneOptions(_ query: [(name: String, value: String)]) throws -> (patches: Bool, resume: SceneFeed.Resume?) {
+        func value(_ name: String) -> String? { query.first(where: { $0.name == name })?.value }
+        var patches = false
+        if let text = value("patches") {
+            switch text {
+            case "1", "true": patches = true
+            case "0", "false", "": patches = false
+            default: throw PluginError.invalidField("patches", "1 or 0")
+            }
+        }
+        var resume: SceneFeed.Resume? = nil
+        if let text = value("since") {
+            guard let since = Int64(text), since >= 0 else { throw PluginError.invalidField("since", "a scene version (a whole number >= 0)") }
+            let epoch = value("epoch") ?? ""
+            guard epoch.count <= 64 else { throw PluginError.invalidField("epoch", "at most 64 characters") }
+            resume = SceneFeed.Resume(since: since, epoch: epoch)
+        }
+        return (patches, resume)
     }
 }

@@ -53,13 +53,30 @@ struct SceneVersionRecord: Codable, Sendable {
 /// A change that was made durable, handed to the broadcaster in version order.
 public struct SceneChange: Sendable {
     public let scene: Scene
+    /// The scene as it was before (nil for a new scene, a resync or a reload): deltas are built against it.
+    public let previous: Scene?
     public let active: Bool
     public let action: String
+    /// The ledger's epoch the version belongs to.
+    public let epoch: String
+
+    public init(scene: Scene, previous: Scene? = nil, active: Bool, action: String, epoch: String = "") {
+        self.scene = scene
+        self.previous = previous
+        self.active = active
+        self.action = action
+        self.epoch = epoch
+    }
 }
 
-/// Owns every scene. Mutations are serialized under one lock; each accepted change gets the next
-/// version, is written to disk on a serial queue (write, fsync, rename), and only then broadcast,
-/// so overlays never see a version that a crash could take back, and they see versions in order.
+/// Owns every scene. Mutations are serialized on one queue; each accepted change gets the next version,
+/// is made durable by the ledger (files, or Redis shared by several engines) and only then installed and
+/// broadcast, so overlays never see a version that a crash could take back, and they see versions in order.
+///
+/// With a shared ledger the in-memory state is a cache of it: a save is a compare-and-set against the
+/// revision this engine has seen, a conflict means another engine saved first (this one catches up and
+/// computes the edit again, with the usual rebase rules), and every change (also this engine's own) is
+/// installed in the ledger's order, read back from it.
 public final class SceneStore: SceneAccess, Sendable {
     struct State {
         var scenes: [String: Scene] = [:]
@@ -68,62 +85,51 @@ public final class SceneStore: SceneAccess, Sendable {
         var log: [String: [SceneLogEntry]] = [:]
         var active = "main"
         var revision: Int64 = 0
+        /// The last ledger change installed.
+        var cursor: LedgerCursor = .origin
+        var epoch = ""
     }
 
     let state = Mutex(State())
-    let directory: URL
+    let ledger: any SceneLedger
     let limits: SceneLimits
     let logger: Logger
     let queue = BlockingIO.serialQueue(label: "onionrp.scene-persistence")
     let onChange: @Sendable (SceneChange) -> Void
+    /// Attempts of one save against a shared ledger before it answers 503.
+    static let maxAttempts = 64
 
-    /// Opens (or creates) the scenes in `<data>/scenes`.
-    /// - Parameters:
-    ///   - dataDirectory: The engine's data folder.
-    ///   - limits: Validation limits and history size.
-    ///   - onChange: Called on the persistence queue, in version order, after each change is durable.
-    public init(dataDirectory: URL, limits: SceneLimits, logger: Logger, onChange: @escaping @Sendable (SceneChange) -> Void) throws {
-        self.directory = dataDirectory.appendingPathComponent("scenes")
+    /// Opens (or creates) the scenes in `<data>/scenes` (the embedded backend).
+    public convenience init(dataDirectory: URL, limits: SceneLimits, logger: Logger, onChange: @escaping @Sendable (SceneChange) -> Void) throws {
+        let ledger = try FileSceneLedger(directory: dataDirectory.appendingPathComponent("scenes"), limits: limits, logger: logger)
+        try self.init(ledger: ledger, limits: limits, logger: logger, onChange: onChange)
+    }
+
+    /// Opens the scenes kept by `ledger`.
+    /// - Parameter onChange: Called on the persistence queue, in version order, after each change is durable.
+    init(ledger: any SceneLedger, limits: SceneLimits, logger: Logger, onChange: @escaping @Sendable (SceneChange) -> Void) throws {
+        self.ledger = ledger
         self.limits = limits
         self.logger = logger
         self.onChange = onChange
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let loaded = try Self.load(directory: directory, limits: limits, logger: logger)
+        let snapshot = try queue.sync { try ledger.load() }
+        let loaded = Self.state(from: snapshot, limits: limits)
         state.withLock { $0 = loaded }
         if loaded.scenes.isEmpty {
             // First run: an empty `main` scene, made durable like any other change.
-            _ = try createInitial()
+            try queue.sync { try createInitial() }
+        }
+        ledger.follow(from: loaded.cursor) { [weak self] changes in
+            guard let self else { return }
+            self.queue.async { self.receive(changes) }
         }
     }
 
     // MARK: loading
 
-    static func load(directory: URL, limits: SceneLimits, logger: Logger) throws -> State {
+    static func state(from snapshot: SceneLedgerSnapshot, limits: SceneLimits) -> State {
         var state = State()
-        let fm = FileManager.default
-        let decoder = JSONDecoder()
-        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where !name.hasPrefix("_") {
-            guard SceneValidator.isSceneName(name) else {
-                logger.warning("ignoring \(directory.appendingPathComponent(name).path): not a scene name")
-                continue
-            }
-            let folder = directory.appendingPathComponent(name)
-            var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
-            let files = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? [])
-                .filter { $0.hasSuffix(".json") }
-                .compactMap { file -> (Int64, String)? in Int64(file.dropLast(5)).map { ($0, file) } }
-                .sorted { $0.0 < $1.0 }
-            var records: [SceneVersionRecord] = []
-            for (_, file) in files {
-                let url = folder.appendingPathComponent(file)
-                guard let data = fm.contents(atPath: url.path) else { continue }
-                do {
-                    records.append(try decoder.decode(SceneVersionRecord.self, from: data))
-                } catch {
-                    logger.error("skipping unreadable scene version \(url.path): \(error)")
-                }
-            }
+        for (name, records) in snapshot.history {
             guard let latest = records.last else { continue }
             state.scenes[name] = latest.scene
             let kept = retained(records, limits: limits, now: now())
@@ -131,39 +137,31 @@ public final class SceneStore: SceneAccess, Sendable {
             state.log[name] = kept.map(\.logEntry)
             state.revision = max(state.revision, latest.scene.version)
         }
-        if let data = fm.contents(atPath: directory.appendingPathComponent("_revision.json").path),
-            let recorded = try? decoder.decode([String: Int64].self, from: data)["revision"]
-        {
-            state.revision = max(state.revision, recorded)
-        }
-        let activeFile = directory.appendingPathComponent("_active.json")
-        if let data = fm.contents(atPath: activeFile.path),
-            let active = try? decoder.decode([String: String].self, from: data)["active"], state.scenes[active] != nil
-        {
+        state.revision = max(state.revision, snapshot.revision)
+        if let active = snapshot.active, state.scenes[active] != nil {
             state.active = active
         } else if let first = state.scenes.keys.sorted().first, state.scenes["main"] == nil {
             state.active = first
         }
+        state.cursor = snapshot.cursor
+        state.epoch = snapshot.epoch
         return state
     }
 
-    private func createInitial() throws -> Scene {
-        let scene: Scene = state.withLock { state in
-            state.revision += 1
-            var scene = Scene(name: "main")
-            scene.version = state.revision
-            scene.updatedAt = Self.now()
-            state.scenes["main"] = scene
-            state.active = "main"
-            state.history["main"] = [SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine", byName: "engine")]
-            state.log["main"] = [SceneLogEntry(version: scene.version, action: "create", changed: nil)]
-            return scene
+    /// Runs on the persistence queue.
+    private func createInitial() throws {
+        let (revision, existing) = state.withLock { ($0.revision, $0.scenes["main"]) }
+        guard existing == nil else { return }
+        var scene = Scene(name: "main")
+        scene.version = revision + 1
+        scene.updatedAt = Self.now()
+        let entry = SceneLedgerEntry(
+            record: SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine", byName: "engine"), activate: true,
+            replacing: nil, pruned: [])
+        switch try ledger.append(entry, expectedSceneVersion: 0, expectedRevision: revision) {
+        case .committed: try installCommitted(entry)
+        case .conflict: try catchUp()  // another engine created the scenes first
         }
-        try queue.sync {
-            try persist(SceneVersionRecord(scene: scene, action: "create", changed: nil, by: "engine", byName: "engine"))
-            try writeActive("main")
-        }
-        return scene
     }
 
     static func now() -> Int64 { WallClock.nowMilliseconds }
@@ -176,6 +174,24 @@ public final class SceneStore: SceneAccess, Sendable {
         let last = kept.last
         kept.removeAll { $0.scene.updatedAt < oldest && $0.scene.version != last?.scene.version }
         return kept
+    }
+
+    /// The history kept once `record` joins `kept` (taking the place of entry `replacing`), and the versions it drops.
+    /// The engine that saves and every engine that installs the change compute the same.
+    static func historyAfter(_ kept: [SceneVersionRecord], adding record: SceneVersionRecord, replacing: Int64?, limits: SceneLimits)
+        -> (kept: [SceneVersionRecord], pruned: [Int64])
+    {
+        var kept = kept
+        var pruned: [Int64] = []
+        if let replacing, kept.last?.scene.version == replacing {
+            kept.removeLast()
+            pruned.append(replacing)
+        }
+        kept.append(record)
+        let retained = Self.retained(kept, limits: limits, now: record.scene.updatedAt)
+        let still = Set(retained.map(\.scene.version))
+        pruned += kept.map(\.scene.version).filter { !still.contains($0) }
+        return (retained, pruned)
     }
 
     // MARK: reading
@@ -196,6 +212,14 @@ public final class SceneStore: SceneAccess, Sendable {
 
     /// The greatest version given so far.
     public var revision: Int64 { state.withLock { $0.revision } }
+
+    /// The ledger's epoch: it changes when the ledger is reset, and clients holding versions of another epoch resync.
+    public var epoch: String { state.withLock { $0.epoch } }
+
+    /// The active scene and the epoch, read together.
+    var activeWithEpoch: (scene: Scene, epoch: String) {
+        state.withLock { state in (state.scenes[state.active] ?? Scene(name: state.active), state.epoch) }
+    }
 
     /// The kept versions of a scene, oldest first.
     func history(_ name: String) -> [SceneVersionRecord] { state.withLock { $0.history[name] ?? [] } }
@@ -232,8 +256,10 @@ public final class SceneStore: SceneAccess, Sendable {
     /// Applies `change` to scene `name` if `baseVersion` allows it, gives it the next version and makes it durable.
     ///
     /// Saves are serialized on the persistence queue: each one computes its edit from the current scene,
-    /// writes it (write, fsync, rename) and only then installs it in memory and hands it to the broadcaster.
-    /// A failed write answers its own request with 503 and leaves memory (scenes, history, revision) as it was.
+    /// makes it durable (write, fsync, rename; or a compare-and-set in Redis) and only then installs it in memory
+    /// and hands it to the broadcaster. A failed write answers its own request with 503 and leaves memory
+    /// (scenes, history, revision) as it was. When another engine saved first, this one catches up and computes
+    /// the edit again on the newer scene (PATCH rebases by the usual rules, a stale PUT gets its 409).
     /// - Parameters:
     ///   - name: The scene; created when absent and `baseVersion` is 0 and `create` is true.
     ///   - baseVersion: The version the client edited.
@@ -251,151 +277,289 @@ public final class SceneStore: SceneAccess, Sendable {
         compute: @escaping @Sendable (Scene, [SceneLogEntry]?) throws -> Edit
     ) async throws -> Scene {
         try await serialized {
-            let (current, since, revision, latest) = try self.state.withLock { state -> (Scene, [SceneLogEntry]?, Int64, SceneVersionRecord?) in
-                var current: Scene
-                if let existing = state.scenes[name] {
-                    current = existing
-                } else {
-                    guard create else { throw PluginError.notFound("no scene named '\(name)'") }
-                    guard baseVersion == 0 else {
-                        throw PluginError(
-                            status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
+            for _ in 0..<Self.maxAttempts {
+                let (current, existed, since, revision, kept) = try self.state.withLock {
+                    state -> (Scene, Bool, [SceneLogEntry]?, Int64, [SceneVersionRecord]) in
+                    var current: Scene
+                    let existed: Bool
+                    if let existing = state.scenes[name] {
+                        current = existing
+                        existed = true
+                    } else {
+                        guard create else { throw PluginError.notFound("no scene named '\(name)'") }
+                        guard baseVersion == 0 else {
+                            throw PluginError(
+                                status: 409, code: "version_conflict", message: "scene '\(name)' does not exist; create it with base_version 0")
+                        }
+                        guard state.scenes.count < 100 else {
+                            throw PluginError(status: 400, code: "too_many_scenes", message: "at most 100 scenes")
+                        }
+                        current = Scene(name: name)
+                        existed = false
                     }
-                    guard state.scenes.count < 100 else {
-                        throw PluginError(status: 400, code: "too_many_scenes", message: "at most 100 scenes")
+                    var since: [SceneLogEntry]? = nil
+                    if baseVersion != current.version {
+                        let kept = state.log[name] ?? []
+                        if baseVersion < current.version, let index = kept.firstIndex(where: { $0.version == baseVersion }) {
+                            since = Array(kept[(index + 1)...])
+                        }
+                    } else {
+                        since = []
                     }
-                    current = Scene(name: name)
+                    return (current, existed, since, state.revision, state.history[name] ?? [])
                 }
-                var since: [SceneLogEntry]? = nil
-                if baseVersion != current.version {
-                    let kept = state.log[name] ?? []
-                    if baseVersion < current.version, let index = kept.firstIndex(where: { $0.version == baseVersion }) {
-                        since = Array(kept[(index + 1)...])
-                    }
-                } else {
-                    since = []
+                let edit = try compute(current, since)
+                try SceneValidator(limits: self.limits).check(elements: edit.elements)
+                var scene = current
+                scene.elements = edit.elements
+                if let width = edit.width { scene.width = width }
+                if let height = edit.height { scene.height = height }
+                scene.version = revision + 1
+                scene.updatedAt = Self.now()
+                var record = SceneVersionRecord(scene: scene, action: action, changed: edit.changed, by: by, byName: byName)
+                let diff = SceneHistory.changes(from: current, to: scene, ids: edit.changed, moved: edit.moved)
+                record.changes = diff.changes
+                record.reordered = diff.reordered ? true : nil
+                record.group = group.map { String($0.prefix(80)) }
+                record.restoredFrom = restoredFrom
+                record.saves = 1
+                record.startedAt = scene.updatedAt
+                record.firstVersion = scene.version
+                var replacing: Int64? = nil
+                if let latest = kept.last, SceneHistory.continues(latest, with: record) {
+                    record.changes = SceneHistory.merge(latest.changes ?? [], diff.changes)
+                    record.saves = (latest.saves ?? 1) + 1
+                    record.startedAt = latest.startedAt ?? latest.scene.updatedAt
+                    record.firstVersion = latest.firstVersion ?? latest.scene.version
+                    record.reordered = (latest.reordered == true || diff.reordered) ? true : nil
+                    replacing = latest.scene.version
                 }
-                return (current, since, state.revision, state.history[name]?.last)
+                let pruned = Self.historyAfter(kept, adding: record, replacing: replacing, limits: self.limits).pruned
+                let entry = SceneLedgerEntry(record: record, activate: false, replacing: replacing, pruned: pruned)
+                if try self.write(entry, expectedSceneVersion: existed ? current.version : 0, expectedRevision: revision) {
+                    return scene
+                }
             }
-            let edit = try compute(current, since)
-            try SceneValidator(limits: self.limits).check(elements: edit.elements)
-            var scene = current
-            scene.elements = edit.elements
-            if let width = edit.width { scene.width = width }
-            if let height = edit.height { scene.height = height }
-            scene.version = revision + 1
-            scene.updatedAt = Self.now()
-            var record = SceneVersionRecord(scene: scene, action: action, changed: edit.changed, by: by, byName: byName)
-            let diff = SceneHistory.changes(from: current, to: scene, ids: edit.changed, moved: edit.moved)
-            record.changes = diff.changes
-            record.reordered = diff.reordered ? true : nil
-            record.group = group.map { String($0.prefix(80)) }
-            record.restoredFrom = restoredFrom
-            record.saves = 1
-            record.startedAt = scene.updatedAt
-            record.firstVersion = scene.version
-            var replacing: Int64? = nil
-            if let latest, SceneHistory.continues(latest, with: record) {
-                record.changes = SceneHistory.merge(latest.changes ?? [], diff.changes)
-                record.saves = (latest.saves ?? 1) + 1
-                record.startedAt = latest.startedAt ?? latest.scene.updatedAt
-                record.firstVersion = latest.firstVersion ?? latest.scene.version
-                record.reordered = (latest.reordered == true || diff.reordered) ? true : nil
-                replacing = latest.scene.version
-            }
-            try self.install(record, activate: false, replacing: replacing)
-            return scene
+            throw Self.busy
         }
     }
+
+    static let busy = PluginError(
+        status: 503, code: "scene_busy", message: "the scene changed too often on other engines to save; try again",
+        headers: ["retry-after": "1"])
 
     /// Makes `name` the active scene; it gets a new version so overlays always see versions grow.
     func activate(_ name: String, by: String, byName: String? = nil) async throws -> Scene {
         try await serialized {
-            let scene: Scene = try self.state.withLock { state in
-                guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
-                scene.version = state.revision + 1
-                scene.updatedAt = Self.now()
-                return scene
+            for _ in 0..<Self.maxAttempts {
+                let (scene, previous, revision) = try self.state.withLock { state -> (Scene, Int64, Int64) in
+                    guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
+                    let previous = scene.version
+                    scene.version = state.revision + 1
+                    scene.updatedAt = Self.now()
+                    return (scene, previous, state.revision)
+                }
+                let record = SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by, byName: byName)
+                let pruned = Self.historyAfter(self.history(name), adding: record, replacing: nil, limits: self.limits).pruned
+                let entry = SceneLedgerEntry(record: record, activate: true, replacing: nil, pruned: pruned)
+                if try self.write(entry, expectedSceneVersion: previous, expectedRevision: revision) { return scene }
             }
-            try self.install(SceneVersionRecord(scene: scene, action: "activate", changed: [], by: by, byName: byName), activate: true)
-            return scene
+            throw Self.busy
         }
     }
 
-    /// Writes `record` durably, then installs it in memory and hands it to the broadcaster.
+    /// Makes `entry` durable and installs it; false when another engine wrote first (this one has caught up then).
     /// Runs on the persistence queue; nothing in memory changes when a write fails.
-    /// - Parameter replacing: The newest history entry's version when `record` continues its gesture:
-    ///   the record takes its place (its file is removed once the new one is durable).
-    private func install(_ record: SceneVersionRecord, activate: Bool, replacing: Int64? = nil) throws {
-        let name = record.scene.name
+    private func write(_ entry: SceneLedgerEntry, expectedSceneVersion: Int64, expectedRevision: Int64) throws -> Bool {
+        let outcome: SceneLedgerOutcome
         do {
-            try persist(record)
-            if activate { try writeActive(name) }
+            outcome = try ledger.append(entry, expectedSceneVersion: expectedSceneVersion, expectedRevision: expectedRevision)
         } catch {
-            logger.critical("scene '\(name)' version \(record.scene.version) could not be saved: \(error)")
+            logger.critical("scene '\(entry.record.scene.name)' version \(entry.record.scene.version) could not be saved: \(error)")
             throw PluginError(
-                status: 503, code: "storage_failed", message: "the scene could not be saved: \(error)",
-                headers: ["retry-after": "1"])
+                status: 503, code: "storage_failed", message: "the scene could not be saved: \(error)", headers: ["retry-after": "1"])
         }
-        let (pruned, isActive) = state.withLock { state -> ([Int64], Bool) in
-            state.revision = record.scene.version
-            state.scenes[name] = record.scene
-            if activate { state.active = name }
-            var kept = state.history[name] ?? []
-            var pruned: [Int64] = []
-            if let replacing, kept.last?.scene.version == replacing {
-                kept.removeLast()
-                pruned.append(replacing)
+        switch outcome {
+        case .committed:
+            try installCommitted(entry)
+            return true
+        case .conflict:
+            try catchUpForRetry()
+            return false
+        }
+    }
+
+    /// After a committed write: a private ledger's change is installed as is; a shared ledger's changes are read back
+    /// in order (this engine's own among them), so every engine installs and broadcasts them in the same order.
+    private func installCommitted(_ entry: SceneLedgerEntry) throws {
+        guard ledger.isShared else {
+            let cursor = LedgerCursor(version: entry.record.scene.version, sequence: 0)
+            install(SceneLedgerChange(cursor: cursor, kind: .version(entry)))
+            return
+        }
+        do {
+            try catchUp()
+        } catch {
+            // The save is durable; the follower installs it once the ledger answers again.
+            logger.error("scene version \(entry.record.scene.version) is saved but could not be read back yet: \(error)")
+        }
+    }
+
+    /// A conflict: installs what others wrote. When nothing new can be read (the ledger went back, e.g. a Redis
+    /// restart lost its last writes), reloads from the ledger so that the retry starts from its truth.
+    private func catchUpForRetry() throws {
+        let before = state.withLock { $0.cursor }
+        do {
+            try catchUp()
+            if state.withLock({ $0.cursor }) == before { try reload() }
+        } catch {
+            throw PluginError(
+                status: 503, code: "storage_failed", message: "the scenes could not be read back: \(error)", headers: ["retry-after": "1"])
+        }
+    }
+
+    /// Reads and installs every change after this engine's cursor. Runs on the persistence queue.
+    func catchUp() throws {
+        let cursor = state.withLock { $0.cursor }
+        guard let changes = try ledger.changes(after: cursor) else {
+            try reload()
+            return
+        }
+        receive(changes)
+    }
+
+    /// Installs changes read from the ledger in order; a gap (or nil: the ledger was reset) means a reload.
+    /// Runs on the persistence queue.
+    private func receive(_ changes: [SceneLedgerChange]?) {
+        guard let changes else {
+            reloadLogging()
+            return
+        }
+        for change in changes {
+            let cursor = state.withLock { $0.cursor }
+            if change.cursor <= cursor { continue }
+            guard cursor.isFollowed(by: change.cursor) else {
+                // Not the next change: read what lies between (or reload when the ledger no longer has it).
+                do { try catchUp() } catch { logger.error("cannot read the scene changes after \(cursor): \(error)") }
+                return
             }
-            kept.append(record)
-            let retained = Self.retained(kept, limits: limits, now: record.scene.updatedAt)
-            let still = Set(retained.map(\.scene.version))
-            pruned += kept.map(\.scene.version).filter { !still.contains($0) }
-            state.history[name] = retained
-            var log = state.log[name] ?? []
-            log.append(record.logEntry)
-            if log.count > SceneHistory.logLimit { log.removeFirst(log.count - SceneHistory.logLimit) }
-            state.log[name] = log
-            return (pruned, state.active == name)
+            install(change)
         }
-        let folder = directory.appendingPathComponent(name)
-        for version in pruned { unlink(folder.appendingPathComponent("\(version).json").path) }
-        onChange(SceneChange(scene: record.scene, active: isActive, action: record.action))
+    }
+
+    private func reloadLogging() {
+        do { try reload() } catch { logger.error("cannot reload the scenes: \(error)") }
+    }
+
+    /// Replaces the state with the ledger's, then sends every overlay and panel the active scene in full.
+    /// Runs on the persistence queue.
+    func reload() throws {
+        var snapshot = try ledger.load()
+        let (ours, oldEpoch, current) = state.withLock { ($0.revision, $0.epoch, $0) }
+        if snapshot.history.isEmpty, !current.scenes.isEmpty {
+            // The ledger lost everything (a Redis without persistence restarted): give it what this engine has.
+            var mine = SceneLedgerSnapshot()
+            mine.history = current.history.mapValues { records in records }
+            for (name, scene) in current.scenes where mine.history[name]?.last?.scene.version != scene.version {
+                mine.history[name, default: []].append(SceneVersionRecord(scene: scene, action: "put", changed: nil, by: "engine"))
+            }
+            mine.active = current.active
+            mine.revision = current.revision
+            if try ledger.seed(mine) {
+                logger.warning("the scene ledger was empty; wrote this engine's \(mine.history.count) scene(s) back (revision \(mine.revision))")
+            }
+            snapshot = try ledger.load()
+        }
+        if snapshot.revision < ours {
+            // It went back: versions up to `ours` were handed out. Raise it and start a new epoch so that clients
+            // holding those versions resync instead of ignoring "older" ones.
+            logger.warning("the scene ledger is at revision \(snapshot.revision), below the \(ours) this engine saw: starting a new epoch")
+            try ledger.reset(raisingRevisionTo: ours)
+            snapshot = try ledger.load()
+        }
+        let loaded = Self.state(from: snapshot, limits: limits)
+        guard !loaded.scenes.isEmpty else {
+            logger.warning("the scene ledger holds no scenes; keeping what this engine has")
+            return
+        }
+        state.withLock { $0 = loaded }
+        logger.notice(
+            "scenes reloaded from the ledger: revision \(loaded.revision) (this engine had \(ours)), epoch \(loaded.epoch) (was \(oldEpoch))")
+        let active = loaded.scenes[loaded.active] ?? Scene(name: loaded.active)
+        onChange(SceneChange(scene: active, active: true, action: "sync", epoch: loaded.epoch))
+    }
+
+    /// Installs one durable change in memory and hands it to the broadcaster. Runs on the persistence queue.
+    private func install(_ change: SceneLedgerChange) {
+        switch change.kind {
+        case .nothing:
+            state.withLock { $0.cursor = max($0.cursor, change.cursor) }
+        case .deleted(let name):
+            state.withLock { state in
+                state.scenes[name] = nil
+                state.history[name] = nil
+                state.log[name] = nil
+                state.cursor = max(state.cursor, change.cursor)
+            }
+        case .version(let entry):
+            let record = entry.record
+            let name = record.scene.name
+            let installed = state.withLock { state -> (previous: Scene?, active: Bool, epoch: String)? in
+                state.cursor = max(state.cursor, change.cursor)
+                let previous = state.scenes[name]
+                guard record.scene.version > (previous?.version ?? 0) else { return nil }
+                state.revision = max(state.revision, record.scene.version)
+                state.scenes[name] = record.scene
+                if entry.activate { state.active = name }
+                state.history[name] = Self.historyAfter(state.history[name] ?? [], adding: record, replacing: entry.replacing, limits: limits).kept
+                var log = state.log[name] ?? []
+                log.append(record.logEntry)
+                if log.count > SceneHistory.logLimit { log.removeFirst(log.count - SceneHistory.logLimit) }
+                state.log[name] = log
+                return (previous, state.active == name, state.epoch)
+            }
+            guard let installed else { return }
+            onChange(
+                SceneChange(
+                    scene: record.scene, previous: installed.previous, active: installed.active, action: record.action, epoch: installed.epoch))
+        }
     }
 
     /// Deletes a scene that is not active. The highest version given is recorded first, so a restart
     /// never hands out a version number again even when the deleted scene held it.
     func delete(_ name: String) async throws {
         try await serialized {
-            let revision: Int64 = try self.state.withLock { state in
-                guard state.scenes[name] != nil else { throw PluginError.notFound("no scene named '\(name)'") }
-                guard state.active != name else {
-                    throw PluginError(status: 409, code: "scene_active", message: "scene '\(name)' is active; activate another one first")
+            for _ in 0..<Self.maxAttempts {
+                let revision: Int64 = try self.state.withLock { state in
+                    guard state.scenes[name] != nil else { throw PluginError.notFound("no scene named '\(name)'") }
+                    guard state.active != name else {
+                        throw PluginError(status: 409, code: "scene_active", message: "scene '\(name)' is active; activate another one first")
+                    }
+                    return state.revision
                 }
-                return state.revision
+                let outcome: SceneLedgerOutcome
+                do {
+                    outcome = try self.ledger.delete(name, revision: revision)
+                } catch let error as PluginError {
+                    throw error
+                } catch {
+                    self.logger.error("cannot delete scene '\(name)': \(error)")
+                    throw PluginError(
+                        status: 503, code: "storage_failed", message: "the scene could not be deleted: \(error)", headers: ["retry-after": "1"])
+                }
+                switch outcome {
+                case .committed:
+                    if self.ledger.isShared {
+                        try? self.catchUp()
+                    } else {
+                        self.install(SceneLedgerChange(cursor: LedgerCursor(version: revision, sequence: 1), kind: .deleted(name)))
+                    }
+                    return
+                case .conflict:
+                    try self.catchUpForRetry()
+                }
             }
-            let folder = self.directory.appendingPathComponent(name)
-            // The folder must be a direct child of the scenes folder: names are validated, this is the last guard.
-            guard folder.deletingLastPathComponent().standardizedFileURL.path == self.directory.standardizedFileURL.path,
-                folder.lastPathComponent == name
-            else {
-                throw PluginError.invalidField("name", "not a scene folder name")
-            }
-            do {
-                try self.writeRevision(revision)
-                try FileManager.default.removeItem(at: folder)
-                FileOps.syncDirectory(self.directory.path)
-            } catch {
-                self.logger.error("cannot delete scene folder \(folder.path): \(error)")
-                throw PluginError(
-                    status: 503, code: "storage_failed", message: "the scene could not be deleted: \(error)",
-                    headers: ["retry-after": "1"])
-            }
-            self.state.withLock { state in
-                state.scenes[name] = nil
-                state.history[name] = nil
-                state.log[name] = nil
-            }
+            throw Self.busy
         }
     }
 
@@ -408,30 +572,13 @@ public final class SceneStore: SceneAccess, Sendable {
         }
     }
 
-    private func persist(_ record: SceneVersionRecord) throws {
-        let folder = directory.appendingPathComponent(record.scene.name)
-        if !FileManager.default.fileExists(atPath: folder.path) {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            FileOps.syncDirectory(directory.path)
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        try FileOps.atomicWrite(Array(try encoder.encode(record)), to: folder.appendingPathComponent("\(record.scene.version).json").path)
-    }
-
-    private func writeActive(_ name: String) throws {
-        try FileOps.atomicWrite(Array(try JSONEncoder().encode(["active": name])), to: directory.appendingPathComponent("_active.json").path)
-    }
-
-    /// Records the highest version given (read back by ``load(directory:historySize:logger:)``).
-    private func writeRevision(_ revision: Int64) throws {
-        try FileOps.atomicWrite(Array(try JSONEncoder().encode(["revision": revision])), to: directory.appendingPathComponent("_revision.json").path)
-    }
-
     /// Waits until every queued save has finished (tests and shutdown).
     func flush() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async { continuation.resume() }
         }
     }
+
+    /// Stops following the ledger.
+    func close() { ledger.close() }
 }

@@ -29,12 +29,17 @@ public final class ChannelConnection: SocketConnection {
     let writeStartedAt = Atomic<UInt64>(0)
     /// The TCP channel, closed outright when a write is stuck.
     let nioChannel: any Channel
+    /// Whether the client applies `scene.patch` frames (`?patches=1`); others get `scene.full` only.
+    let takesPatches: Bool
+    /// The scene versions the client will hold once its queue is written: the overlay's one scene, a panel's per name.
+    private let held = Mutex<(name: String?, version: Int64, byScene: [String: Int64])>((nil, 0, [:]))
 
     init(
         id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int, nioChannel: any Channel,
-        onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void, onCoalesce: @escaping @Sendable () -> Void
+        takesPatches: Bool = false, onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void, onCoalesce: @escaping @Sendable () -> Void
     ) {
         self.nioChannel = nioChannel
+        self.takesPatches = takesPatches
         self.id = id
         self.channel = channel
         self.caller = caller
@@ -69,6 +74,47 @@ public final class ChannelConnection: SocketConnection {
         case .overflowed:
             onDrop(self, .queueFull)
             return false
+        }
+    }
+
+    /// Records that the client holds `version` of scene `name` (it said so when reconnecting), unless a change was
+    /// already queued for it (a save landed while it connected: what it is sent then counts).
+    func hold(name: String, version: Int64) {
+        held.withLock { held in
+            guard held.name == nil else { return }
+            held.name = name
+            held.version = version
+            held.byScene[name] = version
+        }
+    }
+
+    /// Queues a scene change unless the client already has it (or a newer version): the patch when the client takes
+    /// patches and holds its base, the full frame otherwise. Scene frames coalesce (a slow client gets the newest),
+    /// and a frame that replaces a queued one is always the full frame, since the client never sees the replaced one.
+    /// - Parameters:
+    ///   - force: Queue the full frame even when the client holds a newer version (a reload went back).
+    ///   - coalesce: False for a replay: every version is queued, none replaces another.
+    func deliver(_ entry: SceneFeedEntry, force: Bool = false, coalesce: Bool = true) {
+        let overlay = channel == .overlay
+        let key = coalesce ? (overlay ? "scene" : "scene:" + entry.name) : nil
+        let outcome: OutboundQueue<ByteBuffer>.Outcome? = held.withLock { held in
+            let holding: Int64? = overlay ? (held.name == nil ? nil : held.version) : held.byScene[entry.name]
+            let sameScene = overlay ? held.name == entry.name : true
+            if !force, let holding, holding >= entry.version { return nil }
+            let patchable = takesPatches && entry.patch != nil && sameScene && holding == entry.base
+            let outcome = outbox.enqueue(key: key) { replacing in
+                if patchable && !replacing, let patch = entry.patch { return patch }
+                return entry.full
+            }
+            held.name = entry.name
+            held.version = entry.version
+            held.byScene[entry.name] = entry.version
+            return outcome
+        }
+        switch outcome {
+        case .coalesced?: onCoalesce()
+        case .overflowed?: onDrop(self, .queueFull)
+        default: break
         }
     }
 

@@ -132,6 +132,11 @@ public final class ChannelHub: SocketHub {
     /// Snapshot of the connections.
     var all: [ChannelConnection] { connections.withLock { Array($0.values) } }
 
+    /// Snapshot of the connections of one channel.
+    func connections(on channel: SocketChannel) -> [ChannelConnection] {
+        connections.withLock { $0.values.filter { $0.channel == channel } }
+    }
+
     /// Counters so far.
     public var currentStats: HubStats {
         var value = HubStats()
@@ -170,14 +175,14 @@ public final class ChannelHub: SocketHub {
     ///   - nioChannel: The TCP channel, closed outright when a write is stuck past the timeout.
     ///   - afterConnect: Engine work right after registration (e.g. sending the current scene).
     func serve(
-        channel: SocketChannel, caller: Caller, clientLabel: String?, inbound: WebSocketInboundStream,
+        channel: SocketChannel, caller: Caller, clientLabel: String?, takesPatches: Bool = false, inbound: WebSocketInboundStream,
         outbound: WebSocketOutboundWriter, nioChannel: any Channel,
         afterConnect: @Sendable (ChannelConnection) async -> Void
     ) async {
         let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
         let connection = ChannelConnection(
             id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit, nioChannel: nioChannel,
-            onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
+            takesPatches: takesPatches, onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
             onCoalesce: { [weak self] in self?.coalesced() })
         connections.withLock { $0[id] = connection }
         updateGauges()

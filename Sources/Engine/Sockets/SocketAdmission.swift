@@ -89,13 +89,13 @@ extension OverlayEngine {
         }
     }
 
-    /// Sends the active scene to a connection that just opened (an overlay draws it at once).
-    func sendScene(_ connection: ChannelConnection) {
-        let scene = scenes.active
-        let frame = SceneBroadcast.frame(SceneChange(scene: scene, active: true, action: "sync"))
+    /// Brings a connection that just opened up to date: the versions it missed when it reconnects with
+    /// `?since=&epoch=` (see ``SceneFeed/connect``), else the active scene in full.
+    func sendScene(_ connection: ChannelConnection, resume: SceneFeed.Resume?) {
+        let (scene, epoch) = scenes.activeWithEpoch
+        let version = feed.connect(connection, active: scene, epoch: epoch, resume: resume)
         // A late join: its acknowledgement is timed from now, not from the version's first broadcast.
-        if connection.channel == .overlay { acks.sentOnConnect(overlay: connection.clientLabel ?? connection.id, version: scene.version) }
-        connection.enqueue(frame, key: connection.channel == .overlay ? "scene.full" : "scene.full:" + scene.name)
+        if connection.channel == .overlay { acks.sentOnConnect(overlay: connection.clientLabel ?? connection.id, version: version) }
     }
 
     /// Resolves the caller and applies origin and rate-limit checks shared by plugin routes and endpoints.

@@ -16,6 +16,14 @@ enum RedisValue: Equatable {
         if case .string(let value) = self { return value }
         return nil
     }
+    /// A bulk or status reply as text.
+    var text: String? {
+        switch self {
+        case .string(let value): return String(decoding: value, as: UTF8.self)
+        case .status(let value): return value
+        default: return nil
+        }
+    }
     var integer: Int64? {
         switch self {
         case .integer(let value): return value

@@ -10,6 +10,7 @@ import { LayerList, restackOps, stackOrder } from "./layers.js";
 import { confirmDialog, dismiss, notify, promptDialog } from "../lib/notices.js";
 import { PanelExtensions, panelApi } from "./plugin-api.js";
 import { SceneSync } from "./scene-sync.js";
+import { applyScenePatch } from "../lib/scene-patch.js";
 import { SceneSwitcher } from "./scenes.js";
 import { ModeratorSocket } from "./socket.js";
 import { tabs } from "./tabs.js";
@@ -533,6 +534,17 @@ async function startApp(saved, { fresh = false } = {}) {
     if (message.active === true) scenes.setActive(scene.name);
     else if (!scenes.known(scene.name)) scenes.refresh();
     sync.receive(scene);
+  });
+  // Deltas: applied to the scene being edited when it is at their base; otherwise the scene is fetched.
+  app.socket.on("scene.patch", (message) => {
+    const name = message.patch && message.patch.name;
+    if (typeof name !== "string") return;
+    if (message.active === true) scenes.setActive(name);
+    else if (!scenes.known(name)) scenes.refresh();
+    if (name !== sync.name || !sync.server || message.version <= sync.server._version) return;
+    const scene = applyScenePatch(sync.server, message);
+    if (scene) sync.receive(scene);
+    else sync.resync();
   });
   app.socket.onState((state, detail) => {
     if (state === "open") {

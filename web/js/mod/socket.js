@@ -60,7 +60,7 @@ export class ModeratorSocket {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/ws/moderator?session=${encodeURIComponent(this.session())}`;
+    return `${scheme}//${location.host}/ws/moderator?session=${encodeURIComponent(this.session())}&patches=1`;
   }
 
   connect() {
