@@ -28,7 +28,8 @@ extension OverlayEngine {
         let metrics = EngineMetrics()
         let sessions = ModeratorSessionStore(store: store, crypto: crypto, ttl: .seconds(config.sessions.moderatorSessionTTLSeconds))
         let hub = ChannelHub(limits: config.limits, metrics: metrics, logger: logger)
-        sessions.whenRevoked { [weak hub] id in hub?.closeSession(id) }
+        let bus = StoreBus(store: store, engineID: SceneEpoch.make())
+        await closeRevokedSessions(sessions: sessions, hub: hub, bus: bus, logger: logger)
         let pluginsDir = pluginsDirectory(config)
         let publicURL =
             config.server.publicURL.isEmpty
@@ -65,7 +66,8 @@ extension OverlayEngine {
             return PluginContext(
                 pluginName: name, dataDirectory: folder, uploadsDirectory: uploadsDir, publicURL: publicURL, settings: settings,
                 store: NamespacedStore(base: store, prefix: "plugin:\(name):"), logger: SwiftLogPluginLogger(base: logger, plugin: name),
-                metrics: metrics.forPlugin(name), crypto: crypto, sockets: hub, sessions: sessions, scene: scene)
+                metrics: metrics.forPlugin(name), crypto: crypto, sockets: hub, sessions: sessions, scene: scene,
+                bus: bus.view(owner: name))
         }
         var problems = loadErrors.map(\.description)
         problems += addElementTypes(of: loaded, to: &sceneLimits)
@@ -106,6 +108,30 @@ extension OverlayEngine {
         }
         if !problems.isEmpty { throw StartupError(lines: problems) }
         return (dataDir, uploadsDir, absolute(config.server.webDir))
+    }
+
+    /// A revoked session's sockets close with 4401 on this engine at once and, through the bus, on every other engine
+    /// sharing the store (expired sessions are found by each engine's ``SessionSweep``).
+    static func closeRevokedSessions(sessions: ModeratorSessionStore, hub: ChannelHub, bus: StoreBus, logger: Logger) async {
+        let engineBus = bus.view(owner: "engine")
+        sessions.whenRevoked { [weak hub] id in
+            hub?.closeSession(id)
+            Task {
+                do {
+                    try await engineBus.publish("session.revoked", Array(id.utf8))
+                } catch {
+                    logger.error("cannot tell the other engines that session \(id) was revoked: \(error); their sockets close at their next sweep")
+                }
+            }
+        }
+        do {
+            _ = try await engineBus.subscribe("session.revoked") { [weak hub] message, from in
+                guard from != bus.engineID else { return }
+                hub?.closeSession(String(decoding: message.prefix(64), as: UTF8.self))
+            }
+        } catch {
+            logger.error("cannot follow session revocations of other engines: \(error)")
+        }
     }
 
     /// The configured store: the embedded one (kept in `<data_dir>/store.json` unless told not to) or Redis, which

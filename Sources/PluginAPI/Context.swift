@@ -28,14 +28,17 @@ public struct PluginContext: Sendable {
     public let sessions: any ModeratorSessions
     /// Read access to the scene, owned by the engine.
     public let scene: any SceneAccess
+    /// Messages to this plugin on every engine sharing the store (several engines behind a proxy).
+    public let bus: any EngineBus
 
     /// Creates a context. Engine use.
     @_spi(Engine)
     public init(
         pluginName: String, dataDirectory: URL, uploadsDirectory: URL, publicURL: String, settings: EngineSettings,
         store: any KeyValueStore, logger: any PluginLogger, metrics: any PluginMetrics, crypto: any CryptoProvider,
-        sockets: any SocketHub, sessions: any ModeratorSessions, scene: any SceneAccess
+        sockets: any SocketHub, sessions: any ModeratorSessions, scene: any SceneAccess, bus: any EngineBus
     ) {
+        self.bus = bus
         self.pluginName = pluginName
         self.dataDirectory = dataDirectory
         self.uploadsDirectory = uploadsDirectory

@@ -264,9 +264,18 @@ final class RedisSubscription: StoreSubscription, @unchecked Sendable {
         self.handler = handler
     }
 
-    /// Subscribes and starts the reader thread; returns once the server confirmed the subscription.
+    /// Subscribes and starts the reader thread; returns once the server confirmed the subscription, or at once when
+    /// Redis cannot be reached now (the reader keeps trying; messages published meanwhile are not received).
     func start() async throws {
-        let first = try connectAndSubscribe()
+        let first: RedisConnection?
+        do {
+            first = try connectAndSubscribe()
+        } catch let error as StoreConfigError {
+            throw error
+        } catch {
+            logger.warning("redis subscription to '\(channel)' not made yet: \(error); retrying in the background")
+            first = nil
+        }
         let thread = Thread { [self] in self.readLoop(first) }
         thread.name = "onionrp.redis.subscribe"
         thread.start()
@@ -281,7 +290,7 @@ final class RedisSubscription: StoreSubscription, @unchecked Sendable {
         return connection
     }
 
-    private func readLoop(_ first: RedisConnection) {
+    private func readLoop(_ first: RedisConnection?) {
         var connection: RedisConnection? = first
         var delay = 0.1
         while !cancelled.load(ordering: .relaxed) {
