@@ -66,11 +66,16 @@ public final class OutboundQueue<Frame: Sendable>: Sendable {
     /// Queues the frame `make` returns, chosen under the queue's lock: `make(true)` when it replaces a queued frame
     /// of the same key (the peer never receives that one, so e.g. a delta against it must become a snapshot),
     /// `make(false)` when it is added at the end.
+    /// - Parameter coalesceAfter: How many frames of `key` may wait before a new one replaces the newest of them
+    ///   instead of joining them (1, the default: each replaces the one waiting). A larger value delivers every frame
+    ///   of a burst to a peer that keeps up, and still bounds what a slow peer piles up.
     @discardableResult
-    public func enqueue(key: String?, _ make: (_ replacing: Bool) -> Frame) -> Outcome {
+    public func enqueue(key: String?, coalesceAfter: Int = 1, _ make: (_ replacing: Bool) -> Frame) -> Outcome {
         let (outcome, waiter): (Outcome, CheckedContinuation<Void, Never>?) = state.withLock { q in
             if q.closing != nil { return (.closed, nil) }
-            if let key, let index = q.items.lastIndex(where: { $0.key == key }) {
+            if let key, let index = q.items.lastIndex(where: { $0.key == key }),
+                coalesceAfter <= 1 || q.items.count(where: { $0.key == key }) >= coalesceAfter
+            {
                 q.items[index].frame = make(true)
                 return (.coalesced, nil)
             }

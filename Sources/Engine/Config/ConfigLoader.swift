@@ -214,6 +214,7 @@ public enum ConfigLoader {
         check(config.limits.wsOutboundQueue >= 1, ["limits", "ws_outbound_queue"], "must be at least 1")
         check(config.limits.wsSendTimeoutSeconds >= 1, ["limits", "ws_send_timeout_seconds"], "must be at least 1")
         check(config.limits.wsPingSeconds >= 1, ["limits", "ws_ping_seconds"], "must be at least 1")
+        check((1...10_000).contains(config.limits.wsSceneBacklog), ["limits", "ws_scene_backlog"], "must be between 1 and 10000")
         check((1...10_000).contains(config.scene.maxElements), ["scene", "max_elements"], "must be between 1 and 10000")
         check((1...100_000).contains(config.scene.maxTextLength), ["scene", "max_text_length"], "must be between 1 and 100000")
         check((2...1000).contains(config.scene.historySize), ["scene", "history_size"], "must be between 2 and 1000")

@@ -124,6 +124,9 @@ public struct LimitsConfig: DefaultedConfiguration {
     public var wsSendTimeoutSeconds = 10
     /// Seconds between keep-alive pings.
     public var wsPingSeconds = 20
+    /// Scene frames one socket may have waiting (a burst of versions, each delivered) before a newer one replaces the
+    /// newest waiting one (a slow client then skips to the latest scene).
+    public var wsSceneBacklog = 32
     /// Overrides of route rate limits by bucket name (`moderator-keys.generate: {burst: 5, per_minute: 10}`).
     public var rate: [String: RateLimitConfig] = [:]
 

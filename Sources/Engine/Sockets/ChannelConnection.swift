@@ -31,15 +31,19 @@ public final class ChannelConnection: SocketConnection {
     let nioChannel: any Channel
     /// Whether the client applies `scene.patch` frames (`?patches=1`); others get `scene.full` only.
     let takesPatches: Bool
+    /// Scene frames that may wait before a new one replaces the newest of them (`limits.ws_scene_backlog`).
+    let sceneBacklog: Int
     /// The scene versions the client will hold once its queue is written: the overlay's one scene, a panel's per name.
     private let held = Mutex<(name: String?, version: Int64, byScene: [String: Int64])>((nil, 0, [:]))
 
     init(
         id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int, nioChannel: any Channel,
-        takesPatches: Bool = false, onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void, onCoalesce: @escaping @Sendable () -> Void
+        takesPatches: Bool = false, sceneBacklog: Int = 1, onDrop: @escaping @Sendable (ChannelConnection, DropReason) -> Void,
+        onCoalesce: @escaping @Sendable () -> Void
     ) {
         self.nioChannel = nioChannel
         self.takesPatches = takesPatches
+        self.sceneBacklog = sceneBacklog
         self.id = id
         self.channel = channel
         self.caller = caller
@@ -89,8 +93,9 @@ public final class ChannelConnection: SocketConnection {
     }
 
     /// Queues a scene change unless the client already has it (or a newer version): the patch when the client takes
-    /// patches and holds its base, the full frame otherwise. Scene frames coalesce (a slow client gets the newest),
-    /// and a frame that replaces a queued one is always the full frame, since the client never sees the replaced one.
+    /// patches and holds its base, the full frame otherwise. Every version of a burst is queued; once `sceneBacklog`
+    /// scene frames wait (a slow client) a new one replaces the newest of them, and a frame that replaces a queued one
+    /// is always the full frame, since the client never sees the replaced one.
     /// - Parameters:
     ///   - force: Queue the full frame even when the client holds a newer version (a reload went back).
     ///   - coalesce: False for a replay: every version is queued, none replaces another.
@@ -102,7 +107,7 @@ public final class ChannelConnection: SocketConnection {
             let sameScene = overlay ? held.name == entry.name : true
             if !force, let holding, holding >= entry.version { return nil }
             let patchable = takesPatches && entry.patch != nil && sameScene && holding == entry.base
-            let outcome = outbox.enqueue(key: key) { replacing in
+            let outcome = outbox.enqueue(key: key, coalesceAfter: sceneBacklog) { replacing in
                 if patchable && !replacing, let patch = entry.patch { return patch }
                 return entry.full
             }

@@ -44,6 +44,7 @@ public final class ChannelHub: SocketHub {
     let queueLimit: Int
     let sendTimeout: Duration
     let maxMessageBytes: Int
+    let sceneBacklog: Int
     private let sentCounter: Counter
     private let coalescedCounter: Counter
     private let droppedCounter: Counter
@@ -55,6 +56,7 @@ public final class ChannelHub: SocketHub {
         self.queueLimit = limits.wsOutboundQueue
         self.sendTimeout = .seconds(limits.wsSendTimeoutSeconds)
         self.maxMessageBytes = limits.wsMaxMessageBytes
+        self.sceneBacklog = min(limits.wsSceneBacklog, max(1, limits.wsOutboundQueue / 2))
         self.sentCounter = metrics.counter("onionrp_ws_frames_sent_total")
         self.coalescedCounter = metrics.counter("onionrp_ws_frames_coalesced_total")
         self.droppedCounter = metrics.counter("onionrp_ws_clients_dropped_total")
@@ -182,7 +184,8 @@ public final class ChannelHub: SocketHub {
         let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
         let connection = ChannelConnection(
             id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit, nioChannel: nioChannel,
-            takesPatches: takesPatches, onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
+            takesPatches: takesPatches, sceneBacklog: sceneBacklog,
+            onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
             onCoalesce: { [weak self] in self?.coalesced() })
         connections.withLock { $0[id] = connection }
         updateGauges()
