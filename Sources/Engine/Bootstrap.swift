@@ -72,7 +72,8 @@ extension OverlayEngine {
         var problems = loadErrors.map(\.description)
         problems += addElementTypes(of: loaded, to: &sceneLimits)
         let engineRegistrar = PluginRegistrar()
-        let realtime = RealtimeReport(hub: hub, acks: acks, scenes: scene, metrics: metrics, startedAt: Date())
+        let realtime = RealtimeReport(
+            hub: hub, acks: acks, scenes: scene, feed: feed, metrics: metrics, startedAt: Date(), engineID: bus.engineID, store: store)
         SceneRoutes(
             store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
             bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot
@@ -88,7 +89,8 @@ extension OverlayEngine {
 
         let engine = OverlayEngine(
             config: config, logger: logger, metrics: metrics, store: store, sessions: sessions, hub: hub, access: access,
-            plugins: loaded, scenes: scene, feed: feed, acks: acks, engineRegistrar: engineRegistrar, webDir: webDir, publicURL: publicURL)
+            plugins: loaded, scenes: scene, feed: feed, acks: acks, realtime: realtime, engineRegistrar: engineRegistrar, webDir: webDir,
+            publicURL: publicURL)
         engine.registerEngineEvents()
         engine.registerPluginEvents()
         return engine

@@ -36,6 +36,8 @@ public final class OverlayEngine: Sendable {
     /// Scene changes as clients receive them (full frames, patches, the replay log for reconnects).
     let feed: SceneFeed
     public let acks: OverlayAcks
+    /// The live picture (`/api/metrics/realtime`) and this engine's summary for the others.
+    let realtime: RealtimeReport
     /// Routes the engine registers through the same mechanism as plugins (scene API).
     let engineRegistrar: PluginRegistrar
     let pluginSockets = PluginSocketRegistry()
@@ -55,6 +57,7 @@ public final class OverlayEngine: Sendable {
     init(
         config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, sessions: ModeratorSessionStore,
         hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin], scenes: SceneStore, feed: SceneFeed, acks: OverlayAcks,
+        realtime: RealtimeReport,
         engineRegistrar: PluginRegistrar, webDir: URL, publicURL: String
     ) {
         self.config = config
@@ -68,6 +71,7 @@ public final class OverlayEngine: Sendable {
         self.scenes = scenes
         self.feed = feed
         self.acks = acks
+        self.realtime = realtime
         self.engineRegistrar = engineRegistrar
         self.webDir = webDir
         self.publicURL = publicURL
@@ -165,6 +169,9 @@ public final class OverlayEngine: Sendable {
         ]
         if let embedded = store as? EmbeddedStore {
             pollers.append(PeriodicService("store snapshot", every: .seconds(1)) { _ = try? await BlockingIO.run { embedded.flush() } })
+        } else {
+            // Several engines may share the store: each tells the others what it serves (`/api/metrics/realtime`).
+            pollers.append(PeriodicService("cluster presence", every: .seconds(2)) { [realtime] in await realtime.publishPresence() })
         }
         var groupConfig = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: shutdown)] + pollers.map { .init(service: $0) },

@@ -12,6 +12,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from browser import wait_for
 from cluster import Cluster
 from scene_client import SceneClient
 
@@ -229,3 +230,38 @@ def test_revoking_on_one_engine_closes_the_sessions_sockets_on_the_others(cluste
                 ws.recv(timeout=8)
         # "session revoked" is the bus's close; the periodic sweep would say "session expired".
         assert closed.value.rcvd.code == 4401 and closed.value.rcvd.reason == "session revoked"
+
+
+def test_realtime_metrics_cover_every_engine(cluster):
+    prepare_scene(cluster, 1)
+    readers = start_readers(cluster, 9)
+    version = save(cluster.engines[2].url, "w0", 5)
+    deadline = time.monotonic() + 15
+    while True:
+        report = requests.get(cluster.engines[0].url + "/api/metrics/realtime", headers=STREAMER).json()
+        if report["cluster"]["overlays_connected"] == 9 and len(report["engines"]) == 3:
+            break
+        assert time.monotonic() < deadline, report["engines"]
+        time.sleep(0.3)
+    assert report["engine_id"] in {e["engine_id"] for e in report["engines"]}
+    assert sum(e["overlays_connected"] for e in report["engines"]) == 9
+    assert all(e["overlays_connected"] >= 1 for e in report["engines"])
+    assert report["overlays_connected"] == next(e for e in report["engines"] if e["engine_id"] == report["engine_id"])["overlays_connected"]
+    for reader in readers:
+        reader.finish(version)
+
+
+def test_the_overlay_page_resumes_on_another_engine_after_its_engine_dies(cluster, driver):
+    prepare_scene(cluster, 1)
+    driver.get(cluster.nginx.url + "/overlay?overlay_id=browser-1")
+    first = requests.get(cluster.engines[0].url + "/api/scene", headers=STREAMER).json()["_version"]
+    wait_for(lambda: driver.execute_script("return window.overlayState.version") == first, timeout=15)
+    assert driver.execute_script("return window.overlayState.epoch")
+    counts = cluster.overlays_per_engine()
+    victim = cluster.engines[counts.index(1)]
+    cluster.kill(victim)
+    survivor = next(engine for engine in cluster.engines if engine is not victim)
+    versions = [save(survivor.url, "w0", 10 + step) for step in range(3)]
+    wait_for(lambda: driver.execute_script("return window.overlayState.version") == versions[-1], timeout=20)
+    assert driver.execute_script("return window.overlayState.resumes") >= 1
+    assert driver.execute_script("return window.overlayState.scene.elements[0].x") == 12
