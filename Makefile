@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CONFIG ?= config/overlay.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run build deps test-deps test test-swift test-integration example docs bench clean deploy-test lint api-check api-baseline
+.PHONY: run build deps test-deps test test-swift test-integration test-cluster example docs bench clean deploy-test lint api-check api-baseline
 
 deps:
 	@scripts/install-deps.sh
@@ -67,6 +67,12 @@ test-integration:
 test: test-deps
 	$(MAKE) test-swift
 	$(MAKE) test-integration
+
+## The scale-out tests on release builds: three engines sharing one redis-server (AOF) behind nginx
+## (Tests/integration/test_cluster.py; `make test` runs the same file on the debug build).
+test-cluster: test-deps
+	$(SWIFT) build -c release
+	ONIONRP_BUILD_DIR=$(CURDIR)/.build/release python3 -m pytest -q Tests/integration/test_cluster.py $(PYTEST_ARGS)
 
 ## Build the Dockerfile and run compose.yaml with rootful podman, then test the stack through nginx (docs/deploy.md).
 deploy-test:

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the engine needs on Debian/Ubuntu, skipping what is already there.
 #   scripts/install-deps.sh          build and run dependencies
-#   scripts/install-deps.sh --test   also what the tests need (redis-server, chromium, espeak-ng, Python packages)
+#   scripts/install-deps.sh --test   also what the tests need (redis-server, nginx, chromium, espeak-ng, Python packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(pkg-config libssl-dev libhiredis-dev libyaml-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(redis-server chromium chromium-driver espeak-ng sox python3-pip)
+  packages+=(redis-server nginx chromium chromium-driver espeak-ng sox python3-pip)
 fi
 
 missing=()

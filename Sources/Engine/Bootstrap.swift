@@ -160,6 +160,9 @@ extension OverlayEngine {
             do {
                 try await redis.ping()
                 logger.notice("store: redis at \(redis.address)")
+                if let note = await redis.durabilityNote() {
+                    if note.warning { logger.warning("\(note.line)") } else { logger.notice("\(note.line)") }
+                }
             } catch {
                 // Not fatal: /readyz reports it, requests that need the store answer 503, and it recovers by itself.
                 logger.error("store: redis at \(redis.address) is not reachable yet (\(error)); serving anyway")

@@ -117,6 +117,28 @@ public final class RedisStore: EngineStore {
         _ = try await run("PING")
     }
 
+    /// What Redis' persistence settings mean for answered saves (`CONFIG GET appendonly / appendfsync`), as a log line
+    /// and whether it is a warning; nil when the settings cannot be read (CONFIG renamed or not allowed).
+    func durabilityNote() async -> (line: String, warning: Bool)? {
+        func setting(_ name: String) async -> String? {
+            guard case .array(let parts) = try? await run("CONFIG", "GET", name), parts.count == 2 else { return nil }
+            return parts[1].text
+        }
+        guard let appendOnly = await setting("appendonly") else { return nil }
+        guard appendOnly == "yes" else {
+            return (
+                "redis at \(endpoint) has no append-only file (appendonly \(appendOnly)): a Redis restart loses scene saves made since its "
+                    + "last snapshot; run it with --appendonly yes --appendfsync always (README, \"Several engines\")", true
+            )
+        }
+        let fsync = await setting("appendfsync") ?? "?"
+        if fsync == "always" { return ("redis at \(endpoint): append-only file fsynced on every write; no answered save is lost", false) }
+        return (
+            "redis at \(endpoint): appendfsync \(fsync): a Redis crash can lose up to about a second of answered saves; "
+                + "use appendfsync always to lose none", true
+        )
+    }
+
     public func get(_ key: String) async throws -> [UInt8]? {
         try await run("GET", key).bytes
     }
