@@ -265,3 +265,20 @@ def test_the_overlay_page_resumes_on_another_engine_after_its_engine_dies(cluste
     wait_for(lambda: driver.execute_script("return window.overlayState.version") == versions[-1], timeout=20)
     assert driver.execute_script("return window.overlayState.resumes") >= 1
     assert driver.execute_script("return window.overlayState.scene.elements[0].x") == 12
+
+
+def test_a_save_based_on_a_version_made_through_another_engine_a_moment_ago_is_not_refused(cluster):
+    prepare_scene(cluster, 1)
+    first, second, third = cluster.engines
+    for step in range(20):
+        a, b = (first, second) if step % 2 else (second, third)
+        version = save(a.url, "w0", step)
+        # At once, on another engine that may not have installed `version` yet: it reads the log before judging.
+        answer = requests.patch(b.url + "/api/scene", headers=STREAMER,
+                                json={"base_version": version, "ops": [{"op": "update", "id": "w0", "fields": {"y": step}}]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["_version"] > version
+    # A base from the future is still refused, after one look at the log.
+    future = requests.patch(first.url + "/api/scene", headers=STREAMER,
+                            json={"base_version": 10**9, "ops": [{"op": "update", "id": "w0", "fields": {"y": 1}}]})
+    assert future.status_code == 409, future.text

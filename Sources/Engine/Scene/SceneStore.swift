@@ -277,6 +277,7 @@ public final class SceneStore: SceneAccess, Sendable {
         compute: @escaping @Sendable (Scene, [SceneLogEntry]?) throws -> Edit
     ) async throws -> Scene {
         try await serialized {
+            var caughtUp = false
             for _ in 0..<Self.maxAttempts {
                 let (current, existed, since, revision, kept) = try self.state.withLock {
                     state -> (Scene, Bool, [SceneLogEntry]?, Int64, [SceneVersionRecord]) in
@@ -307,6 +308,17 @@ public final class SceneStore: SceneAccess, Sendable {
                         since = []
                     }
                     return (current, existed, since, state.revision, state.history[name] ?? [])
+                }
+                if baseVersion > current.version, self.ledger.isShared, !caughtUp {
+                    // The client saw a version this engine has not installed yet (it saved through another engine
+                    // a moment ago): read the ledger before judging the base.
+                    caughtUp = true
+                    do { try self.catchUp() } catch {
+                        throw PluginError(
+                            status: 503, code: "storage_failed", message: "the scenes could not be read back: \(error)",
+                            headers: ["retry-after": "1"])
+                    }
+                    continue
                 }
                 let edit = try compute(current, since)
                 try SceneValidator(limits: self.limits).check(elements: edit.elements)
