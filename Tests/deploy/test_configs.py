@@ -167,16 +167,18 @@ def stub():
 
 # ---------------------------------------------------------------- nginx on loopback
 
-def rewrite_nginx(folder: Path, upstream_port: int, http_port: int, https_port: int, site: str):
+def rewrite_nginx(folder: Path, upstream_port: int, http_port: int, https_port: int, site: str, replicas: int = 1):
     """Copies deploy/nginx into `folder` with the container paths and ports made local."""
     def fix(text):
         text = text.replace("/etc/nginx/conf.d/", f"{folder}/conf.d/")
         text = text.replace("/etc/nginx/onionrp-proxy.conf", f"{folder}/onionrp-proxy.conf")
+        text = text.replace("/etc/nginx/onionrp-upstreams.conf", f"{folder}/onionrp-upstreams.conf")
         text = text.replace("/etc/nginx/tls/", f"{folder}/tls/")
         text = text.replace("/var/www/acme", f"{folder}/acme")
         text = text.replace("/srv/uploads/", f"{folder}/uploads/")
         text = text.replace("/tmp/nginx", f"{folder}/nginx")
         text = text.replace("server 172.30.77.20:8080;", f"server 127.0.0.1:{upstream_port};")
+        text = re.sub(r"server 172\.30\.77\.2\d:8080", f"server 127.0.0.1:{upstream_port}", text)
         text = re.sub(r"^\s*listen \[::\].*$", "", text, flags=re.M)
         text = re.sub(r"listen 80\b", f"listen 127.0.0.1:{http_port}", text)
         text = re.sub(r"listen 443\b", f"listen 127.0.0.1:{https_port}", text)
@@ -185,6 +187,7 @@ def rewrite_nginx(folder: Path, upstream_port: int, http_port: int, https_port: 
     (folder / "conf.d").mkdir()
     (folder / "nginx.conf").write_text(fix((DEPLOY / "nginx" / "nginx.conf").read_text()))
     (folder / "onionrp-proxy.conf").write_text(fix((DEPLOY / "nginx" / "onionrp-proxy.conf").read_text()))
+    (folder / "onionrp-upstreams.conf").write_text(fix((DEPLOY / "nginx" / f"upstreams-{replicas}.conf").read_text()))
     (folder / "conf.d" / "default.conf").write_text(fix((DEPLOY / "nginx" / f"site-{site}.conf").read_text()))
     (folder / "acme" / ".well-known" / "acme-challenge").mkdir(parents=True)
     (folder / "acme" / ".well-known" / "acme-challenge" / "token123").write_text("token123.thumbprint")
@@ -199,11 +202,11 @@ def rewrite_nginx(folder: Path, upstream_port: int, http_port: int, https_port: 
 
 
 class Nginx:
-    def __init__(self, stub, site):
+    def __init__(self, stub, site, replicas=1):
         self.folder = Path(tempfile.mkdtemp(prefix="onionrp-nginx-", dir="/tmp"))
         self.http = free_port()
         self.https = free_port()
-        rewrite_nginx(self.folder, stub.port, self.http, self.https, site)
+        rewrite_nginx(self.folder, stub.port, self.http, self.https, site, replicas)
         self.conf = self.folder / "nginx.conf"
 
     def check(self):
@@ -319,6 +322,19 @@ def parse_size(text):
     return int(float(m.group(1)) * units[m.group(2).lower()])
 
 
+def test_the_three_engine_upstreams_are_valid_and_every_engine_in_both(stub):
+    text = (DEPLOY / "nginx" / "upstreams-3.conf").read_text()
+    for upstream in ("onionrp_web", "onionrp_web_upgrade"):
+        block = text[text.index(f"upstream {upstream} {{"):]
+        block = block[:block.index("}")]
+        assert [f"172.30.77.2{i}:8080" for i in range(3)] == re.findall(r"server (172\.30\.77\.\d+:8080)", block)
+    compose = (ROOT / "compose.scale.yaml").read_text()
+    assert "172.30.77.21" in compose and "172.30.77.22" in compose
+    proxy = Nginx(stub, "http", replicas=3)
+    checked = proxy.check()
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_nginx_body_limit_and_timeouts_match_the_engine():
     """client_max_body_size covers the media plugin's largest upload (file + form bytes) and
     socket timeouts outlast the engine's keep-alive pings."""
@@ -341,7 +357,7 @@ def test_nginx_body_limit_and_timeouts_match_the_engine():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     web_ip = compose["services"]["web"]["networks"]["backend"]["ipv4_address"]
     redis_ip = compose["services"]["redis"]["networks"]["backend"]["ipv4_address"]
-    assert f"server {web_ip}:8080;" in (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert f"server {web_ip}:8080;" in (DEPLOY / "nginx" / "upstreams-1.conf").read_text()
     assert f"@{redis_ip}:6379/" in compose["services"]["web"]["environment"]["REDIS_URL"]
 
 
