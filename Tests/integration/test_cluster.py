@@ -282,3 +282,31 @@ def test_a_save_based_on_a_version_made_through_another_engine_a_moment_ago_is_n
     future = requests.patch(first.url + "/api/scene", headers=STREAMER,
                             json={"base_version": 10**9, "ops": [{"op": "update", "id": "w0", "fields": {"y": 1}}]})
     assert future.status_code == 409, future.text
+
+
+def test_a_redis_that_lost_everything_gets_the_scenes_back_under_a_new_epoch(cluster):
+    prepare_scene(cluster, 1)
+    readers = start_readers(cluster, 6)
+    before = save(cluster.engines[0].url, "w0", 7)
+    old_epoch = cluster.redis.cli("GET", "onionrp:scenes:epoch").strip()
+    cluster.redis.cli("FLUSHALL")
+    # The next save finds the ledger empty: the engine writes its scenes back, versions keep growing, a new epoch.
+    after = save(cluster.engines[1].url, "w0", 8)
+    assert after is not None and after > before
+    new_epoch = cluster.redis.cli("GET", "onionrp:scenes:epoch").strip()
+    assert new_epoch and new_epoch != old_epoch
+    scene = requests.get(cluster.engines[2].url + "/api/scene", headers=STREAMER).json()
+    deadline = time.monotonic() + 15
+    while scene["_version"] < after:
+        assert time.monotonic() < deadline, scene
+        time.sleep(0.2)
+        scene = requests.get(cluster.engines[2].url + "/api/scene", headers=STREAMER).json()
+    assert scene["elements"][0]["x"] == 8
+    # Every engine notices the new epoch (its follower checks it after each read) and sends the scene in full.
+    deadline = time.monotonic() + 15
+    while any(reader.client.epoch != new_epoch for reader in readers):
+        assert time.monotonic() < deadline, [reader.client.epoch for reader in readers]
+        time.sleep(0.2)
+    for reader in readers:
+        reader.finish(after)
+        assert reader.client.scene["elements"][0]["x"] == 8

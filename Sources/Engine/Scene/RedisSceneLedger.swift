@@ -27,6 +27,7 @@ final class RedisSceneLedger: SceneLedger, @unchecked Sendable {
     /// The epoch and the cursor the follower continues from after a reload.
     private let shared = Mutex<(epoch: String, restart: LedgerCursor?)>(("", nil))
     private let follower = Mutex<LedgerFollower?>(nil)
+    private let loadedOnce = Atomic<Bool>(false)
 
     init(store: RedisStore, importFrom: URL, limits: SceneLimits, replayLength: Int, logger: Logger) {
         self.endpoint = store.endpoint
@@ -89,7 +90,9 @@ final class RedisSceneLedger: SceneLedger, @unchecked Sendable {
     func load() throws -> SceneLedgerSnapshot {
         _ = try run(["SET", keys.epoch, SceneEpoch.make(), "NX"])
         var snapshot = try read()
-        if snapshot.history.isEmpty && snapshot.revision == 0 {
+        // Only at start-up: an empty Redis later (one that lost its data) gets the engines' scenes back instead.
+        let firstLoad = !loadedOnce.exchange(true, ordering: .relaxed)
+        if firstLoad && snapshot.history.isEmpty && snapshot.revision == 0 {
             let local = try FileSceneLedger(directory: importFrom, limits: limits, logger: logger).load()
             if !local.history.isEmpty {
                 if try seed(local) {
@@ -348,6 +351,15 @@ final class LedgerFollower: @unchecked Sendable {
                 }
                 let reply = try current.command(
                     ["XREAD", "COUNT", "1000", "BLOCK", "2000", "STREAMS", ledger.keys.log, cursor.description].map { Array($0.utf8) })
+                // After each batch, and when quiet for the block time: make sure Redis was not emptied meanwhile
+                // (FLUSHALL keeps connections open); changes of another epoch are not installed, the store reloads.
+                let now = try current.command([Array("GET".utf8), Array(ledger.keys.epoch.utf8)]).text ?? ""
+                if now != epoch {
+                    ledger.logger.warning("the scene ledger's epoch changed (\(epoch) -> \(now.isEmpty ? "none" : now)): reloading")
+                    epoch = now
+                    deliver(nil)
+                    continue
+                }
                 guard case .array(let streams) = reply, let stream = streams.first, case .array(let pair) = stream, pair.count == 2,
                     case .array(let items) = pair[1]
                 else { continue }
