@@ -310,3 +310,22 @@ def test_a_redis_that_lost_everything_gets_the_scenes_back_under_a_new_epoch(clu
     for reader in readers:
         reader.finish(after)
         assert reader.client.scene["elements"][0]["x"] == 8
+
+
+def test_an_engine_started_before_its_redis_serves_and_loads_the_scenes_when_redis_comes(tmp_path, engines):
+    from cluster import CLUSTER_CONFIG, DurableRedis
+    redis = DurableRedis(tmp_path)
+    engine = engines(CLUSTER_CONFIG, env={"REDIS_URL": redis.url})
+    try:
+        assert requests.get(engine.url + "/readyz").status_code == 503
+        waiting = requests.get(engine.url + "/api/scene", headers=STREAMER)
+        assert waiting.status_code == 503 and waiting.json()["error"]["code"] == "store_unavailable"
+        assert waiting.headers.get("retry-after")
+        client = SceneClient(engine.ws_url).open()
+        redis.start()
+        client.pump(until_version=1, timeout=20)
+        assert client.kinds == ["scene.full"] and client.scene["name"] == "main"
+        assert requests.get(engine.url + "/api/scene", headers=STREAMER).status_code == 200
+        client.close()
+    finally:
+        redis.stop()

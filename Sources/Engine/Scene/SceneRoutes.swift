@@ -35,7 +35,8 @@ struct SceneRoutes {
         return name
     }
 
-    func register(_ r: PluginRegistrar) {
+    func register(_ registrar: PluginRegistrar) {
+        let r = LoadedScenes(registrar: registrar, store: store)
         r.route(.get, "/api/scene", access: .overlay, summary: "the active scene with _version") { _ in
             try .json(store.active)
         }
@@ -212,6 +213,24 @@ struct SceneRoutes {
         }
         r.route(.get, "/api/metrics/realtime", access: .moderator, summary: "live picture: clients, versions, apply lag, rates") { _ in
             try .json(await realtime())
+        }
+    }
+}
+
+/// Registers scene routes that answer 503 `store_unavailable` while the scenes are not loaded (a Redis that was down
+/// when the engine started), instead of an empty scene.
+struct LoadedScenes {
+    let registrar: PluginRegistrar
+    let store: SceneStore
+
+    func route(
+        _ method: PluginAPI.HTTPMethod, _ path: String, access: AccessLevel, bodyLimit: Int? = nil, rateLimit: RateLimit? = nil,
+        summary: String = "", handler: @escaping RouteHandler
+    ) {
+        let store = self.store
+        registrar.route(method, path, access: access, bodyLimit: bodyLimit, rateLimit: rateLimit, summary: summary) { request in
+            try store.requireLoaded()
+            return try await handler(request)
         }
     }
 }

@@ -88,6 +88,8 @@ public final class SceneStore: SceneAccess, Sendable {
         /// The last ledger change installed.
         var cursor: LedgerCursor = .origin
         var epoch = ""
+        /// False until the ledger could be read (a Redis down at start-up): scene requests answer 503 meanwhile.
+        var loaded = false
     }
 
     let state = Mutex(State())
@@ -112,16 +114,54 @@ public final class SceneStore: SceneAccess, Sendable {
         self.limits = limits
         self.logger = logger
         self.onChange = onChange
-        let snapshot = try queue.sync { try ledger.load() }
+        do {
+            try queue.sync { try open() }
+        } catch  where ledger.isShared {
+            // Not fatal: the engine serves (readiness says the store is down), scene requests answer 503 and overlays
+            // wait; the scenes load as soon as the ledger answers, and every socket then gets the active scene.
+            logger.error("the scenes cannot be read yet (\(error)); retrying every second, scene requests answer 503 meanwhile")
+            retryOpen()
+        }
+    }
+
+    /// Reads the ledger, creates `main` on a first run and follows the ledger. Runs on the persistence queue.
+    private func open() throws {
+        let snapshot = try ledger.load()
         let loaded = Self.state(from: snapshot, limits: limits)
         state.withLock { $0 = loaded }
         if loaded.scenes.isEmpty {
             // First run: an empty `main` scene, made durable like any other change.
-            try queue.sync { try createInitial() }
+            try createInitial()
         }
-        ledger.follow(from: loaded.cursor) { [weak self] changes in
+        ledger.follow(from: state.withLock { $0.cursor }) { [weak self] changes in
             guard let self else { return }
             self.queue.async { self.receive(changes) }
+        }
+    }
+
+    private func retryOpen() {
+        queue.asyncAfter(deadline: .now() + 1) { [weak self] in
+            guard let self else { return }
+            do {
+                try self.open()
+                self.logger.notice("scenes loaded from the ledger (revision \(self.revision))")
+                let (scene, epoch) = self.activeWithEpoch
+                self.onChange(SceneChange(scene: scene, active: true, action: "sync", epoch: epoch))
+            } catch {
+                self.retryOpen()
+            }
+        }
+    }
+
+    /// Whether the scenes could be read (always, except with a shared ledger that was unreachable at start-up).
+    var isLoaded: Bool { state.withLock { $0.loaded } }
+
+    /// Throws 503 `store_unavailable` until the scenes are loaded.
+    func requireLoaded() throws {
+        guard isLoaded else {
+            throw PluginError(
+                status: 503, code: "store_unavailable", message: "the scenes are not loaded yet: the store cannot be reached",
+                headers: ["retry-after": "1"])
         }
     }
 
@@ -145,6 +185,7 @@ public final class SceneStore: SceneAccess, Sendable {
         }
         state.cursor = snapshot.cursor
         state.epoch = snapshot.epoch
+        state.loaded = true
         return state
     }
 
@@ -228,6 +269,7 @@ public final class SceneStore: SceneAccess, Sendable {
     var retention: (count: Int, maxAgeSeconds: Int) { (limits.historySize, limits.historyMaxAgeSeconds) }
 
     public func activeScene() async throws -> SceneSnapshot {
+        try requireLoaded()
         let scene = active
         return SceneSnapshot(name: scene.name, version: scene.version, json: try JSON.encode(scene))
     }
@@ -276,7 +318,8 @@ public final class SceneStore: SceneAccess, Sendable {
         restoredFrom: Int64? = nil, create: Bool = false,
         compute: @escaping @Sendable (Scene, [SceneLogEntry]?) throws -> Edit
     ) async throws -> Scene {
-        try await serialized {
+        try requireLoaded()
+        return try await serialized {
             var caughtUp = false
             for _ in 0..<Self.maxAttempts {
                 let (current, existed, since, revision, kept) = try self.state.withLock {
@@ -362,7 +405,8 @@ public final class SceneStore: SceneAccess, Sendable {
 
     /// Makes `name` the active scene; it gets a new version so overlays always see versions grow.
     func activate(_ name: String, by: String, byName: String? = nil) async throws -> Scene {
-        try await serialized {
+        try requireLoaded()
+        return try await serialized {
             for _ in 0..<Self.maxAttempts {
                 let (scene, previous, revision) = try self.state.withLock { state -> (Scene, Int64, Int64) in
                     guard var scene = state.scenes[name] else { throw PluginError.notFound("no scene named '\(name)'") }
@@ -540,6 +584,7 @@ public final class SceneStore: SceneAccess, Sendable {
     /// Deletes a scene that is not active. The highest version given is recorded first, so a restart
     /// never hands out a version number again even when the deleted scene held it.
     func delete(_ name: String) async throws {
+        try requireLoaded()
         try await serialized {
             for _ in 0..<Self.maxAttempts {
                 let revision: Int64 = try self.state.withLock { state in

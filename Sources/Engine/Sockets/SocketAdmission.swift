@@ -92,6 +92,8 @@ extension OverlayEngine {
     /// Brings a connection that just opened up to date: the versions it missed when it reconnects with
     /// `?since=&epoch=` (see ``SceneFeed/connect``), else the active scene in full.
     func sendScene(_ connection: ChannelConnection, resume: SceneFeed.Resume?) {
+        // Not loaded yet (Redis down at start-up): the socket gets the scene when it loads.
+        guard scenes.isLoaded else { return }
         let (scene, epoch) = scenes.activeWithEpoch
         let version = feed.connect(connection, active: scene, epoch: epoch, resume: resume)
         // A late join: its acknowledgement is timed from now, not from the version's first broadcast.
