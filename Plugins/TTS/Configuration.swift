@@ -65,6 +65,9 @@ struct TTSConfiguration: DefaultedConfiguration {
     var timeoutPerCharSeconds = 0.25
     /// Upper bound of that timeout.
     var timeoutMaxSeconds = 900.0
+    /// With several engines sharing a store, the engine that queued an utterance publishes its timeout; the others
+    /// publish it this much later, should that engine have died.
+    var timeoutGraceSeconds = 5.0
     /// The espeak-ng executable.
     var espeakPath = "/usr/bin/espeak-ng"
     /// A render taking longer than this is killed and counts as failed.
@@ -93,6 +96,7 @@ struct TTSConfiguration: DefaultedConfiguration {
         try check(timeoutBaseSeconds >= 1, "timeout_base_seconds", "must be at least 1")
         try check(timeoutPerCharSeconds >= 0, "timeout_per_char_seconds", "must not be negative")
         try check(timeoutMaxSeconds >= timeoutBaseSeconds, "timeout_max_seconds", "must be at least timeout_base_seconds")
+        try check(timeoutGraceSeconds >= 0.1 && timeoutGraceSeconds <= 3600, "timeout_grace_seconds", "must be 0.1...3600")
         try check(!espeakPath.isEmpty, "espeak_path", "must not be empty")
         try check(renderTimeoutSeconds > 0 && renderTimeoutSeconds <= 600, "render_timeout_seconds", "must be in (0, 600]")
         try check(maxConcurrentRenders >= 1 && maxConcurrentRenders <= 64, "max_concurrent_renders", "must be 1...64")

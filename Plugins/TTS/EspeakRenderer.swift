@@ -88,6 +88,15 @@ struct RenderPlan: Sendable, Equatable {
         ["-b", "1", "-v", voice, "-s", String(speed), "-p", String(pitch), "-a", String(amplitude), "-w", output, "--", text]
     }
 
+    /// A plan from its parts (one another engine sent on the bus).
+    init(voice: String, speed: Int, pitch: Int, amplitude: Int, text: String) {
+        self.voice = voice
+        self.speed = speed
+        self.pitch = pitch
+        self.amplitude = amplitude
+        self.text = text
+    }
+
     /// Maps a request onto espeak-ng's scales.
     init(request: SpeakRequest, voice: String) {
         self.voice = voice

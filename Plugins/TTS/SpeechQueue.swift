@@ -34,8 +34,14 @@ struct Utterance: Sendable {
     var state: State = .pending
     /// When the first overlay reported it started.
     var startedAt: Date?
-    /// Connections that reported it started and have not failed it.
+    /// Connections that reported it started and have not failed it (`<engine id>/<connection id>`).
     var startedBy: Set<String> = []
+    /// The engine that accepted it: its timer publishes the timeout (the others only when that engine is gone).
+    var origin = ""
+    /// espeak-ng's inputs when `audioHash` is set: an engine that lacks the file renders the same bytes from them.
+    var plan: RenderPlan?
+    /// Which arming of the timeout is running (replicated: every engine counts the same).
+    var arm: Int64 = 0
 
     /// Where overlays fetch the rendered audio.
     var audioURL: String? { audioHash.map { "/api/tts/audio/\($0).wav" } }
@@ -139,235 +145,501 @@ struct TTSMetrics: Sendable {
     }
 }
 
-/// The queue: one current utterance and the ones waiting behind it, in the order overlays received them.
+/// The TTS queue of this engine: a replica of the one queue every engine sharing the store holds.
 ///
-/// Every change is broadcast to moderators as `tts.queue`. The current utterance leaves on `tts.finished`,
-/// on `tts.failed` (once no other overlay is still saying it), on skip or clear, or when its timeout passes
-/// (overlays then get `tts.skip` with `reason: "timeout"`). Broadcasts happen inside the actor, so their
-/// order is the order of the changes.
+/// Every change (enqueue, an overlay's report, skip, clear, timeout) is published on the bus topic `queue` and applied
+/// here when the bus delivers it, in the bus's order, on every engine alike: the engine that made the change waits for
+/// its own message to come back and answers from what applying it gave. Each engine tells its own sockets: overlays get
+/// `tts.speak`/`tts.skip`/`tts.clear`, moderators a `tts.queue` after every change. On the embedded backend the bus is
+/// in-process and there is one engine, so it behaves as a plain queue.
+///
+/// Timeouts: every engine arms a timer when an utterance becomes current (or starts); the engine that accepted it
+/// publishes the timeout when it passes, the others `timeout_grace_seconds` later (that engine died). A timeout names
+/// the arming it belongs to, so one that arrives after a start or a second copy changes nothing.
+///
+/// Joining: an engine starts without a replica, asks for one on the bus (`sync.request`) and keeps what arrives after
+/// its request; any engine that has a replica answers with it (`sync.state`) as it stood at the request, and the
+/// newcomer applies what it kept on top. Without an answer within the sync wait it starts empty (it is alone). Every
+/// message carries its sender's sequence number; a gap (a message lost while the engine's connection to the store was
+/// down) makes the engine ask for a replica again.
 actor SpeechQueue {
-    private var current: Utterance?
-    private var waiting: [Utterance] = []
+    /// The bus topic.
+    static let topic = "queue"
+
+    /// Delays of the replication; the defaults suit engines on one network.
+    struct Timing: Sendable {
+        /// How much later than the accepting engine the others publish a timeout.
+        var grace: Duration = .seconds(5)
+        /// How long a starting engine waits for a replica before it starts empty.
+        var syncWait: Duration = .milliseconds(500)
+        /// How long a change may take to come back from the bus before its request answers 503.
+        var replyTimeout: Duration = .seconds(5)
+    }
+
+    /// Whether this engine holds a replica it can answer from.
+    private enum Phase {
+        case synced
+        case syncing(Sync)
+    }
+
+    /// A request for a replica in flight.
+    private struct Sync {
+        let nonce: String
+        /// Our request came back: what follows it is kept for after the replica arrives.
+        var seen = false
+        var buffer: [(sequence: Int64, op: QueueOp, from: String)] = []
+    }
+
+    private var state = QueueState()
+    private var phase: Phase
+    private var lastSequence: [String: Int64] = [:]
+    private var nextSequence: Int64 = 0
+    private var replies: [Int64: Reply] = [:]
+    private var syncWaiters: [CheckedContinuation<Void, Never>] = []
+    private var syncWait: Duration
+    /// Nonces of requests given up on: an answer to one means another engine exists after all.
+    private var abandonedNonces: [String] = []
+    private var subscription: (any BusSubscription)?
+    private var inbox: AsyncStream<(bytes: [UInt8], from: String)>.Continuation?
+    private var outbox: AsyncStream<(sequence: Int64, bytes: [UInt8])>.Continuation?
+    private var workers: [Task<Void, Never>] = []
     private var timer: Task<Void, Never>?
-    private var timerToken = 0
+    private var armed: (id: String, arm: Int64)?
+    private var plans: [String: RenderPlan] = [:]
+    private var planOrder: [String] = []
+    private var stopped = false
+
     private let sockets: any SocketHub
     private let logger: any PluginLogger
     private let metrics: TTSMetrics
     private let maxLength: Int
+    private let bus: any EngineBus
+    private let timing: Timing
+    /// Messages from the bus that could not be read.
+    private let malformed: (any MetricCounter)?
+    /// This engine's id on the bus.
+    nonisolated let engineID: String
 
-    /// Creates an empty queue.
-    init(sockets: any SocketHub, logger: any PluginLogger, metrics: TTSMetrics, maxLength: Int) {
+    /// Most render plans remembered for audio an overlay may still fetch after its utterance left the queue.
+    static let rememberedPlans = 512
+
+    /// Creates an empty replica; ``start()`` joins the bus.
+    init(
+        sockets: any SocketHub, logger: any PluginLogger, metrics: TTSMetrics, maxLength: Int, bus: any EngineBus,
+        timing: Timing = Timing(), malformed: (any MetricCounter)? = nil
+    ) {
         self.sockets = sockets
         self.logger = logger
         self.metrics = metrics
         self.maxLength = maxLength
+        self.bus = bus
+        self.timing = timing
+        self.malformed = malformed
+        self.engineID = bus.engineID
+        self.syncWait = timing.syncWait
+        self.phase = .syncing(Sync(nonce: ""))
     }
 
-    /// Utterances current or waiting.
-    var count: Int { (current == nil ? 0 : 1) + waiting.count }
-
-    /// Throws 409 `queue_full` when no utterance can be added.
-    func checkRoom() throws {
-        guard count < maxLength else {
-            throw PluginError(
-                status: 409, code: "queue_full", message: "\(count) utterances are queued (limit \(maxLength)); skip or clear first",
-                details: ["limit": .number(Double(maxLength))])
-        }
+    /// Subscribes to the bus and asks for a replica (see the type's documentation).
+    func start() async throws {
+        let (inboxStream, inboxContinuation) = AsyncStream.makeStream(of: (bytes: [UInt8], from: String).self)
+        let (outboxStream, outboxContinuation) = AsyncStream.makeStream(of: (sequence: Int64, bytes: [UInt8]).self)
+        inbox = inboxContinuation
+        outbox = outboxContinuation
+        // The bus calls the handler in its order; the stream keeps it, and one task applies.
+        subscription = try await bus.subscribe(Self.topic) { bytes, from in inboxContinuation.yield((bytes, from)) }
+        workers.append(
+            Task { [weak self] in
+                for await message in inboxStream { await self?.receive(message.bytes, from: message.from) }
+            })
+        // One task publishes, in sequence order, so every engine sees this engine's numbers in order.
+        let bus = self.bus
+        workers.append(
+            Task { [weak self] in
+                for await message in outboxStream {
+                    do {
+                        try await bus.publish(Self.topic, message.bytes)
+                    } catch {
+                        await self?.publishFailed(message.sequence, error)
+                    }
+                }
+            })
+        requestReplica()
     }
 
-    /// Adds an utterance, sends `tts.speak` to the overlays and the new queue to the moderators.
+    /// Leaves the bus, stops the timer and fails what still waits (engine shutdown).
+    func shutdown() {
+        stopped = true
+        subscription?.cancel()
+        inbox?.finish()
+        outbox?.finish()
+        disarm()
+        for reply in replies.values { reply.fulfil(.failure(Self.unavailable("the engine is shutting down"))) }
+        replies.removeAll()
+        phase = .synced
+        wakeSyncWaiters()
+    }
+
+    // MARK: operations (published, applied when they come back)
+
+    /// Utterances current or waiting, in this replica.
+    var count: Int { state.count }
+
+    /// Throws 409 `queue_full` when no utterance can be added now (checked again when the enqueue is applied).
+    func checkRoom() async throws {
+        await synced()
+        if state.count >= maxLength { throw Self.full(count: state.count, limit: maxLength) }
+    }
+
+    /// Queues an utterance on every engine; each sends `tts.speak` to its overlays and the queue to its moderators.
     /// - Returns: How many utterances are ahead of it (0: it is said now).
-    func enqueue(_ utterance: Utterance) throws -> Int {
-        try checkRoom()
-        let position: Int
-        if current == nil {
-            current = utterance
-            position = 0
-            arm(utterance)
-        } else {
-            position = 1 + waiting.count
-            waiting.append(utterance)
+    /// - Throws: 409 `queue_full`, or 503 when the bus does not carry it.
+    func enqueue(_ utterance: Utterance) async throws -> Int {
+        switch try await submit(.enqueue(utterance, limit: maxLength)) {
+        case .position(let position): return position
+        case .full(let count, let limit): throw Self.full(count: count, limit: limit)
+        default: throw Self.unavailable("the queue answered the enqueue with something else")
         }
-        metrics.queued.increment()
-        if let frame = try? SocketMessage.make(type: "tts.speak", payload: utterance.speakEvent) {
-            sockets.send(frame, to: .channel(.overlay))
-        }
-        publish()
-        return position
     }
 
-    /// `tts.started` from an overlay.
-    func started(_ id: String, by connection: String) {
-        if var now = current, now.id == id {
-            now.startedBy.insert(connection)
-            let first = now.state == .pending
-            if first {
-                now.state = .speaking
-                now.startedAt = Date()
-            }
-            current = now
-            if first {
-                arm(now)  // the timeout counts from the start of speech
-                publish()
-            }
-            return
-        }
-        // An overlay started one further down: it is done with those ahead (it speaks in order).
-        guard let index = waiting.firstIndex(where: { $0.id == id }) else { return }
-        logger.info("overlay skipped ahead in the queue", ["id": id, "dropped": String(index + 1)])
-        var next = waiting[index]
-        waiting.removeFirst(index + 1)
-        next.state = .speaking
-        next.startedAt = Date()
-        next.startedBy = [connection]
-        current = next
-        arm(next)
-        publish()
+    /// `tts.started` from an overlay connection of this engine.
+    func started(_ id: String, by connection: String) async throws {
+        _ = try await submit(.started(id: id, connection: qualified(connection), at: Date()))
     }
 
     /// `tts.finished` from an overlay.
-    func finished(_ id: String) {
-        if current?.id == id {
-            metrics.spoken.increment()
-            advance()
-            publish()
-        } else if let index = waiting.firstIndex(where: { $0.id == id }) {
-            waiting.remove(at: index)
-            metrics.spoken.increment()
-            publish()
-        }
+    func finished(_ id: String) async throws {
+        _ = try await submit(.finished(id: id))
     }
 
-    /// `tts.failed` from an overlay.
-    func failed(_ id: String, reason: String?, by connection: String) {
-        if var now = current, now.id == id {
-            now.startedBy.remove(connection)
-            if now.startedBy.isEmpty {
-                logger.info("an overlay could not speak an utterance", ["id": id, "reason": reason ?? "-"])
-                metrics.failedOverlay.increment()
-                advance()
-                publish()
-            } else {
-                current = now  // another overlay is still saying it
-            }
-        } else if let index = waiting.firstIndex(where: { $0.id == id }) {
-            waiting.remove(at: index)
-            metrics.failedOverlay.increment()
-            publish()
-        }
+    /// `tts.failed` from an overlay connection of this engine.
+    func failed(_ id: String, reason: String?, by connection: String) async throws {
+        _ = try await submit(.failed(id: id, connection: qualified(connection), reason: reason))
     }
 
-    /// Drops the utterance `id` (or the current one) and tells the overlays with `tts.skip`.
+    /// Drops the utterance `id` (or the current one); overlays get `tts.skip`.
     /// - Returns: The id skipped.
     /// - Throws: 404 when there is nothing to skip.
-    func skip(_ id: String?) throws -> String {
-        let target: String
-        if let id {
-            if current?.id == id {
-                advance()
-            } else if let index = waiting.firstIndex(where: { $0.id == id }) {
-                waiting.remove(at: index)
-            } else {
-                throw PluginError.notFound("no queued utterance with id '\(id)'")
-            }
-            target = id
-        } else {
-            guard let now = current else { throw PluginError.notFound("nothing is being spoken") }
-            target = now.id
-            advance()
+    func skip(_ id: String?) async throws -> String {
+        switch try await submit(.skip(id: id)) {
+        case .skipped(let target): return target
+        case .nothingToSkip(let id?): throw PluginError.notFound("no queued utterance with id '\(id)'")
+        default: throw PluginError.notFound("nothing is being spoken")
         }
-        metrics.skipped.increment()
-        /// `tts.skip` payload.
-        struct Skip: Encodable { let id: String }
-        if let frame = try? SocketMessage.make(type: "tts.skip", payload: Skip(id: target)) {
-            sockets.send(frame, to: .channel(.overlay))
-        }
-        publish()
-        return target
     }
 
-    /// Drops everything and tells the overlays with `tts.clear`.
+    /// Drops everything; overlays get `tts.clear`.
     /// - Returns: How many utterances were dropped.
-    func clear() -> Int {
-        let dropped = count
-        current = nil
-        waiting.removeAll()
-        disarm()
-        metrics.skipped.increment(by: Int64(dropped))
-        sockets.send(SocketMessage.make(type: "tts.clear"), to: .channel(.overlay))
-        publish()
+    func clear() async throws -> Int {
+        guard case .cleared(let dropped) = try await submit(.clear) else { return 0 }
         return dropped
     }
 
+    // MARK: reading the replica
+
     /// The `tts.queue` frame of the current state.
-    func snapshotFrame() -> String {
-        let snapshot = QueueSnapshot(current: current?.entry, queue: waiting.map(\.entry))
-        return (try? SocketMessage.make(type: "tts.queue", payload: snapshot)) ?? "{\"type\":\"tts.queue\",\"current\":null,\"queue\":[]}"
+    func snapshotFrame() async -> String {
+        await synced()
+        return frame()
     }
 
     /// `tts.speak` frames of everything queued, in order: what an overlay that just connected (or reloaded) should say.
-    func replayFrames() -> [String] {
-        ([current].compactMap { $0 } + waiting).compactMap { try? SocketMessage.make(type: "tts.speak", payload: $0.speakEvent) }
+    func replayFrames() async -> [String] {
+        await synced()
+        return state.all.compactMap { try? SocketMessage.make(type: "tts.speak", payload: $0.speakEvent) }
     }
 
     /// Cache names of the audio still queued (never evicted).
-    func referencedHashes() -> Set<String> {
-        Set(([current].compactMap { $0 } + waiting).compactMap(\.audioHash))
+    func referencedHashes() -> Set<String> { Set(state.all.compactMap(\.audioHash)) }
+
+    /// How the audio named `hash` was rendered, when an utterance queued now or lately had it.
+    func plan(forAudio hash: String) -> RenderPlan? { plans[hash] }
+
+    // MARK: internals: the bus
+
+    private func qualified(_ connection: String) -> String { "\(engineID)/\(connection)" }
+
+    /// Publishes `op` and waits until this engine has applied it.
+    private func submit(_ op: QueueOp) async throws -> OpResult {
+        if stopped { throw Self.unavailable("the engine is shutting down") }
+        let reply = Reply()
+        let sequence = send(op, reply: reply)
+        let deadline = Task { [timing] in
+            try? await Task.sleep(for: timing.replyTimeout)
+            reply.fulfil(.failure(Self.unavailable("the change did not come back from the bus within \(timing.replyTimeout)")))
+        }
+        defer {
+            deadline.cancel()
+            replies[sequence] = nil
+        }
+        return try await reply.value()
     }
 
-    /// Stops the timer (engine shutdown).
-    func shutdown() { disarm() }
+    /// Numbers, encodes and hands `op` to the publishing task.
+    @discardableResult
+    private func send(_ op: QueueOp, reply: Reply? = nil) -> Int64 {
+        nextSequence += 1
+        let sequence = nextSequence
+        do {
+            let bytes = try QueueMessage(sequence: sequence, op: op).encoded()
+            if let reply { replies[sequence] = reply }
+            outbox?.yield((sequence, bytes))
+        } catch {
+            reply?.fulfil(.failure(Self.unavailable("cannot encode the change: \(error)")))
+        }
+        return sequence
+    }
 
-    // MARK: internals
+    private func publishFailed(_ sequence: Int64, _ error: any Error) {
+        logger.warning("could not publish a queue change", ["why": "\(error)"])
+        replies.removeValue(forKey: sequence)?.fulfil(.failure(error))
+    }
 
-    private func advance() {
-        if waiting.isEmpty {
-            current = nil
-            disarm()
-        } else {
-            let next = waiting.removeFirst()
-            current = next
-            arm(next)
+    /// One message from the bus, in the bus's order.
+    func receive(_ bytes: [UInt8], from: String) {
+        guard !stopped else { return }
+        let decoded: (sequence: Int64, op: QueueOp)
+        do {
+            decoded = try QueueMessage.decode(bytes)
+        } catch {
+            malformed?.increment()
+            logger.warning("ignored a malformed queue message", ["from": String(from.prefix(64)), "why": "\(error)"])
+            return
+        }
+        switch phase {
+        case .synced:
+            guard accept(decoded.sequence, from: from) else { return }
+            process(decoded.op, sequence: decoded.sequence, from: from)
+        case .syncing(var sync):
+            if case .syncRequest(let nonce) = decoded.op, from == engineID, nonce == sync.nonce {
+                sync.seen = true
+                phase = .syncing(sync)
+                return
+            }
+            guard sync.seen else { return }  // before our request: the replica we get includes it
+            if case .syncState(let nonce, let replica) = decoded.op, nonce == sync.nonce {
+                adopt(replica, then: sync.buffer, answer: (decoded.sequence, from))
+                return
+            }
+            sync.buffer.append((decoded.sequence, decoded.op, from))
+            phase = .syncing(sync)
         }
     }
 
-    private func arm(_ utterance: Utterance) {
+    /// Notes a sender's sequence number. False for one already seen; a gap asks for a replica again.
+    private func accept(_ sequence: Int64, from: String) -> Bool {
+        if let last = lastSequence[from] {
+            if sequence <= last { return false }
+            if sequence > last + 1 {
+                logger.warning(
+                    "queue messages were lost; asking the other engines for the queue",
+                    ["from": String(from.prefix(64)), "missing": String(sequence - last - 1)])
+                lastSequence[from] = sequence
+                requestReplica()  // this message is still applied: it is what there is if nobody answers
+                return true
+            }
+        } else if lastSequence.count >= WireLimits.engines, let oldest = lastSequence.min(by: { $0.value < $1.value })?.key {
+            lastSequence[oldest] = nil
+        }
+        lastSequence[from] = sequence
+        return true
+    }
+
+    private func process(_ op: QueueOp, sequence: Int64, from: String) {
+        switch op {
+        case .syncRequest(let nonce):
+            // Answered with the replica as it stands at the request, in the bus's order.
+            if from != engineID { send(.syncState(nonce: nonce, replica: Replica(state: state, lastSequence: lastSequence))) }
+        case .syncState(let nonce, _):
+            if from != engineID, let index = abandonedNonces.firstIndex(of: nonce) {
+                // We started empty thinking we were alone; we were not.
+                abandonedNonces.remove(at: index)
+                syncWait = min(syncWait * 2, .seconds(10))
+                logger.warning("another engine answered late; asking for the queue again", ["wait_ms": String(syncWait.wholeMilliseconds)])
+                requestReplica()
+            }
+        default:
+            apply(op, from: from, sequence: sequence)
+        }
+    }
+
+    /// Applies an operation, tells this engine's sockets, counts it (once: on the engine it came from).
+    private func apply(_ op: QueueOp, from: String, sequence: Int64) {
+        if case .enqueue(let utterance, _) = op, let hash = utterance.audioHash, let plan = utterance.plan { remember(plan, for: hash) }
+        let outcome = state.apply(op)
+        for (level, message, metadata) in outcome.logs { logger.log(level, message, metadata: metadata) }
+        for frame in outcome.overlayFrames { sockets.send(frame, to: .channel(.overlay)) }
+        if from == engineID {
+            if outcome.queued > 0 { metrics.queued.increment(by: Int64(outcome.queued)) }
+            if outcome.spoken > 0 { metrics.spoken.increment(by: Int64(outcome.spoken)) }
+            if outcome.failedOverlay > 0 { metrics.failedOverlay.increment(by: Int64(outcome.failedOverlay)) }
+            if outcome.failedTimeout > 0 { metrics.failedTimeout.increment(by: Int64(outcome.failedTimeout)) }
+            if outcome.skipped > 0 { metrics.skipped.increment(by: Int64(outcome.skipped)) }
+        }
+        if outcome.changed || isClear(op) { publishQueue() }
+        rearm()
+        if from == engineID { replies.removeValue(forKey: sequence)?.fulfil(.success(outcome.result)) }
+    }
+
+    private func isClear(_ op: QueueOp) -> Bool {
+        if case .clear = op { return true }
+        return false
+    }
+
+    // MARK: internals: joining
+
+    /// Asks the other engines for a replica; until one arrives (or the wait passes) operations wait.
+    private func requestReplica() {
+        guard !stopped else { return }
+        if case .syncing(let sync) = phase, !sync.nonce.isEmpty { return }  // one already on its way
+        let nonce = UUID().uuidString
+        phase = .syncing(Sync(nonce: nonce))
+        send(.syncRequest(nonce: nonce))
+        let wait = syncWait
+        Task { [weak self] in
+            try? await Task.sleep(for: wait)
+            await self?.syncTimedOut(nonce)
+        }
+    }
+
+    private func syncTimedOut(_ nonce: String) {
+        guard case .syncing(let sync) = phase, sync.nonce == nonce else { return }
+        logger.info(
+            state.count == 0 && lastSequence.isEmpty
+                ? "no other engine holds the queue; starting with an empty one" : "no engine answered; keeping this engine's queue",
+            ["wait_ms": String(syncWait.wholeMilliseconds)])
+        abandonedNonces.append(nonce)
+        if abandonedNonces.count > 16 { abandonedNonces.removeFirst() }
+        phase = .synced
+        for item in sync.buffer where accept(item.sequence, from: item.from) { process(item.op, sequence: item.sequence, from: item.from) }
+        wakeSyncWaiters()
+    }
+
+    /// Takes `replica` (the queue at our request), then applies what came after the request.
+    private func adopt(_ replica: Replica, then buffer: [(sequence: Int64, op: QueueOp, from: String)], answer: (Int64, String)) {
+        let before = state
+        state = replica.state
+        lastSequence = replica.lastSequence
+        phase = .synced
+        for utterance in state.all { if let hash = utterance.audioHash, let plan = utterance.plan { remember(plan, for: hash) } }
+        logger.info("joined the queue", ["utterances": String(state.count), "from": answer.1])
+        // Overlays here may have missed some of it (a gap): pages drop ids they already have.
+        let known = Set(before.all.map(\.id))
+        for utterance in state.all where !known.contains(utterance.id) {
+            if let frame = try? SocketMessage.make(type: "tts.speak", payload: utterance.speakEvent) { sockets.send(frame, to: .channel(.overlay)) }
+        }
+        if let old = before.current, !state.all.contains(where: { $0.id == old.id }) {
+            if let frame = try? SocketMessage.make(type: "tts.skip", payload: SkipEvent(id: old.id)) { sockets.send(frame, to: .channel(.overlay)) }
+        }
+        publishQueue()
+        rearm()
+        for item in buffer where accept(item.sequence, from: item.from) { process(item.op, sequence: item.sequence, from: item.from) }
+        _ = accept(answer.0, from: answer.1)
+        wakeSyncWaiters()
+    }
+
+    /// Returns once this engine holds a replica (at most the sync wait after start).
+    private func synced() async {
+        if case .synced = phase { return }
+        await withCheckedContinuation { syncWaiters.append($0) }
+    }
+
+    private func wakeSyncWaiters() {
+        let waiters = syncWaiters
+        syncWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: internals: sockets, timers
+
+    private func frame() -> String {
+        let snapshot = QueueSnapshot(current: state.current?.entry, queue: state.waiting.map(\.entry))
+        return (try? SocketMessage.make(type: "tts.queue", payload: snapshot)) ?? "{\"type\":\"tts.queue\",\"current\":null,\"queue\":[]}"
+    }
+
+    private func publishQueue() {
+        metrics.queueLength.set(Double(state.count))
+        sockets.send(frame(), to: .channel(.moderator))
+    }
+
+    private func remember(_ plan: RenderPlan, for hash: String) {
+        if plans.updateValue(plan, forKey: hash) == nil { planOrder.append(hash) }
+        while planOrder.count > Self.rememberedPlans { plans[planOrder.removeFirst()] = nil }
+    }
+
+    /// Keeps the timer on the current utterance's arming: the accepting engine fires at its timeout, others later.
+    private func rearm() {
+        guard let now = state.current else { return disarm() }
+        if let armed, armed.id == now.id, armed.arm == now.arm { return }
         timer?.cancel()
-        timerToken += 1
-        let token = timerToken
-        let id = utterance.id
-        let timeout = utterance.timeout
+        armed = (now.id, now.arm)
+        let delay = now.origin == engineID ? now.timeout : now.timeout + timing.grace
+        let id = now.id
+        let arm = now.arm
         timer = Task { [weak self] in
-            do { try await Task.sleep(for: timeout) } catch { return }
-            await self?.expire(id, token: token)
+            do { try await Task.sleep(for: delay) } catch { return }
+            await self?.expire(id, arm: arm)
         }
     }
 
     private func disarm() {
         timer?.cancel()
         timer = nil
-        timerToken += 1
+        armed = nil
     }
 
-    private func expire(_ id: String, token: Int) {
-        guard token == timerToken, let now = current, now.id == id else { return }
-        logger.warning("utterance timed out", ["id": id, "timeout_s": String(now.timeout.components.seconds)])
-        metrics.failedTimeout.increment()
-        /// `tts.skip` payload with the reason.
-        struct Skip: Encodable {
-            let id: String
-            let reason: String
+    private func expire(_ id: String, arm: Int64) {
+        guard let now = state.current, now.id == id, now.arm == arm, !stopped else { return }
+        if now.origin != engineID {
+            logger.info("the engine that queued an utterance did not time it out; doing it", ["id": id, "origin": now.origin])
         }
-        if let frame = try? SocketMessage.make(type: "tts.skip", payload: Skip(id: id, reason: "timeout")) {
-            sockets.send(frame, to: .channel(.overlay))
-        }
-        advance()
-        publish()
+        send(.timeout(id: id, arm: arm))
     }
 
-    private func publish() {
-        metrics.queueLength.set(Double(count))
-        sockets.send(snapshotFrame(), to: .channel(.moderator))
+    // MARK: errors
+
+    static func full(count: Int, limit: Int) -> PluginError {
+        PluginError(
+            status: 409, code: "queue_full", message: "\(count) utterances are queued (limit \(limit)); skip or clear first",
+            details: ["limit": .number(Double(limit))])
+    }
+
+    static func unavailable(_ why: String) -> PluginError {
+        PluginError(status: 503, code: "tts_queue_unavailable", message: "the TTS queue is unavailable: \(why)")
+    }
+}
+
+/// A one-shot answer for a change this engine published: fulfilled when it is applied, it fails, or its time is up.
+final class Reply: Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<OpResult, any Error>?)
+        case done(Result<OpResult, any Error>)
+    }
+    private let state = Mutex<State>(.waiting(nil))
+
+    /// Sets the answer (the first one counts).
+    func fulfil(_ result: Result<OpResult, any Error>) {
+        let waiter: CheckedContinuation<OpResult, any Error>?? = state.withLock { state in
+            guard case .waiting(let waiter) = state else { return nil }
+            state = .done(result)
+            return .some(waiter)
+        }
+        if case .some(.some(let waiter)) = waiter { waiter.resume(with: result) }
+    }
+
+    /// Waits for the answer.
+    func value() async throws -> OpResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<OpResult, any Error>? = state.withLock { state in
+                switch state {
+                case .done(let result): return result
+                case .waiting:
+                    state = .waiting(continuation)
+                    return nil
+                }
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
     }
 }
 

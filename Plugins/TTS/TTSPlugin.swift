@@ -30,8 +30,9 @@ final class TTSPlugin: OverlayPlugin {
         self.blocklist = Blocklist(configuration.blocklist)
         self.metrics = TTSMetrics(context.metrics)
         self.queue = SpeechQueue(
-            sockets: context.sockets, logger: context.logger, metrics: metrics,
-            maxLength: configuration.maxQueueLength)
+            sockets: context.sockets, logger: context.logger, metrics: metrics, maxLength: configuration.maxQueueLength,
+            bus: context.bus, timing: SpeechQueue.Timing(grace: .milliseconds(Int64(configuration.timeoutGraceSeconds * 1000))),
+            malformed: context.metrics.counter("tts_bus_messages_ignored_total", labels: []))
         self.cache = try AudioCache(
             directory: context.dataDirectory.appendingPathComponent("cache", isDirectory: true),
             maxBytes: configuration.cacheMaxBytes)
@@ -42,6 +43,8 @@ final class TTSPlugin: OverlayPlugin {
     var speakBodyLimit: Int { configuration.maxTextLength * 12 + configuration.maxVoiceLength * 12 + 4096 }
 
     func setUp(_ registrar: PluginRegistrar) async throws {
+        // The queue is one queue across the engines sharing the store: join it before anything can change it.
+        try await queue.start()
         // The overlay's speaker and the panel's TTS tab.
         registrar.webModule(.overlay, "overlay.js")
         registrar.webModule(.panel, "panel.js", styles: ["panel.css"])
@@ -83,7 +86,7 @@ final class TTSPlugin: OverlayPlugin {
             try await self.skip(request)
         }
         registrar.route(.post, "/api/tts/clear", access: .moderator, bodyLimit: 4096, summary: "drop every queued utterance") { _ in
-            try .json(["cleared": await self.queue.clear()])
+            try .json(["cleared": try await self.queue.clear()])
         }
         registrar.route(.get, "/api/tts/voices", access: .moderator, summary: "server languages and the voices overlays reported") { _ in
             try self.voicesAnswer()
@@ -94,15 +97,15 @@ final class TTSPlugin: OverlayPlugin {
 
         registrar.on("tts.started", channels: [.overlay]) { event, connection in
             let report = try OverlayReport.parse(event)
-            await self.queue.started(report.id, by: connection.id)
+            try await self.queue.started(report.id, by: connection.id)
         }
         registrar.on("tts.finished", channels: [.overlay]) { event, _ in
             let report = try OverlayReport.parse(event)
-            await self.queue.finished(report.id)
+            try await self.queue.finished(report.id)
         }
         registrar.on("tts.failed", channels: [.overlay]) { event, connection in
             let report = try OverlayReport.parse(event)
-            await self.queue.failed(report.id, reason: report.reason, by: connection.id)
+            try await self.queue.failed(report.id, reason: report.reason, by: connection.id)
         }
         registrar.on("tts.capabilities", channels: [.overlay]) { event, connection in
             let languages = try CapabilitiesReport.parse(event)
@@ -139,11 +142,13 @@ final class TTSPlugin: OverlayPlugin {
 
         var mode = SpeechMode.browser
         var audio: CachedAudio?
+        var rendered: RenderPlan?
         if let plan = try renderPlan(for: speak) {
             do {
-                let rendered = try await renderer.render(plan)
-                if rendered.hit { metrics.cacheHits.increment() }
-                audio = rendered
+                let result = try await renderer.render(plan)
+                if result.hit { metrics.cacheHits.increment() }
+                audio = result
+                rendered = plan
                 mode = .server
             } catch {
                 context.logger.warning("server speech failed", ["why": "\(error)", "lang": speak.lang])
@@ -157,13 +162,9 @@ final class TTSPlugin: OverlayPlugin {
         let utterance = Utterance(
             id: context.crypto.randomToken(bytes: 12), request: speak, mode: mode, audioHash: audio?.hash,
             audioDuration: audio?.info.duration, requestedBy: request.caller.role, queuedAt: Date(),
-            timeout: timeout(for: speak, audio: audio?.info.duration))
+            timeout: timeout(for: speak, audio: audio?.info.duration), origin: queue.engineID, plan: rendered)
         let position = try await queue.enqueue(utterance)
-        if let audio, !audio.hit {
-            let result = await cache.evict(protecting: await queue.referencedHashes())
-            if result.removed > 0 { metrics.cacheEvictions.increment(by: Int64(result.removed)) }
-            metrics.cacheBytes.set(Double(result.bytes))
-        }
+        if let audio, !audio.hit { await evictCache() }
         context.logger.info("speech queued", ["id": utterance.id, "mode": mode.rawValue, "lang": speak.lang, "position": String(position)])
 
         /// The 202 body.
@@ -178,6 +179,13 @@ final class TTSPlugin: OverlayPlugin {
             Answer(
                 id: utterance.id, position: position, mode: mode.rawValue, audio_url: utterance.audioURL,
                 overlays: context.sockets.connectionCount(.overlay)), status: 202)
+    }
+
+    /// Keeps the cache within its size, never removing audio still queued.
+    func evictCache() async {
+        let result = await cache.evict(protecting: await queue.referencedHashes())
+        if result.removed > 0 { metrics.cacheEvictions.increment(by: Int64(result.removed)) }
+        metrics.cacheBytes.set(Double(result.bytes))
     }
 
     /// Whether (and how) the server renders `speak`; nil: the overlays speak it themselves.

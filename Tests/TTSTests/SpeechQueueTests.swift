@@ -64,31 +64,36 @@ final class SpeechQueueTests: XCTestCase {
     let hub = RecordingHub()
     let metrics = Metrics()
 
-    func queue(max: Int = 10) -> SpeechQueue {
-        SpeechQueue(sockets: hub, logger: NoLogger(), metrics: TTSMetrics(metrics), maxLength: max)
+    /// One engine alone on its bus (the embedded backend).
+    func queue(max: Int = 10) async throws -> SpeechQueue {
+        let queue = SpeechQueue(
+            sockets: hub, logger: NoLogger(), metrics: TTSMetrics(metrics), maxLength: max, bus: FakeBroker().bus("solo"),
+            timing: .init(grace: .seconds(5), syncWait: .milliseconds(20), replyTimeout: .seconds(5)))
+        try await queue.start()
+        return queue
     }
 
     func utterance(_ id: String, timeout: Duration = .seconds(60)) -> Utterance {
         Utterance(
             id: id, request: SpeakRequest(text: "say \(id)", lang: "en-US", rate: 1, pitch: 1, volume: 1, voice: nil), mode: .browser,
-            audioHash: nil, audioDuration: nil, requestedBy: "moderator", queuedAt: Date(), timeout: timeout)
+            audioHash: nil, audioDuration: nil, requestedBy: "moderator", queuedAt: Date(), timeout: timeout, origin: "solo")
     }
 
     func testUtterancesAreSaidInOrder() async throws {
-        let queue = queue()
+        let queue = try await queue()
         let a = try await queue.enqueue(utterance("a"))
         let b = try await queue.enqueue(utterance("b"))
         let c = try await queue.enqueue(utterance("c"))
         XCTAssertEqual([a, b, c], [0, 1, 2])
         XCTAssertEqual(hub.overlayEvents, ["tts.speak a", "tts.speak b", "tts.speak c"])
         XCTAssertEqual(hub.lastQueue, "a b c")
-        await queue.finished("a")
+        try await queue.finished("a")
         XCTAssertEqual(hub.lastQueue, "b c")
-        await queue.finished("c")  // an overlay may finish one that waits (it was said elsewhere)
+        try await queue.finished("c")  // an overlay may finish one that waits (it was said elsewhere)
         XCTAssertEqual(hub.lastQueue, "b")
-        await queue.finished("zzz")  // unknown ids change nothing
+        try await queue.finished("zzz")  // unknown ids change nothing
         XCTAssertEqual(hub.lastQueue, "b")
-        await queue.finished("b")
+        try await queue.finished("b")
         XCTAssertEqual(hub.lastQueue, "-")
         let count = await queue.count
         XCTAssertEqual(count, 0)
@@ -97,7 +102,7 @@ final class SpeechQueueTests: XCTestCase {
     }
 
     func testTheQueueIsBounded() async throws {
-        let queue = queue(max: 2)
+        let queue = try await queue(max: 2)
         _ = try await queue.enqueue(utterance("a"))
         _ = try await queue.enqueue(utterance("b"))
         do {
@@ -109,15 +114,15 @@ final class SpeechQueueTests: XCTestCase {
             XCTAssertEqual(error.details["limit"], .number(2))
         }
         XCTAssertEqual(hub.overlayEvents, ["tts.speak a", "tts.speak b"])
-        await queue.finished("a")
+        try await queue.finished("a")
         let position = try await queue.enqueue(utterance("c"))
         XCTAssertEqual(position, 1)
     }
 
     func testAnOverlayStartingALaterUtteranceDropsThoseAhead() async throws {
-        let queue = queue()
+        let queue = try await queue()
         for id in ["a", "b", "c", "d"] { _ = try await queue.enqueue(utterance(id)) }
-        await queue.started("c", by: "overlay-1")
+        try await queue.started("c", by: "overlay-1")
         XCTAssertEqual(hub.lastQueue, "c d")
         let replay = await queue.replayFrames()
         XCTAssertEqual(replay.count, 2)
@@ -125,22 +130,22 @@ final class SpeechQueueTests: XCTestCase {
     }
 
     func testAFailureEndsTheUtteranceOnlyWhenNoOverlayIsStillSayingIt() async throws {
-        let queue = queue()
+        let queue = try await queue()
         _ = try await queue.enqueue(utterance("a"))
         _ = try await queue.enqueue(utterance("b"))
-        await queue.started("a", by: "overlay-1")
-        await queue.started("a", by: "overlay-2")
-        await queue.failed("a", reason: "no voice", by: "overlay-1")
+        try await queue.started("a", by: "overlay-1")
+        try await queue.started("a", by: "overlay-2")
+        try await queue.failed("a", reason: "no voice", by: "overlay-1")
         XCTAssertEqual(hub.lastQueue, "a b")
-        await queue.failed("a", reason: "no voice", by: "overlay-2")
+        try await queue.failed("a", reason: "no voice", by: "overlay-2")
         XCTAssertEqual(hub.lastQueue, "b")
-        await queue.failed("b", reason: nil, by: "overlay-1")  // never started by anyone: it goes at once
+        try await queue.failed("b", reason: nil, by: "overlay-1")  // never started by anyone: it goes at once
         XCTAssertEqual(hub.lastQueue, "-")
         XCTAssertEqual(metrics.value("tts_utterances_failed_total,reason=overlay"), 2)
     }
 
     func testSkipAndClear() async throws {
-        let queue = queue()
+        let queue = try await queue()
         for id in ["a", "b", "c"] { _ = try await queue.enqueue(utterance(id)) }
         let skippedCurrent = try await queue.skip(nil)
         XCTAssertEqual(skippedCurrent, "a")
@@ -154,7 +159,7 @@ final class SpeechQueueTests: XCTestCase {
             XCTAssertEqual(error.status, 404)
         }
         _ = try await queue.enqueue(utterance("d"))
-        let dropped = await queue.clear()
+        let dropped = try await queue.clear()
         XCTAssertEqual(dropped, 2)
         XCTAssertEqual(hub.lastQueue, "-")
         do {
@@ -168,7 +173,7 @@ final class SpeechQueueTests: XCTestCase {
     }
 
     func testAnUtteranceThatNoOverlayFinishesTimesOut() async throws {
-        let queue = queue()
+        let queue = try await queue()
         _ = try await queue.enqueue(utterance("slow", timeout: .milliseconds(100)))
         _ = try await queue.enqueue(utterance("next", timeout: .seconds(60)))
         try await waitFor { self.hub.lastQueue == "next" }
@@ -179,14 +184,14 @@ final class SpeechQueueTests: XCTestCase {
 
     /// The timeout counts from the start of speech, and a finished utterance's timer does not fire for the next one.
     func testStartingRearmsTheTimerAndFinishingDisarmsIt() async throws {
-        let queue = queue()
+        let queue = try await queue()
         _ = try await queue.enqueue(utterance("a", timeout: .milliseconds(1500)))
         _ = try await queue.enqueue(utterance("b", timeout: .milliseconds(100)))
         try await Task.sleep(for: .milliseconds(900))
-        await queue.started("a", by: "overlay-1")  // 0.9 s in: the 1.5 s start again
+        try await queue.started("a", by: "overlay-1")  // 0.9 s in: the 1.5 s start again
         try await Task.sleep(for: .milliseconds(900))
         XCTAssertEqual(hub.lastQueue, "a b", "timed out 1.5 s after it was queued although speech started 0.9 s ago")
-        await queue.finished("a")
+        try await queue.finished("a")
         try await waitFor { self.hub.lastQueue == "-" }  // b times out after its own 100 ms
         XCTAssertEqual(hub.overlayEvents.filter { $0.hasPrefix("tts.skip") }, ["tts.skip b timeout"])
     }
