@@ -7,7 +7,10 @@ import PluginAPI
 /// always means the same bytes: the ETag is the hash and clients may cache it for long.
 enum AudioRoute {
     /// Answers a GET or HEAD for `{file}` (conditional and range requests as PluginAPI's ``FileResponse`` does).
-    static func serve(_ request: PluginRequest, cache: AudioCache) async throws -> PluginResponse {
+    /// - Parameter missing: Called with the hash when the file is not in the cache; true when it made the file.
+    static func serve(
+        _ request: PluginRequest, cache: AudioCache, missing: @Sendable (String) async -> Bool = { _ in false }
+    ) async throws -> PluginResponse {
         let file = try request.parameter("file")
         let hash = String(file.dropLast(4))
         guard file.hasSuffix(".wav"), AudioCache.isHash(hash) else {
@@ -15,10 +18,14 @@ enum AudioRoute {
         }
         let path = cache.url(hash).path
         // Opened before answering: a later eviction unlinks the name, not the open file.
-        let opened = try? await BlockingIO.run { () -> (FileDescriptor, Int) in
-            let descriptor = try FileDescriptor.openForReading(path)
-            return (descriptor, try descriptor.size())
+        let open = { @Sendable () async -> (FileDescriptor, Int)? in
+            try? await BlockingIO.run { () -> (FileDescriptor, Int) in
+                let descriptor = try FileDescriptor.openForReading(path)
+                return (descriptor, try descriptor.size())
+            }
         }
+        var opened = await open()
+        if opened == nil, await missing(hash) { opened = await open() }
         guard let (descriptor, size) = opened else {
             throw PluginError.notFound("no audio called '\(file)' (it may have been evicted from the cache)")
         }

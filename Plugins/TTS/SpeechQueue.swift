@@ -129,6 +129,7 @@ struct TTSMetrics: Sendable {
     let skipped: any MetricCounter
     let cacheHits: any MetricCounter
     let cacheEvictions: any MetricCounter
+    let remoteRenders: any MetricCounter
     let queueLength: any MetricGauge
     let cacheBytes: any MetricGauge
 
@@ -140,6 +141,7 @@ struct TTSMetrics: Sendable {
         skipped = metrics.counter("tts_utterances_skipped_total", labels: [])
         cacheHits = metrics.counter("tts_cache_hits_total", labels: [])
         cacheEvictions = metrics.counter("tts_cache_evictions_total", labels: [])
+        remoteRenders = metrics.counter("tts_remote_renders_total", labels: [])
         queueLength = metrics.gauge("tts_queue_length", labels: [])
         cacheBytes = metrics.gauge("tts_cache_bytes", labels: [])
     }
@@ -352,7 +354,7 @@ actor SpeechQueue {
     /// Cache names of the audio still queued (never evicted).
     func referencedHashes() -> Set<String> { Set(state.all.compactMap(\.audioHash)) }
 
-    /// How the audio named `hash` was rendered, when an utterance queued now or lately had it.
+    /// How the audio named `hash` was rendered, when an utterance another engine accepted had it, now or lately.
     func plan(forAudio hash: String) -> RenderPlan? { plans[hash] }
 
     // MARK: internals: the bus
@@ -465,7 +467,7 @@ actor SpeechQueue {
 
     /// Applies an operation, tells this engine's sockets, counts it (once: on the engine it came from).
     private func apply(_ op: QueueOp, from: String, sequence: Int64) {
-        if case .enqueue(let utterance, _) = op, let hash = utterance.audioHash, let plan = utterance.plan { remember(plan, for: hash) }
+        if case .enqueue(let utterance, _) = op { remember(utterance) }
         let outcome = state.apply(op)
         for (level, message, metadata) in outcome.logs { logger.log(level, message, metadata: metadata) }
         for frame in outcome.overlayFrames { sockets.send(frame, to: .channel(.overlay)) }
@@ -521,7 +523,7 @@ actor SpeechQueue {
         state = replica.state
         lastSequence = replica.lastSequence
         phase = .synced
-        for utterance in state.all { if let hash = utterance.audioHash, let plan = utterance.plan { remember(plan, for: hash) } }
+        for utterance in state.all { remember(utterance) }
         logger.info("joined the queue", ["utterances": String(state.count), "from": answer.1])
         // Overlays here may have missed some of it (a gap): pages drop ids they already have.
         let known = Set(before.all.map(\.id))
@@ -562,7 +564,10 @@ actor SpeechQueue {
         sockets.send(frame(), to: .channel(.moderator))
     }
 
-    private func remember(_ plan: RenderPlan, for hash: String) {
+    /// Keeps the render plan of audio another engine rendered (this engine's own files never need rendering again:
+    /// a file it rendered is in its cache until it leaves the queue).
+    private func remember(_ utterance: Utterance) {
+        guard utterance.origin != engineID, let hash = utterance.audioHash, let plan = utterance.plan else { return }
         if plans.updateValue(plan, forKey: hash) == nil { planOrder.append(hash) }
         while planOrder.count > Self.rememberedPlans { plans[planOrder.removeFirst()] = nil }
     }

@@ -92,7 +92,7 @@ final class TTSPlugin: OverlayPlugin {
             try self.voicesAnswer()
         }
         registrar.route(.get, "/api/tts/audio/{file}", access: .overlay, summary: "a rendered WAV file (Range, ETag)") { request in
-            try await AudioRoute.serve(request, cache: self.cache)
+            try await AudioRoute.serve(request, cache: self.cache) { hash in await self.renderForAnotherEngine(hash) }
         }
 
         registrar.on("tts.started", channels: [.overlay]) { event, connection in
@@ -186,6 +186,28 @@ final class TTSPlugin: OverlayPlugin {
         let result = await cache.evict(protecting: await queue.referencedHashes())
         if result.removed > 0 { metrics.cacheEvictions.increment(by: Int64(result.removed)) }
         metrics.cacheBytes.set(Double(result.bytes))
+    }
+
+    /// Audio another engine rendered and this one lacks (an overlay connected here asks for it): rendered here from
+    /// the plan that came with the utterance on the bus. The name is the SHA-256 of every input of the render, so the
+    /// same espeak-ng makes the same file; only names of utterances queued now or lately are rendered, and only when
+    /// the plan hashes to the name asked for.
+    /// - Returns: Whether the file is in the cache now.
+    func renderForAnotherEngine(_ hash: String) async -> Bool {
+        guard renderer.isAvailable, let plan = await queue.plan(forAudio: hash), renderer.hash(plan) == hash else { return false }
+        do {
+            let result = try await renderer.render(plan)
+            if result.hit {
+                metrics.cacheHits.increment()
+            } else {
+                metrics.remoteRenders.increment()
+                await evictCache()
+            }
+            return true
+        } catch {
+            context.logger.warning("could not render audio another engine queued", ["hash": hash, "why": "\(error)"])
+            return false
+        }
     }
 
     /// Whether (and how) the server renders `speak`; nil: the overlays speak it themselves.

@@ -280,6 +280,29 @@ final class ClusterQueueTests: XCTestCase {
         XCTAssertEqual(a.metrics.value("ignored"), Int64(bad.count + 1))
     }
 
+    /// The plan of audio another engine rendered is kept, so an overlay here can get the file; an engine's own is not.
+    func testOtherEnginesKeepTheRenderPlanOfAudio() async throws {
+        let a = try await engine("A")
+        let b = try await engine("B")
+        let plan = RenderPlan(voice: "en-us", speed: 175, pitch: 50, amplitude: 100, text: "say spoken")
+        let hash = String(repeating: "c", count: 64)
+        let utterance = Utterance(
+            id: "spoken", request: SpeakRequest(text: "say spoken", lang: "en-US", rate: 1, pitch: 1, volume: 1, voice: nil), mode: .server,
+            audioHash: hash, audioDuration: .seconds(1), requestedBy: "moderator", queuedAt: Date(), timeout: .seconds(60), origin: "A",
+            plan: plan)
+        _ = try await a.queue.enqueue(utterance)
+        try await waitFor("B has it") { b.hub.lastQueue == "spoken" }
+        let onB = await b.queue.plan(forAudio: hash)
+        let onA = await a.queue.plan(forAudio: hash)
+        XCTAssertEqual(onB, plan)
+        XCTAssertNil(onA)
+        // It outlives the utterance (a slow overlay may fetch the file after the queue moved on).
+        try await a.queue.finished("spoken")
+        try await waitFor("B moved on") { b.hub.lastQueue == "-" }
+        let later = await b.queue.plan(forAudio: hash)
+        XCTAssertEqual(later, plan)
+    }
+
     func testAnUtteranceCrossesTheWireUnchanged() throws {
         let plan = RenderPlan(voice: "en-us", speed: 200, pitch: 40, amplitude: 90, text: "Привет, мир")
         var utterance = Utterance(
