@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(pkg-config libssl-dev libhiredis-dev libyaml-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(redis-server nginx chromium chromium-driver espeak-ng sox python3-pip)
+  packages+=(redis-server nginx chromium chromium-driver espeak-ng sox python3-pip janus)
 fi
 
 missing=()
