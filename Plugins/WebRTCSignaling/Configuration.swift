@@ -11,6 +11,45 @@ enum OverlayRoomScope: String, Sendable, Decodable, CaseIterable {
     case any
 }
 
+/// How media travels.
+enum SignalingMode: String, Sendable, Decodable, CaseIterable {
+    /// Peer to peer: the publisher sends one stream per viewer (the default).
+    case p2p
+    /// Through a Janus VideoRoom: the publisher sends one stream, Janus forwards it to every viewer.
+    case sfu
+}
+
+/// A publisher quality preset: capture size and rate, and the encoder's bitrate.
+struct PublisherPreset: Sendable, Decodable, Equatable, Encodable {
+    var width: Int
+    var height: Int
+    var fps: Int
+    var bitrateKbps: Int
+
+    enum CodingKeys: String, CodingKey {
+        case width, height, fps
+        case bitrateKbps = "bitrate_kbps"
+    }
+
+    /// The presets when the section names none.
+    static let builtIn: [String: PublisherPreset] = [
+        "1080p": PublisherPreset(width: 1920, height: 1080, fps: 30, bitrateKbps: 4500),
+        "720p": PublisherPreset(width: 1280, height: 720, fps: 30, bitrateKbps: 2500),
+        "480p": PublisherPreset(width: 854, height: 480, fps: 30, bitrateKbps: 1200),
+        "360p": PublisherPreset(width: 640, height: 360, fps: 30, bitrateKbps: 700),
+        "low": PublisherPreset(width: 640, height: 360, fps: 15, bitrateKbps: 300),
+    ]
+
+    /// What is wrong with the preset, or nil.
+    var problem: String? {
+        if !(16...3840).contains(width) { return "width must be between 16 and 3840" }
+        if !(16...2160).contains(height) { return "height must be between 16 and 2160" }
+        if !(1...60).contains(fps) { return "fps must be between 1 and 60" }
+        if !(50...50_000).contains(bitrateKbps) { return "bitrate_kbps must be between 50 and 50000" }
+        return nil
+    }
+}
+
 /// `plugins[name=webrtc-signaling].config`. Every key is optional; unknown keys are refused.
 struct WebRTCSignalingConfiguration: DefaultedConfiguration {
     // ICE
@@ -63,6 +102,34 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
     /// Frames queued for one socket before it counts as stuck and is closed (1013).
     var outboundQueue = 256
 
+    // Media path
+    /// `p2p` (default) or `sfu` (through Janus). `WEBRTC_MODE` overrides.
+    var mode = SignalingMode.p2p
+    /// The Janus HTTP API, e.g. `http://127.0.0.1:8088/janus` (required in `sfu` mode). `WEBRTC_JANUS_URL` overrides.
+    var janusURL = ""
+    /// The Janus admin API (`http://127.0.0.1:7088/admin`), for the stats Janus reports; empty: none.
+    /// `WEBRTC_JANUS_ADMIN_URL` overrides.
+    var janusAdminURL = ""
+    /// Janus's `api_secret` (sent with every request). `WEBRTC_JANUS_API_SECRET` overrides.
+    var janusAPISecret = ""
+    /// Janus's `admin_secret` (admin API). `WEBRTC_JANUS_ADMIN_SECRET` overrides.
+    var janusAdminSecret = ""
+    /// The VideoRoom plugin's `admin_key` (needed to create rooms when set there). `WEBRTC_JANUS_ROOM_ADMIN_KEY` overrides.
+    var janusRoomAdminKey = ""
+    /// Our room name -> Janus VideoRoom id; rooms not listed get an id derived from their name.
+    var janusRooms: [String: Int64] = [:]
+    /// How long one Janus request may take.
+    var janusTimeoutSeconds = 10
+    /// Publisher quality presets by name; empty: the built-in ones (1080p, 720p, 480p, 360p, low).
+    var presets: [String: PublisherPreset] = [:]
+    /// The preset a publisher page starts with.
+    var defaultPreset = "720p"
+    /// `sfu` mode: the publisher sends three simulcast layers (full, 1/2, 1/4 size) when its browser can; viewers
+    /// get the layer that fits their maximum bitrate.
+    var simulcast = true
+    /// Highest bitrate a viewer receives unless it asks for less (0: no limit).
+    var viewerMaxBitrateKbps = 0
+
     // Metrics
     /// Samples of `publisher.metrics` / `viewer.metrics` kept per peer for the stats history.
     var metricsHistory = 30
@@ -71,6 +138,9 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
 
     /// The defaults (no `config:` section).
     init() {}
+
+    /// The presets in force: the configured ones, else the built-in ones.
+    var effectivePresets: [String: PublisherPreset] { presets.isEmpty ? PublisherPreset.builtIn : presets }
 
     /// Ranges of the numbers, checked after decoding.
     func validate() throws {
@@ -91,6 +161,44 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
         try check((8...100_000).contains(outboundQueue), "outbound_queue", "must be between 8 and 100000")
         try check((1...1000).contains(metricsHistory), "metrics_history", "must be between 1 and 1000")
         try check((0...1000).contains(metricsRoomLabels), "metrics_room_labels", "must be between 0 and 1000")
+        try check((1...120).contains(janusTimeoutSeconds), "janus_timeout_seconds", "must be between 1 and 120")
+        try check((0...50_000).contains(viewerMaxBitrateKbps), "viewer_max_bitrate_kbps", "must be between 0 (no limit) and 50000")
+        try check(presets.count <= 32, "presets", "at most 32 presets")
+        for (name, preset) in presets {
+            try check(Self.isToken(name), "presets", "'\(name.prefix(40))' is not a preset name (1-32 of A-Z a-z 0-9 _ -)")
+            if let problem = preset.problem { throw ConfigProblem("presets.\(name)", problem) }
+        }
+        try check(
+            effectivePresets[defaultPreset] != nil, "default_preset",
+            "'\(defaultPreset.prefix(40))' is not one of the presets (\(effectivePresets.keys.sorted().joined(separator: ", ")))")
+        try check(janusRooms.count <= 10_000, "janus_rooms", "at most 10000 rooms")
+        for (room, id) in janusRooms {
+            try check(RoomName.isValid(room), "janus_rooms", "'\(room.prefix(70))' is not a room name (1-64 of A-Z a-z 0-9 _ -)")
+            try check((1...Self.maxJanusID).contains(id), "janus_rooms.\(room)", "must be a whole number from 1 to 2^53")
+        }
+        let ids = Array(janusRooms.values)
+        try check(Set(ids).count == ids.count, "janus_rooms", "two rooms map to the same Janus room id")
+    }
+
+    /// Largest Janus id (JavaScript's exact integers).
+    static let maxJanusID: Int64 = 9_007_199_254_740_992
+
+    /// A preset name: 1-32 of `A-Z a-z 0-9 _ -`.
+    static func isToken(_ text: String) -> Bool {
+        (1...32).contains(text.utf8.count)
+            && text.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+    }
+
+    /// A Janus secret: 16-256 characters that need no escaping in a URL (the long poll sends `apisecret` there).
+    static func isJanusSecret(_ text: String) -> Bool {
+        (16...256).contains(text.utf8.count)
+            && text.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "~")
+            }
     }
 
     /// The configuration with the `WEBRTC_*` environment variables applied, checked as a whole.
@@ -107,8 +215,45 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
         if let value = environment["WEBRTC_TURN_USERNAME"] { copy.turnUsername = value }
         if let value = environment["WEBRTC_TURN_PASSWORD"] { copy.turnPassword = value }
         if let value = environment["WEBRTC_TOKEN_SECRET"] { copy.tokenSecret = value }
+        if let value = environment["WEBRTC_MODE"], !value.isEmpty {
+            guard let mode = SignalingMode(rawValue: value) else {
+                throw PluginError.badRequest("webrtc-signaling: WEBRTC_MODE must be p2p or sfu, not '\(value.prefix(20))'", code: "invalid_config")
+            }
+            copy.mode = mode
+        }
+        if let value = environment["WEBRTC_JANUS_URL"] { copy.janusURL = value }
+        if let value = environment["WEBRTC_JANUS_ADMIN_URL"] { copy.janusAdminURL = value }
+        if let value = environment["WEBRTC_JANUS_API_SECRET"] { copy.janusAPISecret = value }
+        if let value = environment["WEBRTC_JANUS_ADMIN_SECRET"] { copy.janusAdminSecret = value }
+        if let value = environment["WEBRTC_JANUS_ROOM_ADMIN_KEY"] { copy.janusRoomAdminKey = value }
         try copy.validateICE()
+        try copy.validateJanus()
         return copy
+    }
+
+    /// The `sfu` settings: a Janus URL that parses, secrets of a safe shape. In `p2p` mode they are not needed, but
+    /// what is set must still be valid (a typo should not wait for the day `mode: sfu` is switched on).
+    private func validateJanus() throws {
+        func fail(_ message: String) throws -> Never {
+            throw PluginError.badRequest("webrtc-signaling: \(message)", code: "invalid_config")
+        }
+        if mode == .sfu, janusURL.isEmpty { try fail("mode: sfu needs janus_url (WEBRTC_JANUS_URL), e.g. http://127.0.0.1:8088/janus") }
+        if !janusURL.isEmpty, HTTPEndpoint.parse(janusURL) == nil {
+            try fail(
+                "janus_url / WEBRTC_JANUS_URL: '\(janusURL.prefix(80))' must be an http:// URL with a host (Janus on loopback or a private network)")
+        }
+        if !janusAdminURL.isEmpty, HTTPEndpoint.parse(janusAdminURL) == nil {
+            try fail("janus_admin_url / WEBRTC_JANUS_ADMIN_URL: '\(janusAdminURL.prefix(80))' must be an http:// URL with a host")
+        }
+        for (key, env, value) in [
+            ("janus_api_secret", "WEBRTC_JANUS_API_SECRET", janusAPISecret), ("janus_admin_secret", "WEBRTC_JANUS_ADMIN_SECRET", janusAdminSecret),
+            ("janus_room_admin_key", "WEBRTC_JANUS_ROOM_ADMIN_KEY", janusRoomAdminKey),
+        ] where !value.isEmpty && !Self.isJanusSecret(value) {
+            try fail("\(key) / \(env) must be 16-256 characters of A-Z a-z 0-9 . _ ~ -")
+        }
+        if !janusAdminURL.isEmpty, janusAdminSecret.isEmpty {
+            try fail("janus_admin_url is set but janus_admin_secret is empty: give Janus an admin_secret and set it here")
+        }
     }
 
     private func validateICE() throws {

@@ -154,9 +154,13 @@ struct RoomStats: Encodable, Sendable {
     let publishersReplaced: Int
     let summary: RoomFigures
     let serverTs: Int64
+    /// `p2p` or `sfu` (set by the route).
+    var mode = "p2p"
+    /// `sfu` mode: what Janus reports about the room (set by the route).
+    var janus: SFUBridge.RoomFiguresFromJanus?
 
     enum CodingKeys: String, CodingKey {
-        case room, publisher, viewers, errors, summary
+        case room, publisher, viewers, errors, summary, mode, janus
         case createdAt = "created_at"
         case viewerCount = "viewer_count"
         case maxViewers = "max_viewers"
@@ -185,6 +189,8 @@ struct RoomStats: Encodable, Sendable {
         try c.encode(publishersReplaced, forKey: .publishersReplaced)
         try c.encode(summary, forKey: .summary)
         try c.encode(serverTs, forKey: .serverTs)
+        try c.encode(mode, forKey: .mode)
+        if let janus { try c.encode(janus, forKey: .janus) }
     }
 }
 

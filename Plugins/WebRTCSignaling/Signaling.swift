@@ -16,7 +16,7 @@ final class Signaling: Sendable {
     /// Message types each role may send.
     static let allowedTypes: [PeerRole: Set<String>] = [
         .publisher: ["ping", "offer", "ice-candidate", "publisher.metrics"],
-        .viewer: ["ping", "answer", "ice-candidate", "viewer.request-keyframe", "viewer.metrics"],
+        .viewer: ["ping", "answer", "ice-candidate", "viewer.request-keyframe", "viewer.metrics", "viewer.settings"],
     ]
 
     /// How often pages are told to ping.
@@ -27,11 +27,14 @@ final class Signaling: Sendable {
     let signer: RoomTokenSigner
     let gauges: RoomGauges
     let logger: any PluginLogger
+    /// `sfu` mode: the Janus side (nil in `p2p` mode).
+    let bridge: SFUBridge?
 
     init(
         configuration: WebRTCSignalingConfiguration, registry: RoomRegistry, signer: RoomTokenSigner, gauges: RoomGauges,
-        logger: any PluginLogger
+        logger: any PluginLogger, bridge: SFUBridge? = nil
     ) {
+        self.bridge = bridge
         self.configuration = configuration
         self.registry = registry
         self.signer = signer
@@ -110,12 +113,14 @@ final class Signaling: Sendable {
                     "room": room, "role": role.rawValue, "peer": peer.id, "token": peer.tokenID,
                     "replaced": replaced?.id ?? "-",
                 ])
+            if role == .viewer { bridge?.viewerJoined(peer) }
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await peer.runWriter() }
             group.addTask { await self.watchIdle(peer) }
             await self.readLoop(peer)
             self.registry.leave(peer)
+            self.bridge?.left(peer)
             peer.finish()
             group.cancelAll()
         }
@@ -141,6 +146,11 @@ final class Signaling: Sendable {
             "idle_timeout_seconds": .number(Double(configuration.idleTimeoutSeconds)),
             "ping_interval_seconds": .number(Double(Self.pingIntervalSeconds)),
             "server_ts": .number(Double(Self.nowMillis())),
+            "mode": .string(configuration.mode.rawValue),
+            "simulcast": .bool(configuration.mode == .sfu && configuration.simulcast),
+            "default_preset": .string(configuration.defaultPreset),
+            "presets": (try? JSON.decode(JSONValue.self, from: JSON.encode(configuration.effectivePresets))) ?? .null,
+            "viewer_max_bitrate_kbps": .number(Double(configuration.viewerMaxBitrateKbps)),
         ]
         return try? SocketMessage.make(type: "room.joined", payload: payload)
     }
@@ -225,13 +235,16 @@ final class Signaling: Sendable {
                 peer.send(pong(members))
             case (.publisher, "publisher.metrics"):
                 try publisherMetrics(bytes, from: peer)
-            case (.publisher, _):
-                try routeToViewer(type, members, from: peer)
             case (.viewer, "viewer.metrics"):
                 let sample = try JSON.decode(MediaSample.self, from: bytes)
                 registry.recordViewerMetrics(sample, from: peer)
+            case (.viewer, "viewer.settings"):
+                let maxKbps = try Self.maxBitrate(members)
+                if let bridge { bridge.viewerSettings(peer, maxKbps: maxKbps) } else { try routeToPublisher(type, members, from: peer) }
+            case (.publisher, _):
+                if let bridge { try toSFU(bridge, type, members, from: peer) } else { try routeToViewer(type, members, from: peer) }
             case (.viewer, _):
-                try routeToPublisher(type, members, from: peer)
+                if let bridge { try toSFU(bridge, type, members, from: peer) } else { try routeToPublisher(type, members, from: peer) }
             }
         } catch let error as SignalingError {
             reject(peer, event: type, error)
@@ -272,6 +285,57 @@ final class Signaling: Sendable {
         default:
             break
         }
+    }
+
+    /// `viewer.settings`: `max_bitrate_kbps`, 0 (no limit) to 50000.
+    static func maxBitrate(_ members: [String: JSONValue]) throws -> Int {
+        guard let value = members["max_bitrate_kbps"]?.doubleValue, value.isFinite, (0...50_000).contains(value) else {
+            throw SignalingError(
+                code: "invalid_field", message: "'viewer.settings' needs 'max_bitrate_kbps': a number from 0 (no limit) to 50000", violation: true)
+        }
+        return Int(value)
+    }
+
+    /// `pc_id` of a message to the SFU: a short string (the pages name each connection).
+    private static func connectionID(_ type: String, _ members: [String: JSONValue], required: Bool) throws -> String? {
+        switch members["pc_id"] {
+        case .string(let id)? where (1...128).contains(id.utf8.count):
+            return id
+        case nil where !required, .null? where !required:
+            return nil
+        default:
+            throw SignalingError(code: "invalid_field", message: "'\(type)' needs 'pc_id': a string of 1-128 bytes", violation: true)
+        }
+    }
+
+    /// `sfu` mode: what a page sends about its connection to the media server goes to the bridge, not to a peer.
+    private func toSFU(_ bridge: SFUBridge, _ type: String, _ members: [String: JSONValue], from peer: Peer) throws {
+        try validatePayload(type, members)
+        switch (peer.role, type) {
+        case (.publisher, "offer"), (.publisher, "ice-candidate"):
+            guard members["to"]?.stringValue == SFUBridge.peerName else {
+                throw SignalingError(
+                    code: "invalid_field", message: "this room goes through the media server: send '\(type)' with \"to\": \"sfu\"", violation: true)
+            }
+            let pcID = try Self.connectionID(type, members, required: true) ?? ""
+            if type == "offer", let sdp = members["sdp"]?.stringValue {
+                bridge.publisherOffer(peer, pcID: pcID, sdp: sdp, preset: members["preset"]?.stringValue)
+            } else {
+                bridge.publisherCandidate(peer, pcID: pcID, candidate: members["candidate"])
+            }
+        case (.viewer, "answer"):
+            let pcID = try Self.connectionID(type, members, required: true) ?? ""
+            if let sdp = members["sdp"]?.stringValue { bridge.viewerAnswer(peer, pcID: pcID, sdp: sdp) }
+        case (.viewer, "ice-candidate"):
+            bridge.viewerCandidate(peer, pcID: try Self.connectionID(type, members, required: false), candidate: members["candidate"])
+        case (.viewer, "viewer.request-keyframe"):
+            bridge.viewerKeyframe(
+                peer, pcID: try Self.connectionID(type, members, required: false),
+                reason: members["reason"]?.stringValue.map { String($0.prefix(32)) })
+        default:
+            throw SignalingError(code: "type_not_allowed", message: "'\(type)' is not used in sfu mode", violation: true)
+        }
+        registry.countForwarded(room: peer.room, 1)
     }
 
     /// Publisher → one viewer (`to`), with `from` set to the publisher's id.

@@ -25,6 +25,8 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
     let registry: RoomRegistry
     let gauges: RoomGauges
     let signaling: Signaling
+    /// `sfu` mode: the Janus side.
+    let bridge: SFUBridge?
 
     init(configuration: WebRTCSignalingConfiguration, context: PluginContext) throws {
         let configuration = try configuration.applyingEnvironment(ProcessInfo.processInfo.environment)
@@ -40,12 +42,21 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         registry = RoomRegistry(configuration: configuration, gauges: gauges) { role in
             (role == .publisher ? "p-" : "v-") + Hex.encode(crypto.randomBytes(5))
         }
-        signaling = Signaling(configuration: configuration, registry: registry, signer: signer, gauges: gauges, logger: context.logger)
+        if configuration.mode == .sfu, let endpoint = HTTPEndpoint.parse(configuration.janusURL) {
+            bridge = SFUBridge(
+                configuration: configuration, endpoint: endpoint, admin: HTTPEndpoint.parse(configuration.janusAdminURL), registry: registry,
+                crypto: context.crypto, roomKey: secret.key, logger: context.logger)
+        } else {
+            bridge = nil
+        }
+        signaling = Signaling(
+            configuration: configuration, registry: registry, signer: signer, gauges: gauges, logger: context.logger, bridge: bridge)
         context.logger.info(
             "webrtc-signaling ready",
             [
                 "token_secret": secret.source, "stun_urls": String(configuration.stunURLs.count), "turn_urls": String(configuration.turnURLs.count),
                 "turn": configuration.turnURLs.isEmpty ? "none" : (configuration.turnSecret.isEmpty ? "static" : "rest"),
+                "mode": configuration.mode.rawValue, "janus": configuration.mode == .sfu ? configuration.janusURL : "-",
             ])
     }
 
@@ -55,7 +66,10 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         properties: [
             .string(
                 "room", label: "Room", minLength: 1, maxLength: RoomName.maxLength, pattern: "[A-Za-z0-9_-]{1,64}",
-                help: "The camera room; publish to it from /publish")
+                help: "The camera room; publish to it from /publish"),
+            .integer(
+                "max_kbps", label: "Max kbit/s", range: 0...50000,
+                help: "The most this element receives (0: no limit); through the SFU it picks a smaller simulcast layer"),
         ], required: ["room"], width: 640, height: 360)
 
     func setUp(_ registrar: PluginRegistrar) async throws {
@@ -101,9 +115,11 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
             summary: "publisher, viewers, message counts, latest media metrics and history"
         ) { request in
             let room = try RoomName.validated(request.pathParameters["room"])
-            guard let stats = self.registry.stats(room) else {
+            guard var stats = self.registry.stats(room) else {
                 throw PluginError(status: 404, code: "room_not_found", message: "nobody is in room '\(room)'")
             }
+            stats.mode = self.configuration.mode.rawValue
+            stats.janus = await self.bridge?.figures(room)
             return try .json(stats)
         }
         // Frames over max_message_bytes get an error frame; a fragmented message over 4x that closes the socket (1009).
@@ -119,6 +135,7 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
 
     func shutdown() async {
         for peer in registry.allPeers() { peer.close(code: CloseCode.goingAway, reason: "server shutting down") }
+        await bridge?.shutdown()
     }
 
     // MARK: routes

@@ -31,7 +31,8 @@ function startPreview(config, stage) {
   video.dataset.room = room;
   Object.assign(video.style, { position: "absolute", left: "0", top: "0", zIndex: "0" });
   stage.appendChild(video);
-  const viewer = new RoomViewer(room, video, { urlToken: config.token, wantSound: params.get("webrtc_audio") === "1" });
+  const viewer = new RoomViewer(room, video, { urlToken: config.token, wantSound: params.get("webrtc_audio") === "1",
+                                              maxKbps: Number(params.get("webrtc_max_kbps")) || 0 });
   hook.preview = viewer;
   viewer.start();
 }
@@ -77,7 +78,8 @@ export default function setup(api) {
             hook.preview.addMirror(rec.video);
           } else {
             const usePageToken = config.mode === "preview" && config.webrtcRoom === room;
-            rec.viewer = new RoomViewer(room, rec.video, { urlToken: usePageToken ? config.token : "", wantSound });
+            const maxKbps = Number(prop(el, "max_kbps")) || 0;
+            rec.viewer = new RoomViewer(room, rec.video, { urlToken: usePageToken ? config.token : "", wantSound, maxKbps });
             rec.viewer.start();
           }
         }

@@ -7,6 +7,12 @@
 // starts with a keyframe). Every 2 s it sends `publisher.metrics` from getStats(). The socket reconnects with
 // backoff, except when the token is refused (get a new link) or another publisher replaced this one.
 //
+// Two media paths, chosen by the server (`room.joined.mode`): `p2p` (above) and `sfu`, where the page keeps one
+// RTCPeerConnection to the media server (Janus, behind the engine): its offer goes `to: "sfu"`, the answer comes back
+// `from: "sfu"`, and the server subscribes every viewer; with `simulcast` it sends three layers (full, 1/2, 1/4 size).
+// Quality presets (`room.joined.presets`, `?preset=` or the Quality menu) set the capture size/rate and the encoder's
+// bitrate; a viewer's `viewer.settings` (p2p) caps the bitrate of its own connection.
+//
 // Test/debug hook: window.publisherState (read-only use).
 
 import { Backoff } from "/js/lib/backoff.js";
@@ -36,6 +42,10 @@ const state = {
   lastMetrics: null,
   stopReason: "",
   reconnects: 0,
+  mode: "p2p", // p2p | sfu (from room.joined)
+  preset: params.get("preset") || "",
+  presets: {},
+  simulcast: false,
 };
 Object.defineProperty(window, "publisherState", { value: state, configurable: true });
 
@@ -52,6 +62,9 @@ let pcCounter = 0;
 let lastSeq = 0;
 let iceConfig = { iceServers: [] };
 let stopped = false;
+/** viewer id -> the most that viewer wants (kbit/s; p2p `viewer.settings`). */
+const viewerCaps = new Map();
+let viewerDefaultKbps = 0;
 
 function setStatus(text, level = "info") {
   const node = $("status");
@@ -137,7 +150,80 @@ async function useSource(kind) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Peer connections, one per viewer
+// Quality presets
+
+/** The preset in force ({width, height, fps, bitrate_kbps}), or null before the server listed them. */
+function currentPreset() {
+  return state.presets[state.preset] || null;
+}
+
+/** The bitrate a connection may use: the preset's, capped by what its viewer asked for (p2p). */
+function bitrateFor(id) {
+  const preset = currentPreset();
+  let kbps = preset ? preset.bitrate_kbps : 0;
+  const cap = viewerCaps.get(id) || viewerDefaultKbps;
+  if (id !== "sfu" && cap > 0) kbps = kbps > 0 ? Math.min(kbps, cap) : cap;
+  return kbps;
+}
+
+/** Sets the encoder's bitrate(s) of one connection; simulcast layers get 1/8, 1/3 and all of it. */
+async function applyBitrate(peer) {
+  const kbps = bitrateFor(peer.id);
+  const sender = peer.videoSender;
+  if (!sender || !kbps) return;
+  try {
+    const parameters = sender.getParameters();
+    if (!parameters.encodings || !parameters.encodings.length) return;
+    const shares = { l: 1 / 8, m: 1 / 3, h: 1 };
+    for (const encoding of parameters.encodings) {
+      encoding.maxBitrate = Math.round(kbps * 1000 * (encoding.rid ? shares[encoding.rid] || 1 : 1));
+    }
+    await sender.setParameters(parameters);
+  } catch (err) {
+    console.debug("[publish]", "bitrate", err);
+  }
+}
+
+/** Capture size and rate of the preset, then every connection's bitrate. */
+async function applyPreset() {
+  const preset = currentPreset();
+  if (!preset || !stream) return;
+  const track = stream.getVideoTracks()[0];
+  if (track && state.source === "camera") {
+    try {
+      await track.applyConstraints({ width: { ideal: preset.width }, height: { ideal: preset.height }, frameRate: { ideal: preset.fps } });
+    } catch (err) {
+      console.debug("[publish]", "constraints", err);
+    }
+  }
+  for (const peer of peers.values()) applyBitrate(peer);
+}
+
+function renderPresets() {
+  const select = $("preset");
+  if (!select) return;
+  const names = Object.keys(state.presets);
+  select.replaceChildren(...names.map((name) => {
+    const option = document.createElement("option");
+    const p = state.presets[name];
+    option.value = name;
+    option.textContent = `${name} (${p.width}×${p.height} ${p.fps} fps, ${p.bitrate_kbps} kbit/s)`;
+    return option;
+  }));
+  select.value = state.preset;
+  select.hidden = names.length === 0;
+}
+
+async function choosePreset(name) {
+  if (!state.presets[name] || name === state.preset) return;
+  state.preset = name;
+  await applyPreset();
+  // Through the SFU the media server's bitrate cap comes with the offer: renegotiate the one connection.
+  if (state.mode === "sfu" && peers.has("sfu")) startPeer("sfu");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer connections, one per viewer (p2p) or one to the media server (sfu)
 
 function closePeer(id) {
   const peer = peers.get(id);
@@ -160,10 +246,22 @@ async function startPeer(id) {
   const peer = { id, pc, pcId, pendingLocal: [], pendingRemote: [], restartedAt: performance.now(), disconnectTimer: 0,
                  prevStats: null, sample: null, videoSender: null };
   peers.set(id, peer);
+  const preset = currentPreset();
+  // Three layers need 540 lines or more (below that Chrome sends fewer layers than were asked for).
+  const layered = id === "sfu" && state.simulcast && (!preset || preset.height >= 540);
   for (const track of stream.getTracks()) {
+    if (track.kind === "video" && layered) {
+      // Three simulcast layers; the media server forwards to each viewer the one that fits.
+      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings: [
+        // Highest first: Janus numbers the layers from the order of the rids (substream 2 = h, 0 = l).
+        { rid: "h", scaleResolutionDownBy: 1 }, { rid: "m", scaleResolutionDownBy: 2 }, { rid: "l", scaleResolutionDownBy: 4 }] });
+      peer.videoSender = transceiver.sender;
+      continue;
+    }
     const sender = pc.addTrack(track, stream);
     if (track.kind === "video") peer.videoSender = sender;
   }
+  applyBitrate(peer);
   pc.onicecandidate = (event) => {
     if (peers.get(id) !== peer) return;
     const candidate = event.candidate ? event.candidate.toJSON() : null;
@@ -187,7 +285,7 @@ async function startPeer(id) {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     if (peers.get(id) !== peer) return;
-    send({ type: "offer", to: id, pc_id: pcId, sdp: pc.localDescription.sdp });
+    send({ type: "offer", to: id, pc_id: pcId, sdp: pc.localDescription.sdp, ...(state.preset ? { preset: state.preset } : {}) });
     const held = peer.pendingLocal;
     peer.pendingLocal = null;
     for (const candidate of held) send({ type: "ice-candidate", to: id, pc_id: pcId, candidate });
@@ -204,7 +302,7 @@ async function startPeer(id) {
  * per RESTART_MIN_MS, one still negotiating at most once per RESTART_GAP_MS (duplicate requests while it comes up).
  */
 function restartPeer(id, why, pcId) {
-  if (!state.viewers.includes(id)) return;
+  if (!state.viewers.includes(id) && !(id === "sfu" && state.mode === "sfu")) return;
   const peer = peers.get(id);
   if (peer) {
     if (pcId && pcId !== peer.pcId) {
@@ -229,6 +327,7 @@ async function onAnswer(message) {
     const held = peer.pendingRemote;
     peer.pendingRemote = null;
     for (const candidate of held || []) await peer.pc.addIceCandidate(candidate).catch(() => {});
+    applyBitrate(peer);
   } catch (err) {
     console.warn("[publish]", "answer from", message.from, err);
     restartPeer(message.from, "bad-answer");
@@ -249,8 +348,15 @@ function onCandidate(message) {
 /** Makes the connections match the room's viewer list. */
 function reconcile(viewerIds) {
   state.viewers = viewerIds;
-  for (const id of [...peers.keys()]) if (!viewerIds.includes(id)) closePeer(id);
-  for (const id of viewerIds) if (!peers.has(id)) startPeer(id);
+  for (const id of viewerCaps.keys()) if (!viewerIds.includes(id)) viewerCaps.delete(id);
+  if (state.mode === "sfu") {
+    // One connection to the media server, whatever the number of viewers.
+    for (const id of [...peers.keys()]) if (id !== "sfu") closePeer(id);
+    if (!peers.has("sfu")) startPeer("sfu");
+  } else {
+    for (const id of [...peers.keys()]) if (!viewerIds.includes(id)) closePeer(id);
+    for (const id of viewerIds) if (!peers.has(id)) startPeer(id);
+  }
   $("viewer-count").textContent = String(viewerIds.length);
   renderPeers();
 }
@@ -270,10 +376,15 @@ async function peerSample(peer) {
   let source = null;
   let pair = null;
   let pairId = null;
+  let bytesSent = 0;
+  let framesEncoded = 0;
   report.forEach((stat) => {
     const kind = stat.kind || stat.mediaType;
     if (stat.type === "outbound-rtp" && kind === "video") {
-      if (!outbound || (stat.bytesSent || 0) > (outbound.bytesSent || 0)) outbound = stat;
+      // Simulcast: one outbound-rtp per layer; the bitrate is their sum, the figures the largest layer's.
+      bytesSent += stat.bytesSent || 0;
+      framesEncoded = Math.max(framesEncoded, stat.framesEncoded || 0);
+      if (!outbound || (stat.frameWidth || 0) > (outbound.frameWidth || 0)) outbound = stat;
     }
     if (stat.type === "remote-inbound-rtp" && kind === "video") remote = stat;
     if (stat.type === "media-source" && kind === "video") source = stat;
@@ -285,19 +396,19 @@ async function peerSample(peer) {
   if (outbound) {
     const seconds = prev ? (outbound.timestamp - prev.timestamp) / 1000 : 0;
     let fps = outbound.framesPerSecond;
-    if (fps === undefined && seconds > 0) fps = (outbound.framesEncoded - prev.framesEncoded) / seconds;
+    if (fps === undefined && seconds > 0) fps = (framesEncoded - prev.framesEncoded) / seconds;
     sample.fps = num(fps ?? 0);
     sample.width = num(outbound.frameWidth);
     sample.height = num(outbound.frameHeight);
-    if (seconds > 0) sample.bitrate_kbps = num(((outbound.bytesSent - prev.bytesSent) * 8) / seconds / 1000);
-    sample.frames = num(outbound.framesEncoded);
+    if (seconds > 0) sample.bitrate_kbps = num(((bytesSent - prev.bytesSent) * 8) / seconds / 1000);
+    sample.frames = num(framesEncoded);
     if (source && source.frames !== undefined && outbound.framesEncoded !== undefined) {
       sample.frames_dropped = num(Math.max(0, source.frames - outbound.framesEncoded));
     }
     if (typeof outbound.qualityLimitationReason === "string") sample.quality_limitation = outbound.qualityLimitationReason;
     const codec = outbound.codecId ? report.get(outbound.codecId) : null;
     if (codec && /^[A-Za-z0-9/._-]{1,32}$/.test(codec.mimeType || "")) sample.codec = codec.mimeType;
-    peer.prevStats = { timestamp: outbound.timestamp, bytesSent: outbound.bytesSent, framesEncoded: outbound.framesEncoded };
+    peer.prevStats = { timestamp: outbound.timestamp, bytesSent, framesEncoded };
   }
   if (remote) {
     sample.packets_lost = num(Math.max(0, remote.packetsLost || 0));
@@ -355,7 +466,7 @@ async function reportMetrics() {
 function renderPeers() {
   const rows = $("peer-rows");
   const fragment = document.createDocumentFragment();
-  for (const id of state.viewers) {
+  for (const id of state.mode === "sfu" ? ["sfu", ...state.viewers] : state.viewers) {
     const peer = peers.get(id);
     const sample = (peer && peer.sample) || {};
     const row = document.createElement("tr");
@@ -398,6 +509,15 @@ function onMessage(message) {
       backoff.reset();
       state.publisherId = message.peer_id;
       lastSeq = 0;
+      state.mode = message.mode === "sfu" ? "sfu" : "p2p";
+      state.simulcast = message.simulcast === true;
+      viewerDefaultKbps = Number(message.viewer_max_bitrate_kbps) || 0;
+      if (message.presets && typeof message.presets === "object") {
+        state.presets = message.presets;
+        if (!state.presets[state.preset]) state.preset = state.presets[message.default_preset] ? message.default_preset : Object.keys(state.presets)[0] || "";
+        renderPresets();
+        applyPreset();
+      }
       setStatus(`Live in room ${room}`, "ok");
       clearInterval(pingTimer);
       pingTimer = setInterval(() => send({ type: "ping", ts: Date.now() }), Math.max(5, Number(message.ping_interval_seconds) || 15) * 1000);
@@ -418,8 +538,20 @@ function onMessage(message) {
     case "viewer.request-keyframe":
       restartPeer(message.from, `request: ${message.reason || "keyframe"}`, typeof message.pc_id === "string" ? message.pc_id : null);
       break;
+    case "viewer.settings":
+      // p2p: a viewer caps its own connection.
+      if (typeof message.from === "string" && Number.isFinite(Number(message.max_bitrate_kbps))) {
+        viewerCaps.set(message.from, Number(message.max_bitrate_kbps));
+        const peer = peers.get(message.from);
+        if (peer) applyBitrate(peer);
+      }
+      break;
     case "error":
       console.warn("[publish]", "server error", message.code, message.message);
+      if (message.code === "sfu_unavailable" && message.event === "offer" && state.mode === "sfu") {
+        setStatus("The media server did not take the stream; retrying…", "bad");
+        setTimeout(() => restartPeer("sfu", "sfu-error"), RESTART_GAP_MS + 500);
+      }
       break;
     default:
       break;
@@ -524,6 +656,7 @@ async function main() {
     if (micTrack) micTrack.enabled = on;
   });
   $("toggle-live").addEventListener("click", () => (stopped ? resume() : stop()));
+  $("preset").addEventListener("change", (event) => choosePreset(event.currentTarget.value));
   setInterval(reportMetrics, METRICS_EVERY_MS);
 
   setStatus("Asking for the camera…");

@@ -7,6 +7,11 @@
 // token while it is valid for the room, otherwise a short-lived one from
 // POST /api/webrtc/rooms/<room>/viewer-token (with the overlay token when the page has one).
 //
+// In `sfu` mode (`room.joined.mode`) the offers come from the media server through the same socket, so nothing
+// changes here: a keyframe request makes the server ask the publisher for a keyframe, or subscribe this view again.
+// `maxKbps` (element prop `max_kbps`, `/preview?webrtc_max_kbps=`) is sent as `viewer.settings`: the publisher caps
+// this view's connection (p2p) or the server picks the simulcast layer that fits (sfu).
+//
 // Test/debug hook: window.overlayWebRTC = {views, preview} (read-only use).
 //
 // No import of the page core (only the shared /js/lib/ helpers): the page hands its settings over with configure().
@@ -162,10 +167,13 @@ export class RoomViewer {
   /**
    * @param {string} room
    * @param {HTMLVideoElement} video
-   * @param {{urlToken?: string, wantSound?: boolean}} options
+   * @param {{urlToken?: string, wantSound?: boolean, maxKbps?: number}} options
    */
   constructor(room, video, options = {}) {
     this.room = room;
+    const maxKbps = Number(options.maxKbps);
+    this.maxKbps = Number.isFinite(maxKbps) && maxKbps > 0 ? Math.min(50000, Math.round(maxKbps)) : 0;
+    this.mode = "p2p";
     this.video = video;
     this.urlToken = options.urlToken || "";
     this.wantSound = options.wantSound === true;
@@ -200,6 +208,18 @@ export class RoomViewer {
     this.lastPingAt = 0;
     /** Other <video> nodes showing this view's stream (a scene element of the preview's own room). */
     this.mirrors = new Set();
+  }
+
+  /** Sends this view's bitrate cap (nothing when it has none). */
+  sendSettings() {
+    if (this.maxKbps > 0) this.send({ type: "viewer.settings", max_bitrate_kbps: this.maxKbps });
+  }
+
+  /** Changes the most this view wants to receive (kbit/s; 0 = no limit). */
+  setMaxBitrate(kbps) {
+    const value = Number(kbps);
+    this.maxKbps = Number.isFinite(value) && value > 0 ? Math.min(50000, Math.round(value)) : 0;
+    this.send({ type: "viewer.settings", max_bitrate_kbps: this.maxKbps });
   }
 
   /** Shows this view's stream in `video` too, without a connection of its own. */
@@ -334,6 +354,8 @@ export class RoomViewer {
         this.lastSeq = 0;
         if (Number(message.ping_interval_seconds) > 0) this.pingEveryMs = Number(message.ping_interval_seconds) * 1000;
         this.state = this.publisherPresent ? "negotiating" : "waiting";
+        this.mode = message.mode === "sfu" ? "sfu" : "p2p";
+        if (this.mode === "sfu" || this.publisherPresent) this.sendSettings();
         break;
       case "room.state":
         if (typeof message.seq === "number") {
@@ -355,6 +377,7 @@ export class RoomViewer {
           this.publisherId = message.publisher_id;
           this.waitingSince = performance.now();
           this.state = "negotiating";
+          if (this.mode === "p2p") this.sendSettings(); // the new publisher has not heard it
         }
         break;
       case "offer":
