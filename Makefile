@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CONFIG ?= config/overlay.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run build deps test-deps test test-swift test-integration test-cluster example docs bench clean deploy-test lint api-check api-baseline
+.PHONY: run build deps test-deps test test-swift test-integration test-cluster test-sfu example docs bench clean deploy-test lint api-check api-baseline
 
 deps:
 	@scripts/install-deps.sh
@@ -61,7 +61,13 @@ test-swift:
 
 test-integration:
 	$(SWIFT) build
-	python3 -m pytest -q Tests/integration $(PYTEST_ARGS)
+	python3 -m pytest -q Tests/integration --ignore=Tests/integration/test_sfu_browser.py $(PYTEST_ARGS)
+
+## The SFU media tests: a real Janus and headless Chromium (publisher + three viewers, in sfu and p2p mode), about
+## 2-3 minutes; their figures land in test-artifacts/sfu-figures.json (docs/PERFORMANCE.md).
+test-sfu: test-deps
+	$(SWIFT) build
+	python3 -m pytest -q -s Tests/integration/test_sfu_browser.py $(PYTEST_ARGS)
 
 ## Install what is missing, build, and run the Swift tests and the integration/browser tests.
 test: test-deps
