@@ -49,6 +49,8 @@ let package = Package(
         fuzzTarget("FuzzRange", [pluginAPI]),
         // WebRTC room tokens and room names.
         fuzzTarget("FuzzRoomToken", [pluginAPI, .product(name: "webrtc-signaling", package: "OnionRPDock")]),
+        // What the WebRTC plugin reads from Janus in sfu mode: HTTP responses, Janus replies, handle_info figures.
+        fuzzTarget("FuzzJanus", [pluginAPI, .product(name: "webrtc-signaling", package: "OnionRPDock")]),
         // Inbound socket frames: the engine's envelope, event payloads, signaling payloads, request forms.
         fuzzTarget("FuzzSocket", [engine, pluginAPI, .product(name: "webrtc-signaling", package: "OnionRPDock"),
                                   .product(name: "tts", package: "OnionRPDock")]),
