@@ -55,7 +55,8 @@ class SceneClient:
     def open(self, resume=False, base=None, **kwargs):
         if base:
             self.base = base
-        self.ws = connect(self.url(resume), open_timeout=10, **kwargs)
+        # Held open across calls (a reader thread, reconnects): entered by hand instead of a `with` block.
+        self.ws = connect(self.url(resume), open_timeout=10, **kwargs).__enter__()
         return self
 
     def close(self):

@@ -219,7 +219,7 @@ def test_revoking_on_one_engine_closes_the_sessions_sockets_on_the_others(cluste
     first, second, third = cluster.engines
     key = requests.post(first.url + "/api/moderator-keys/generate", headers=STREAMER, data={"label": "mod"}).json()["key"]
     session = requests.post(second.url + "/api/moderator-keys/consume", data={"key": key}).json()
-    sockets = [connect(engine.ws_url + f"/ws/moderator?session={session['session']}") for engine in (second, third)]
+    sockets = [connect(engine.ws_url + f"/ws/moderator?session={session['session']}").__enter__() for engine in (second, third)]
     for ws in sockets:
         assert json.loads(ws.recv(timeout=5))["type"] == "hello"
     answer = requests.delete(first.url + f"/api/moderator-sessions/{session['session_id']}", headers=STREAMER)
