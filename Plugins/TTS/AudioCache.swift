@@ -94,15 +94,32 @@ actor AudioCache {
     let maxBytes: Int
     private var inflight: [String: Task<WAVInfo, any Error>] = [:]
 
-    /// Creates the folder when needed and removes temporary files a crash may have left.
+    /// A temporary file older than this is a leftover of a crash. A younger one may be a render in progress: of
+    /// another engine sharing the data folder (several engines on one volume), whose rename would fail if its file
+    /// went. Longer than the longest render (`render_timeout_seconds` is at most 600).
+    static let staleTemporaryAge: TimeInterval = 900
+
+    /// Creates the folder when needed and removes temporary files a crash left.
     init(directory: URL, maxBytes: Int) throws {
         self.directory = directory
         self.maxBytes = maxBytes
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        for name in names where name.hasSuffix(".tmp") {
-            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        Self.removeStaleTemporaryFiles(in: directory)
+    }
+
+    /// Removes `*.tmp` files older than ``staleTemporaryAge``.
+    /// - Returns: How many went.
+    @discardableResult
+    static func removeStaleTemporaryFiles(in directory: URL, now: Date = Date()) -> Int {
+        let key: URLResourceKey = .contentModificationDateKey
+        let urls = (try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: [key])) ?? []
+        var removed = 0
+        for url in urls where url.lastPathComponent.hasSuffix(".tmp") {
+            let modified = (try? url.resourceValues(forKeys: [key]))?.contentModificationDate ?? .distantPast
+            guard now.timeIntervalSince(modified) > staleTemporaryAge else { continue }
+            if (try? FileManager.default.removeItem(at: url)) != nil { removed += 1 }
         }
+        return removed
     }
 
     /// True for a string that can name a cached file: 64 lower-case hex digits.
@@ -136,6 +153,7 @@ actor AudioCache {
     /// Removes the oldest files until the folder fits `maxBytes`, never those in `protected`.
     /// - Returns: Files removed and the folder's size afterwards.
     func evict(protecting protected: Set<String>) -> (removed: Int, bytes: Int) {
+        Self.removeStaleTemporaryFiles(in: directory)  // a crash's leftovers, on an engine that runs for long
         let keys: [URLResourceKey] = [.fileSizeKey, .contentModificationDateKey]
         let urls = (try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: keys)) ?? []
         var files: [(hash: String, url: URL, size: Int, modified: Date)] = []

@@ -4,6 +4,7 @@ the queue limit holds across engines, an engine that starts later joins the queu
 current utterance is killed the others time it out."""
 import hashlib
 import json
+import sys
 import threading
 import time
 
@@ -188,3 +189,60 @@ def test_killing_the_engine_that_queued_the_current_utterance_does_not_stall_the
     timeouts = sum(metric(e, "onionrp_plugin_tts_utterances_failed_total", {"reason": "timeout"}) for e in (b, c))
     assert timeouts == 2, "each utterance times out once, on one of the surviving engines"
     assert "did not time it out" in b.logs() + c.logs()
+
+
+HELD_ESPEAK = r'''#!/usr/bin/env python3
+"""A stand-in for espeak-ng that opens its output file at once (as espeak-ng does) and finishes it only when the
+file `release` exists next to this script."""
+import os, struct, sys, time
+args = sys.argv[1:]
+if args == ["--voices"]:
+    print("Pty Language       Age/Gender VoiceName          File                 Other Languages")
+    print(" 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)")
+    sys.exit(0)
+here = os.path.dirname(os.path.abspath(__file__))
+out = args[args.index("-w") + 1]
+with open(out, "wb") as f:
+    f.flush()
+    while not os.path.exists(os.path.join(here, "release")):
+        time.sleep(0.02)
+    samples = 22050
+    f.write(b"RIFF" + struct.pack("<I", 36 + samples * 2) + b"WAVE")
+    f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 22050, 44100, 2, 16))
+    f.write(b"data" + struct.pack("<I", samples * 2) + b"\0" * (samples * 2))
+'''
+
+
+def test_engines_sharing_a_data_folder_share_the_audio_and_a_start_spares_renders_in_progress(engines, redis_server,
+                                                                                                tmp_path):
+    """Regression: an engine starting removed every *.tmp file of the cache folder, also the file another engine
+    sharing the folder was rendering into; that render then failed (503 in server mode)."""
+    fake = tmp_path / "held-espeak"
+    fake.mkdir()
+    script = fake / "espeak-ng"
+    script.write_text(HELD_ESPEAK.replace("#!/usr/bin/env python3", "#!" + sys.executable))
+    script.chmod(0o755)
+    shared = tmp_path / "shared-data"
+    env = {"REDIS_URL": redis_server.url, "OVERLAY_TOKEN": OVERLAY_TOKEN, "DATA_DIR": str(shared)}
+    yaml = cluster_yaml(mode="server", espeak_path=str(script))
+    a = engines(yaml, env=env)
+    cache = shared / "plugins" / "tts" / "cache"
+
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(speak(a, text="rendered while another engine starts")))
+    thread.start()
+    assert wait_for(lambda: list(cache.glob("*.wav.tmp"))), "the render never started"
+    b = engines(yaml, env=env)  # same data folder: its cache sees A's render in progress
+    (fake / "release").write_text("")
+    thread.join(timeout=60)
+    assert answers and answers[0].status_code == 202, answers and answers[0].text
+    answer = answers[0].json()
+    assert answer["mode"] == "server"
+
+    # B serves the file A rendered into the shared folder: no render of its own.
+    with overlay(b, "on-b") as ws:
+        assert next_speak(ws, answer["id"], timeout=10)["audio_url"] == answer["audio_url"]
+    audio = requests.get(b.url + answer["audio_url"], params={"token": OVERLAY_TOKEN}, timeout=30)
+    assert audio.status_code == 200 and parse_wav(audio.content)["seconds"] > 0.5
+    assert metric(b, "onionrp_plugin_tts_renders_total") == 0
+    assert metric(b, "onionrp_plugin_tts_remote_renders_total") == 0
