@@ -37,6 +37,8 @@ let package = Package(
                                   .product(name: "moderator-keys", package: "OnionRPDock")]),
         // Scene bodies: PUT validation, PATCH operations and their application, the JSON round trip of what is kept.
         fuzzTarget("FuzzScene", [engine, pluginAPI]),
+        // Scale-out: scene.patch built and applied (must give the new scene), change-log cursors and entries, socket options.
+        fuzzTarget("FuzzSceneFeed", [engine, pluginAPI]),
         // The plugin loader's ELF `.comment` reader (the toolchain check before dlopen).
         fuzzTarget("FuzzElfComment", [engine]),
         // multipart/form-data uploads through the Media plugin's UploadReceiver (fast path vs MultipartKit), the
