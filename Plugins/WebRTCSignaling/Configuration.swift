@@ -101,6 +101,8 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
     var messageBurst = 200
     /// Frames queued for one socket before it counts as stuck and is closed (1013).
     var outboundQueue = 256
+    /// Several engines: the peers of an engine not heard from for this long leave its rooms (it refreshes every third of it).
+    var presenceExpirySeconds = 6
 
     // Media path
     /// `p2p` (default) or `sfu` (through Janus). `WEBRTC_MODE` overrides.
@@ -159,6 +161,7 @@ struct WebRTCSignalingConfiguration: DefaultedConfiguration {
         try check((1...10_000).contains(messagesPerSecond), "messages_per_second", "must be between 1 and 10000")
         try check((1...100_000).contains(messageBurst), "message_burst", "must be between 1 and 100000")
         try check((8...100_000).contains(outboundQueue), "outbound_queue", "must be between 8 and 100000")
+        try check((3...600).contains(presenceExpirySeconds), "presence_expiry_seconds", "must be between 3 and 600")
         try check((1...1000).contains(metricsHistory), "metrics_history", "must be between 1 and 1000")
         try check((0...1000).contains(metricsRoomLabels), "metrics_room_labels", "must be between 0 and 1000")
         try check((1...120).contains(janusTimeoutSeconds), "janus_timeout_seconds", "must be between 1 and 120")

@@ -80,9 +80,11 @@ struct PeerStats: Encodable, Sendable {
     let source: String?
     /// Publisher only: the newest sample of each viewer connection, by viewer id.
     let connections: [String: MediaSample]?
+    /// The engine the peer is connected to (several engines share the rooms).
+    var engine: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, role, errors, dropped, latest, samples, history, source, connections
+        case id, role, errors, dropped, latest, samples, history, source, connections, engine
         case connectedAt = "connected_at"
         case messagesIn = "messages_in"
         case messagesOut = "messages_out"
@@ -103,6 +105,7 @@ struct PeerStats: Encodable, Sendable {
         try c.encode(latest, forKey: .latest)
         try c.encode(samples, forKey: .samples)
         try c.encode(history, forKey: .history)
+        try c.encodeIfPresent(engine, forKey: .engine)
         if role == PeerRole.publisher.rawValue {
             try c.encode(source, forKey: .source)
             try c.encode(connections ?? [:], forKey: .connections)
@@ -198,7 +201,7 @@ struct RoomStats: Encodable, Sendable {
 /// sees the room's states in order.
 final class RoomRegistry: Sendable {
     /// One room: its peers, counters and the latest metrics of each peer.
-    private struct Room {
+    struct Room {
         let name: String
         let createdAt = Date()
         var seq = 0
@@ -214,6 +217,9 @@ final class RoomRegistry: Sendable {
         var publisherConnections: [String: MediaSample] = [:]
         var publisherSource: String?
         var viewerMetrics: [String: MetricsTrack] = [:]
+        /// Several engines: the local publisher's claim, and the membership the last `room.state` showed.
+        var publisherClaim: Int64 = 0
+        var shown: (publisher: String?, viewers: [String]) = (nil, [])
 
         init(name: String, historySize: Int) {
             self.name = name
@@ -224,19 +230,26 @@ final class RoomRegistry: Sendable {
         var peers: [Peer] { (publisher.map { [$0] } ?? []) + viewers }
     }
 
-    private let rooms = Mutex<[String: Room]>([:])
-    private let configuration: WebRTCSignalingConfiguration
-    private let gauges: RoomGauges
+    let rooms = Mutex<[String: Room]>([:])
+    let configuration: WebRTCSignalingConfiguration
+    let gauges: RoomGauges
     private let makeID: @Sendable (PeerRole) -> String
+    /// The rooms of the other engines sharing the store (nil: this engine alone, as in the unit tests).
+    let cluster: ClusterRooms?
 
     /// Creates an empty registry.
     /// - Parameters:
     ///   - configuration: Limits.
     ///   - gauges: Where room figures are exported.
     ///   - makeID: A fresh random peer id for a role (`p-…`, `v-…`).
-    init(configuration: WebRTCSignalingConfiguration, gauges: RoomGauges, makeID: @escaping @Sendable (PeerRole) -> String) {
+    ///   - cluster: The other engines' rooms.
+    init(
+        configuration: WebRTCSignalingConfiguration, gauges: RoomGauges, cluster: ClusterRooms? = nil,
+        makeID: @escaping @Sendable (PeerRole) -> String
+    ) {
         self.configuration = configuration
         self.gauges = gauges
+        self.cluster = cluster
         self.makeID = makeID
     }
 
@@ -244,7 +257,9 @@ final class RoomRegistry: Sendable {
     func freshID(role: PeerRole, room: String) -> String {
         for _ in 0..<8 {
             let id = makeID(role)
-            let taken = rooms.withLock { rooms in rooms[room]?.peers.contains { $0.id == id } ?? false }
+            let taken =
+                rooms.withLock { rooms in rooms[room]?.peers.contains { $0.id == id } ?? false }
+                || (cluster?.remote(room).contains { $0.id == id } ?? false)
             if !taken { return id }
         }
         return makeID(role) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
@@ -271,7 +286,9 @@ final class RoomRegistry: Sendable {
             defer { rooms[peer.room] = room.isEmpty ? nil : room }
             switch peer.role {
             case .publisher:
-                if let current = room.publisher {
+                let remoteCurrent = remotePublisher(of: peer.room)
+                if room.publisher != nil || remoteCurrent != nil {
+                    let current = room.publisher
                     guard configuration.replacePublisher else {
                         room.publishersRefused += 1
                         broadcast(&room, event: "publisher-refused", about: peer)
@@ -283,19 +300,24 @@ final class RoomRegistry: Sendable {
                         )
                     }
                     room.publisher = peer
+                    room.publisherClaim = announcePublisher(peer, in: room)
                     if let text = greeting(peer.id) { peer.send(text) }
                     room.publishersReplaced += 1
                     room.publisherMetrics = MetricsTrack(capacity: configuration.metricsHistory)
                     room.publisherConnections = [:]
                     room.publisherSource = nil
-                    current.close(code: CloseCode.replaced, reason: "replaced by a new publisher")
+                    if let current {
+                        current.close(code: CloseCode.replaced, reason: "replaced by a new publisher")
+                        cluster?.announceLeave(current)
+                    }
                     broadcast(&room, event: "publisher-replaced", about: peer)
                     return (.joined(replaced: current), figuresOf(room))
                 }
                 room.publisher = peer
+                room.publisherClaim = announcePublisher(peer, in: room)
                 if let text = greeting(peer.id) { peer.send(text) }
             case .viewer:
-                guard room.viewers.count < configuration.maxViewersPerRoom else {
+                guard room.viewers.count + remoteViewerCount(peer.room) < configuration.maxViewersPerRoom else {
                     return (
                         .refused(
                             PluginError(
@@ -305,7 +327,8 @@ final class RoomRegistry: Sendable {
                 }
                 room.viewers.append(peer)
                 room.viewerMetrics[peer.id] = MetricsTrack(capacity: configuration.metricsHistory)
-                if let text = greeting(room.publisher?.id) { peer.send(text) }
+                if let text = greeting(membership(room).publisher) { peer.send(text) }
+                cluster?.announceJoin(peer, claim: nil)
             }
             broadcast(&room, event: "join", about: peer)
             return (.joined(replaced: nil), figuresOf(room))
@@ -332,6 +355,7 @@ final class RoomRegistry: Sendable {
                 room.viewerMetrics[peer.id] = nil
                 room.publisherConnections[peer.id] = nil
             }
+            cluster?.announceLeave(peer)
             if room.isEmpty {
                 rooms[peer.room] = nil
                 return (figuresOf(room), true)
@@ -344,11 +368,18 @@ final class RoomRegistry: Sendable {
         if emptied { gauges.remove(room: peer.room, totals: totals()) } else { gauges.update(figures, totals: totals()) }
     }
 
-    private func broadcast(_ room: inout Room, event: String, about peer: Peer) {
+    func broadcast(_ room: inout Room, event: String, about peer: Peer) {
+        broadcast(&room, event: event, peerID: peer.id, role: peer.role)
+    }
+
+    /// Sends `room.state` to the local peers of `room`: the room across every engine.
+    func broadcast(_ room: inout Room, event: String, peerID: String, role: PeerRole) {
         room.seq += 1
+        let (publisherID, viewers) = membership(room)
+        room.shown = (publisherID, viewers)
         let state = RoomStateMessage(
-            room: room.name, seq: room.seq, event: event, peerID: peer.id, role: peer.role.rawValue, publisher: room.publisher != nil,
-            publisherID: room.publisher?.id, viewers: room.viewers.map(\.id), viewerCount: room.viewers.count,
+            room: room.name, seq: room.seq, event: event, peerID: peerID, role: role.rawValue, publisher: publisherID != nil,
+            publisherID: publisherID, viewers: viewers, viewerCount: viewers.count,
             maxViewers: configuration.maxViewersPerRoom, serverTs: Signaling.nowMillis())
         guard let text = try? SocketMessage.make(type: "room.state", payload: state) else { return }
         for member in room.peers { member.send(text) }
@@ -396,7 +427,7 @@ final class RoomRegistry: Sendable {
             let now = Date()
             room.publisherMetrics.record(message.summary, at: now)
             room.publisherSource = message.source ?? room.publisherSource
-            let present = Set(room.viewers.map(\.id))
+            let present = Set(room.viewers.map(\.id) + (cluster?.remote(peer.room).map(\.id) ?? []))
             for connection in message.peers where present.contains(connection.viewerID) {
                 var sample = connection.sample
                 sample.at = now
@@ -419,13 +450,18 @@ final class RoomRegistry: Sendable {
         if let figures { gauges.update(figures, totals: totals()) }
     }
 
-    private func figuresOf(_ room: Room) -> RoomFigures {
-        let viewerSamples = room.viewers.compactMap { room.viewerMetrics[$0.id]?.latest }
+    /// The figures of this engine's side of `room` (the /metrics gauges of this engine).
+    func figuresOf(_ room: Room) -> RoomFigures {
+        figures(
+            room.name, publisher: room.publisher != nil, viewers: room.viewers.count, publisherSample: room.publisherMetrics.latest,
+            viewerSamples: room.viewers.compactMap { room.viewerMetrics[$0.id]?.latest })
+    }
+
+    func figures(_ name: String, publisher: Bool, viewers: Int, publisherSample: MediaSample?, viewerSamples: [MediaSample]) -> RoomFigures {
         func average(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
-        let publisherSample = room.publisherMetrics.latest
         let frames = viewerSamples.compactMap(\.framesDropped)
         return RoomFigures(
-            room: room.name, publisher: room.publisher != nil, viewers: room.viewers.count,
+            room: name, publisher: publisher, viewers: viewers,
             publisherFPS: publisherSample?.fps, publisherBitrateKbps: publisherSample?.bitrateKbps,
             viewerFPSAvg: average(viewerSamples.compactMap(\.fps)),
             viewerBitrateKbpsAvg: average(viewerSamples.compactMap(\.bitrateKbps)),
@@ -444,15 +480,16 @@ final class RoomRegistry: Sendable {
         }
     }
 
-    /// Every room at a glance, by name.
+    /// Every room at a glance, by name, with the peers of every engine.
     func list() -> [RoomFigures] {
-        rooms.withLock { rooms in rooms.values.map { figuresOf($0) } }.sorted { $0.room < $1.room }
+        let names = rooms.withLock { Set($0.keys) }.union(cluster?.remoteRooms() ?? [])
+        return names.compactMap { clusterFigures($0) }.sorted { $0.room < $1.room }
     }
 
     /// The stats of `name`, or nil when nobody is in it.
     func stats(_ name: String) -> RoomStats? {
         rooms.withLock { rooms -> RoomStats? in
-            guard let room = rooms[name] else { return nil }
+            guard let room = rooms[name] ?? remoteOnly(name) else { return nil }
             func peerStats(_ peer: Peer, track: MetricsTrack?, source: String?, connections: [String: MediaSample]?) -> PeerStats {
                 let counters = peer.snapshot
                 return PeerStats(
@@ -460,18 +497,19 @@ final class RoomRegistry: Sendable {
                     messagesOut: counters.sent, errors: counters.errors, dropped: counters.dropped,
                     idleSeconds: (peer.idleFor.inSeconds * 1000).rounded() / 1000,
                     latest: track?.latest, samples: track?.received ?? 0, history: track?.history ?? [],
-                    source: source, connections: connections)
+                    source: source, connections: connections, engine: cluster?.engineID)
             }
-            let publisher = room.publisher.map {
+            let localPublisher = room.publisher.map {
                 peerStats($0, track: room.publisherMetrics, source: room.publisherSource, connections: room.publisherConnections)
             }
-            let viewers = room.viewers.map { peerStats($0, track: room.viewerMetrics[$0.id], source: nil, connections: nil) }
+            let localViewers = room.viewers.map { peerStats($0, track: room.viewerMetrics[$0.id], source: nil, connections: nil) }
+            let (publisher, viewers) = withRemotePeers(room, publisher: localPublisher, viewers: localViewers)
             return RoomStats(
                 room: room.name, createdAt: room.createdAt, publisher: publisher, viewers: viewers,
-                viewerCount: room.viewers.count, maxViewers: configuration.maxViewersPerRoom, messagesByType: room.byType,
+                viewerCount: viewers.count, maxViewers: configuration.maxViewersPerRoom, messagesByType: room.byType,
                 messagesReceived: room.received, messagesForwarded: room.forwarded, errors: room.errors,
                 publishersRefused: room.publishersRefused, publishersReplaced: room.publishersReplaced,
-                summary: figuresOf(room), serverTs: Signaling.nowMillis())
+                summary: clusterFigures(room), serverTs: Signaling.nowMillis())
         }
     }
 

@@ -345,6 +345,7 @@ final class Signaling: Sendable {
         }
         try validatePayload(type, members)
         guard let target = registry.viewer(to, in: peer.room) else {
+            if try forwardToOtherEngine(type, members, from: peer, to: registry.remoteViewer(to, in: peer.room)) { return }
             throw SignalingError(code: "unknown_peer", message: "no viewer '\(to.prefix(64))' in this room", violation: false)
         }
         try forward(type, members, from: peer, to: [target])
@@ -354,6 +355,7 @@ final class Signaling: Sendable {
     private func routeToPublisher(_ type: String, _ members: [String: JSONValue], from peer: Peer) throws {
         try validatePayload(type, members)
         guard let publisher = registry.publisher(of: peer.room) else {
+            if try forwardToOtherEngine(type, members, from: peer, to: registry.remotePublisher(of: peer.room)) { return }
             throw SignalingError(code: "no_publisher", message: "the room has no publisher right now", violation: false)
         }
         var members = members
@@ -400,6 +402,11 @@ final class Signaling: Sendable {
         for viewer in registry.viewers(of: peer.room) {
             let payload = Forwarded(from: peer.id, source: message.source, summary: message.summary, connection: byViewer[viewer.id])
             if let text = try? SocketMessage.make(type: "publisher.metrics", payload: payload), viewer.send(text) { delivered += 1 }
+        }
+        delivered += forwardToOtherEngines(room: peer.room) { id in
+            try? SocketMessage.make(
+                type: "publisher.metrics",
+                payload: Forwarded(from: peer.id, source: message.source, summary: message.summary, connection: byViewer[id]))
         }
         registry.countForwarded(room: peer.room, delivered)
     }

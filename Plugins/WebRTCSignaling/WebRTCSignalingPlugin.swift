@@ -27,6 +27,8 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
     let signaling: Signaling
     /// `sfu` mode: the Janus side.
     let bridge: SFUBridge?
+    /// The rooms of the other engines sharing the store.
+    let cluster: ClusterRooms
 
     init(configuration: WebRTCSignalingConfiguration, context: PluginContext) throws {
         let configuration = try configuration.applyingEnvironment(ProcessInfo.processInfo.environment)
@@ -39,7 +41,8 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         ice = ICEConfigBuilder(configuration: configuration, crypto: context.crypto)
         gauges = RoomGauges(metrics: context.metrics, maxLabels: configuration.metricsRoomLabels)
         let crypto = context.crypto
-        registry = RoomRegistry(configuration: configuration, gauges: gauges) { role in
+        cluster = ClusterRooms(bus: context.bus, configuration: configuration, gauges: gauges, logger: context.logger)
+        registry = RoomRegistry(configuration: configuration, gauges: gauges, cluster: cluster) { role in
             (role == .publisher ? "p-" : "v-") + Hex.encode(crypto.randomBytes(5))
         }
         if configuration.mode == .sfu, let endpoint = HTTPEndpoint.parse(configuration.janusURL) {
@@ -73,6 +76,7 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
         ], required: ["room"], width: 640, height: 360)
 
     func setUp(_ registrar: PluginRegistrar) async throws {
+        await cluster.start(registry: registry)
         // The feature in every page: the overlay's camera element and /preview, the panel's Camera tab, the admin
         // card with publisher links, and the camera page.
         registrar.sceneElementType(Self.elementType)
@@ -107,8 +111,14 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
             struct Listing: Encodable {
                 let rooms: [RoomFigures]
                 let max_rooms: Int
+                /// The engine that answered, and every engine sharing the rooms (several engines).
+                let engine_id: String
+                let engines: [String]
             }
-            return try .json(Listing(rooms: self.registry.list(), max_rooms: self.configuration.maxRooms))
+            return try .json(
+                Listing(
+                    rooms: self.registry.list(), max_rooms: self.configuration.maxRooms, engine_id: self.cluster.engineID,
+                    engines: self.cluster.engines))
         }
         registrar.route(
             .get, "/api/webrtc/rooms/{room}/stats", access: .moderator,
@@ -136,6 +146,7 @@ final class WebRTCSignalingPlugin: OverlayPlugin {
     func shutdown() async {
         for peer in registry.allPeers() { peer.close(code: CloseCode.goingAway, reason: "server shutting down") }
         await bridge?.shutdown()
+        await cluster.stop()
     }
 
     // MARK: routes

@@ -6,18 +6,6 @@ import Synchronization
 import TestSupport
 import XCTest
 
-/// A socket that records what is sent and closed, and receives nothing.
-final class FakeSession: WebSocketSession {
-    let id = "s1"
-    let request = PluginRequest(id: "r", method: .get, path: "/ws")
-    let admission: (any Sendable)? = nil
-    let inbound = WebSocketInbound(next: { nil })
-    let closes = Mutex<[UInt16]>([])
-    func send(_ text: String) async throws {}
-    func send(binary: [UInt8]) async throws {}
-    func close(code: UInt16, reason: String) async { closes.withLock { $0.append(code) } }
-}
-
 /// The ICE configuration (TURN REST credentials, what is withheld), the section's checks, and a peer's rate bucket and queue.
 final class ICEAndPeerTests: XCTestCase {
     let crypto = OpenSSLCrypto()
@@ -146,7 +134,7 @@ final class ICEAndPeerTests: XCTestCase {
 
     // MARK: a peer
 
-    func peer(queue: Int = 8, burst: Int, perSecond: Int, session: FakeSession = FakeSession()) -> Peer {
+    func peer(queue: Int = 8, burst: Int, perSecond: Int, session: RecordingSession = RecordingSession()) -> Peer {
         Peer(id: "v-1", role: .viewer, room: "studio", tokenID: "t", session: session, queueLimit: queue, burst: burst, perSecond: perSecond)
     }
 
@@ -166,7 +154,7 @@ final class ICEAndPeerTests: XCTestCase {
     }
 
     func testAFullOutboundQueueClosesTheSlowPeer() async throws {
-        let session = FakeSession()
+        let session = RecordingSession()
         let peer = peer(queue: 8, burst: 1, perSecond: 1, session: session)
         for index in 0..<8 { XCTAssertTrue(peer.send("frame \(index)"), "frame \(index)") }
         XCTAssertFalse(peer.send("one too many"))
