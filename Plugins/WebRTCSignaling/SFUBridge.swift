@@ -346,8 +346,30 @@ final class SFUBridge: Sendable {
         }
     }
 
+    /// The publication to subscribe to: this engine's publisher's, else (several engines sharing a store and one
+    /// Janus) the one the room's publisher on another engine made, found at Janus by its display name (our peer id).
+    private func publication(_ room: Room) async throws -> (feed: Int64, publisherID: String, handle: Int64?)? {
+        if let local = room.state.withLock({ $0.publisher }) { return (local.feed, local.peer.id, local.handle) }
+        guard let remote = registry.remotePublisher(of: room.name) else { return nil }
+        let handle = try await janus.attach { _ in }
+        defer { Task { await self.janus.detach(handle) } }
+        let reply = try await janus.message(handle, ["request": .string("listparticipants"), "room": .number(Double(room.janusID))])
+        guard case .array(let participants)? = reply.data?["participants"] else { return nil }
+        let match = participants.first { $0["display"]?.stringValue == remote.id && $0["publisher"]?.boolValue == true }
+        guard let feed = JanusMessage.identifier(match?["id"]) else { return nil }
+        return (feed, remote.id, nil)
+    }
+
     private func subscribe(_ room: Room, viewer id: String) async {
-        guard let publisher = room.state.withLock({ $0.publisher }), let link = room.state.withLock({ $0.viewers[id] }) else { return }
+        guard let link = room.state.withLock({ $0.viewers[id] }) else { return }
+        let found: (feed: Int64, publisherID: String, handle: Int64?)?
+        do {
+            found = try await publication(room)
+        } catch {
+            noteError(room, "listparticipants", error)
+            return
+        }
+        guard let publisher = found else { return }
         if let old = link.handle {
             room.state.withLock { state in
                 state.viewers[id]?.handle = nil
@@ -374,10 +396,12 @@ final class SFUBridge: Sendable {
             }
             // Still the same viewer and publisher? (Both can leave while Janus answers.)
             let pcID = room.state.withLock { state -> String? in
-                guard state.publisher?.handle == publisher.handle, var current = state.viewers[id], current.peer === link.peer else { return nil }
+                guard state.publisher?.handle == publisher.handle, var current = state.viewers[id], current.peer === link.peer else {
+                    return nil
+                }
                 current.generation += 1
                 current.handle = handle
-                current.pcID = "\(publisher.peer.id):sfu\(current.generation)"
+                current.pcID = "\(publisher.publisherID):sfu\(current.generation)"
                 current.videoMid = mid
                 current.started = false
                 current.up = false
@@ -389,7 +413,7 @@ final class SFUBridge: Sendable {
                 await janus.detach(handle)
                 return
             }
-            send(viewer, type: "offer", ["from": .string(publisher.peer.id), "pc_id": .string(pcID), "sdp": .string(offer)])
+            send(viewer, type: "offer", ["from": .string(publisher.publisherID), "pc_id": .string(pcID), "sdp": .string(offer)])
         } catch {
             noteError(room, "subscribe", error)
             if let viewer = room.state.withLock({ $0.viewers[id]?.peer }) { sendError(viewer, event: "offer", pcID: nil, error) }
@@ -420,10 +444,10 @@ final class SFUBridge: Sendable {
     }
 
     private func applyLayer(_ room: Room, viewer id: String) async {
-        guard configuration.simulcast, let link = room.state.withLock({ $0.viewers[id] }), link.started, let handle = link.handle,
-            let publisher = room.state.withLock({ $0.publisher })
-        else { return }
-        let presetKbps = configuration.effectivePresets[publisher.preset]?.bitrateKbps ?? 2500
+        guard configuration.simulcast, let link = room.state.withLock({ $0.viewers[id] }), link.started, let handle = link.handle else { return }
+        // A publisher on another engine: its preset is not known here; the default one is assumed.
+        let preset = room.state.withLock { $0.publisher?.preset } ?? configuration.defaultPreset
+        let presetKbps = configuration.effectivePresets[preset]?.bitrateKbps ?? 2500
         let layer = Self.layer(maxKbps: link.maxKbps, presetKbps: presetKbps)
         guard link.substream != layer else { return }
         var stream: [String: JSONValue] = ["substream": .number(Double(layer))]
