@@ -11,7 +11,8 @@ per_engine=${2:-1000}
 ulimit -n 65536 2>/dev/null || ulimit -n 8192
 
 swift build -c release --product overlay-engine 2>&1 | grep -E "error|Build" | tail -1
-(cd bench/fanout && swift build -c release 2>&1 | grep -E "error|Build" | tail -1)
+FANOUT=${FANOUT:-bench/fanout/.build/release/fanout}   # another build of the load generator may be named here
+if [[ "$FANOUT" == bench/fanout/.build/release/fanout ]]; then (cd bench/fanout && swift build -c release 2>&1 | grep -E "error|Build" | tail -1); fi
 
 work=$(mktemp -d)
 pids=()
@@ -44,17 +45,18 @@ YAML
   echo "$pid $port"
 }
 
-bytes_per_change() { # port -> "full=... sent=..." averaged over the changes this engine published
+bytes_per_change() { # port -> the scene bytes this engine built as full frames and sent instead (patches where smaller)
   curl -fs -H 'x-streamer-token: bench' "http://127.0.0.1:$1/api/metrics/realtime" | python3 -c '
-import json,sys; r=json.load(sys.stdin); n=max(1,r["frames"]["frames_sent"])
-print(f"scene_frame_bytes={r[\"scene_frame_bytes\"]} scene_bytes_sent={r[\"scene_bytes_sent\"]}")'
+import json, sys
+r = json.load(sys.stdin)
+print("scene_frame_bytes=%d scene_bytes_sent=%d" % (r["scene_frame_bytes"], r["scene_bytes_sent"]))'
 }
 
 run() { # label url clients engine-pids...
   local label=$1 url=$2 clients=$3; shift 3
   local before=() pid; for pid in "$@" "$redis"; do before+=("$(cpu_seconds "$pid")"); done
   echo "--- $label: $clients overlays"
-  bench/fanout/.build/release/fanout --url "$url" --clients "$clients" --seconds "$seconds" --token bench
+  "$FANOUT" --url "$url" --clients "$clients" --seconds "$seconds" --token bench
   local i=0 line="cpu_seconds"; for pid in "$@" "$redis"; do
     line+=" $( [[ $pid == "$redis" ]] && echo redis || echo engine$i )=$(python3 -c "print(round($(cpu_seconds "$pid")-${before[$i]},2))")"; i=$((i+1)); done
   echo "$line"
