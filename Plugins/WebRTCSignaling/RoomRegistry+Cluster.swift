@@ -104,6 +104,7 @@ extension RoomRegistry {
                     broadcast(&room, event: "publisher-refused", about: local)
                 }
             }
+            dropLateViewers(&room)
             let before = room.shown
             let now = membership(room)
             room.publisherConnections = room.publisherConnections.filter { now.viewers.contains($0.key) }
@@ -122,6 +123,24 @@ extension RoomRegistry {
         }
         guard let outcome else { return }
         if outcome.emptied { gauges.remove(room: name, totals: totals()) } else { gauges.update(outcome.figures, totals: totals()) }
+    }
+
+    /// Two engines that admitted a viewer each at the same moment can pass `max_viewers_per_room` together: the
+    /// viewers past the limit in join order are closed (4429) by their own engine. At equal join times each engine
+    /// lists its own viewers first, so neither closes one and the room stays one over rather than losing both.
+    private func dropLateViewers(_ room: inout Room) {
+        guard let cluster else { return }
+        let limit = configuration.maxViewersPerRoom
+        let all = membership(room).viewers
+        guard all.count > limit else { return }
+        let late = Set(all[limit...])
+        for viewer in room.viewers where late.contains(viewer.id) {
+            room.viewers.removeAll { $0 === viewer }
+            room.viewerMetrics[viewer.id] = nil
+            room.publisherConnections[viewer.id] = nil
+            cluster.announceLeave(viewer)
+            viewer.close(code: 4429, reason: "room '\(room.name)' already has \(limit) viewers")
+        }
     }
 
     /// Queues this engine's presence refresh: every local room with its peers, counters and newest samples.

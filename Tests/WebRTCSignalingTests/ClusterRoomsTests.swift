@@ -11,6 +11,16 @@ final class FakeBusHub: Sendable {
     private let nextID = Atomic<Int>(0)
     /// Engines whose messages are lost (a dead engine still "sending").
     let muted = Mutex<Set<String>>([])
+    /// While set, messages wait here (two engines acting before they hear of each other).
+    let held = Mutex<[(topic: String, message: [UInt8], from: String)]?>(nil)
+
+    /// Delivers what was held, in order, and stops holding.
+    func release() {
+        for item in held.withLock({ held in
+            defer { held = nil }
+            return held ?? []
+        }) { deliver(item.topic, item.message, from: item.from) }
+    }
 
     struct View: EngineBus {
         let hub: FakeBusHub
@@ -30,6 +40,12 @@ final class FakeBusHub: Sendable {
 
     func deliver(_ topic: String, _ message: [UInt8], from: String) {
         guard !muted.withLock({ $0.contains(from) }) else { return }
+        let wasHeld = held.withLock { held -> Bool in
+            guard held != nil else { return false }
+            held?.append((topic, message, from))
+            return true
+        }
+        if wasHeld { return }
         for entry in subscribers.withLock({ $0[topic] ?? [] }) { entry.handler(message, from) }
     }
 
@@ -182,6 +198,48 @@ final class ClusterRoomsTests: XCTestCase {
         let (_, _, outcome) = b.join("full", .viewer)
         guard case .refused(let error) = outcome else { return XCTFail("\(outcome)") }
         XCTAssertEqual(error.code, "room_full")
+    }
+
+    func testTwoPublishersJoiningAtOnceOnTwoEnginesEndAsOne() async throws {
+        for replace in [false, true] {
+            let hub = FakeBusHub()
+            let a = await TestEngine("a", hub: hub) { $0.replacePublisher = replace }
+            let b = await TestEngine("b", hub: hub) { $0.replacePublisher = replace }
+            try await Task.sleep(for: .milliseconds(50))  // the hellos are through
+            hub.held.withLock { $0 = [] }
+            let (first, firstSocket, firstOutcome) = a.join("race", .publisher)
+            let (second, secondSocket, secondOutcome) = b.join("race", .publisher)
+            guard case .joined = firstOutcome, case .joined = secondOutcome else { return XCTFail("both join before they hear of each other") }
+            try await eventually("both announcements queued") { hub.held.withLock { ($0?.count ?? 0) >= 2 } }
+            hub.release()
+            // Equal claims fall to the engine id: the first is never above the second.
+            let (winner, loser, loserSocket, code) =
+                replace ? (second, first, firstSocket, CloseCode.replaced) : (first, second, secondSocket, UInt16(4409))
+            try await eventually("the loser closed (replace: \(replace))") { loserSocket.closes.withLock { $0 } == [code] }
+            for engine in [a, b] {
+                try await eventually("\(engine.id) names the winner") { engine.registry.stats("race")?.publisher?.id == winner.id }
+            }
+            XCTAssertTrue((replace ? secondSocket : firstSocket).closes.withLock { $0.isEmpty })
+            _ = loser
+        }
+    }
+
+    func testViewersAdmittedAtOnceOverTheLimitAreTrimmedToIt() async throws {
+        let hub = FakeBusHub()
+        let a = await TestEngine("a", hub: hub) { $0.maxViewersPerRoom = 1 }
+        let b = await TestEngine("b", hub: hub) { $0.maxViewersPerRoom = 1 }
+        try await Task.sleep(for: .milliseconds(50))
+        hub.held.withLock { $0 = [] }
+        let (early, earlySocket, _) = a.join("tight", .viewer)
+        try await Task.sleep(for: .milliseconds(5))  // a later join time
+        let (_, lateSocket, outcome) = b.join("tight", .viewer)
+        guard case .joined = outcome else { return XCTFail("\(outcome)") }
+        hub.release()
+        try await eventually("the later viewer closed 4429") { lateSocket.closes.withLock { $0 } == [4429] }
+        for engine in [a, b] {
+            try await eventually("\(engine.id) keeps the earlier viewer") { engine.registry.stats("tight")?.viewers.map(\.id) == [early.id] }
+        }
+        XCTAssertTrue(earlySocket.closes.withLock { $0.isEmpty })
     }
 
     func testASilentEnginesPeersExpire() async throws {
