@@ -27,7 +27,7 @@ def test_api_plugins_lists_web_entry_points_and_schemas(engines):
     assert camera["type"] == "webrtc" and camera["label"] == "Camera"
     assert camera["schema"]["required"] == ["room"]
     assert camera["schema"]["properties"]["room"]["pattern"] == "[A-Za-z0-9_-]{1,64}"
-    assert camera["schema"]["x-order"] == ["room"]
+    assert camera["schema"]["x-order"] == ["room", "max_kbps"]  # max_kbps: the viewer-side cap (sfu quality controls)
     # Every module and style listed is really served.
     for plugin in plugins.values():
         web = plugin["web"] or {}

@@ -292,9 +292,8 @@ final class RedisSubscription: StoreSubscription, @unchecked Sendable {
         let first: RedisConnection?
         do {
             first = try connectAndSubscribe()
-        } catch let error as StoreConfigError {
-            throw error
         } catch {
+            // Also a refused password: never fatal (the store's other calls answer 503 meanwhile), retried like an outage.
             logger.warning("redis subscription to '\(channel)' not made yet: \(error); retrying in the background")
             first = nil
         }
