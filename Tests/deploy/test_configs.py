@@ -328,8 +328,10 @@ def test_the_three_engine_upstreams_are_valid_and_every_engine_in_both(stub):
         block = text[text.index(f"upstream {upstream} {{"):]
         block = block[:block.index("}")]
         assert [f"172.30.77.2{i}:8080" for i in range(3)] == re.findall(r"server (172\.30\.77\.\d+:8080)", block)
-    compose = (ROOT / "compose.scale.yaml").read_text()
-    assert "172.30.77.21" in compose and "172.30.77.22" in compose
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert [compose[name]["networks"]["backend"]["ipv4_address"] for name in ("web", "web-2", "web-3")] == [
+        f"172.30.77.2{i}" for i in range(3)]
+    assert compose["web-2"]["profiles"] == ["scale"] and compose["web-2"]["image"] == compose["web"]["image"]
     proxy = Nginx(stub, "http", replicas=3)
     checked = proxy.check()
     assert checked.returncode == 0, checked.stderr

@@ -1,4 +1,4 @@
-"""The compose stack with three engines (compose.yaml + compose.scale.yaml, WEB_REPLICAS=3): nginx spreads the
+"""The compose stack with three engines (compose.yaml's `scale` profile, WEB_REPLICAS=3): nginx spreads the
 overlay sockets over web, web-2 and web-3, which share the one Redis; a save through any of them reaches every
 overlay, and an engine that is killed loses only its sockets."""
 import json
@@ -20,7 +20,7 @@ class ScaledStack(Stack):
         import subprocess
         import sys
         command = [sys.executable, "-m", "podman_compose", "--env-file", str(self.env_file), "-p", PROJECT,
-                   "-f", str(ROOT / "compose.yaml"), "-f", str(ROOT / "compose.scale.yaml"), *args]
+                   "--profile", "scale", "-f", str(ROOT / "compose.yaml"), *args]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
