@@ -201,6 +201,14 @@ actor SpeechQueue {
     private var syncWait: Duration
     /// Nonces of requests given up on: an answer to one means another engine exists after all.
     private var abandonedNonces: [String] = []
+    /// This engine started its queue without hearing back its request for one (the store was unreachable): it asks
+    /// again when it hears another engine, and does not answer requests meanwhile.
+    private var unverified = false
+    private var reasks = 0
+    private var lastReask: ContinuousClock.Instant?
+    /// How often, and how far apart, an unverified engine asks again.
+    static let maxReasks = 10
+    static let reaskSpacing: Duration = .seconds(1)
     private var subscription: (any BusSubscription)?
     private var inbox: AsyncStream<(bytes: [UInt8], from: String)>.Continuation?
     private var outbox: AsyncStream<(sequence: Int64, bytes: [UInt8])>.Continuation?
@@ -412,13 +420,27 @@ actor SpeechQueue {
         case .synced:
             guard accept(decoded.sequence, from: from) else { return }
             process(decoded.op, sequence: decoded.sequence, from: from)
+            if unverified, from != engineID, reasks < Self.maxReasks, lastReask.map({ ContinuousClock.now - $0 >= Self.reaskSpacing }) ?? true {
+                // Another engine is there after all, and its queue is the one: ask it (maybe its own subscription is
+                // still being re-made and the request is lost: then again on a later message, a few times).
+                reasks += 1
+                lastReask = .now
+                logger.info("another engine is reachable; asking it for the queue", ["attempt": String(reasks)])
+                requestReplica()
+            }
         case .syncing(var sync):
             if case .syncRequest(let nonce) = decoded.op, from == engineID, nonce == sync.nonce {
+                note(decoded.sequence, from: from)
                 sync.seen = true
                 phase = .syncing(sync)
                 return
             }
-            guard sync.seen else { return }  // before our request: the replica we get includes it
+            guard sync.seen else {
+                // Before our request: the replica we get includes it. Its number is noted all the same, so that if no
+                // replica comes the next message of that engine is not taken for a gap (asking again and again).
+                note(decoded.sequence, from: from)
+                return
+            }
             if case .syncState(let nonce, let replica) = decoded.op, nonce == sync.nonce {
                 adopt(replica, then: sync.buffer, answer: (decoded.sequence, from))
                 return
@@ -426,6 +448,11 @@ actor SpeechQueue {
             sync.buffer.append((decoded.sequence, decoded.op, from))
             phase = .syncing(sync)
         }
+    }
+
+    /// Notes a sender's sequence number without looking for a gap.
+    private func note(_ sequence: Int64, from: String) {
+        if sequence > lastSequence[from] ?? 0 { lastSequence[from] = sequence }
     }
 
     /// Notes a sender's sequence number. False for one already seen; a gap asks for a replica again.
@@ -451,7 +478,9 @@ actor SpeechQueue {
         switch op {
         case .syncRequest(let nonce):
             // Answered with the replica as it stands at the request, in the bus's order.
-            if from != engineID { send(.syncState(nonce: nonce, replica: Replica(state: state, lastSequence: lastSequence))) }
+            if from != engineID && !unverified {
+                send(.syncState(nonce: nonce, replica: Replica(state: state, lastSequence: lastSequence)))
+            }
         case .syncState(let nonce, _):
             if from != engineID, let index = abandonedNonces.firstIndex(of: nonce) {
                 // We started empty thinking we were alone; we were not.
@@ -512,6 +541,8 @@ actor SpeechQueue {
             ["wait_ms": String(syncWait.wholeMilliseconds)])
         abandonedNonces.append(nonce)
         if abandonedNonces.count > 16 { abandonedNonces.removeFirst() }
+        // Our own request never came back: the store was unreachable, so "nobody answered" proves nothing.
+        if !sync.seen { unverified = true }
         phase = .synced
         for item in sync.buffer where accept(item.sequence, from: item.from) { process(item.op, sequence: item.sequence, from: item.from) }
         wakeSyncWaiters()
@@ -523,6 +554,7 @@ actor SpeechQueue {
         state = replica.state
         lastSequence = replica.lastSequence
         phase = .synced
+        unverified = false
         for utterance in state.all { remember(utterance) }
         logger.info("joined the queue", ["utterances": String(state.count), "from": answer.1])
         // Overlays here may have missed some of it (a gap): pages drop ids they already have.

@@ -29,6 +29,9 @@ final class FakeBroker: Sendable {
     /// The engine neither publishes nor receives any more (kill -9).
     func kill(_ engine: String) { _ = state.withLock { $0.dead.insert(engine) } }
 
+    /// The engine reaches the store again.
+    func revive(_ engine: String) { _ = state.withLock { $0.dead.remove(engine) } }
+
     /// Messages to the engine are dropped (true) or delivered again (false).
     func setDeaf(_ engine: String, _ deaf: Bool) {
         state.withLock { state in
@@ -100,12 +103,12 @@ struct TestEngine {
 final class ClusterQueueTests: XCTestCase {
     let broker = FakeBroker()
 
-    func engine(_ id: String, max: Int = 10, grace: Duration = .seconds(5)) async throws -> TestEngine {
+    func engine(_ id: String, max: Int = 10, grace: Duration = .seconds(5), replyTimeout: Duration = .seconds(5)) async throws -> TestEngine {
         let hub = RecordingHub()
         let metrics = Metrics()
         let queue = SpeechQueue(
             sockets: hub, logger: NoLogger(), metrics: TTSMetrics(metrics), maxLength: max, bus: broker.bus(id),
-            timing: .init(grace: grace, syncWait: .milliseconds(100), replyTimeout: .seconds(5)),
+            timing: .init(grace: grace, syncWait: .milliseconds(100), replyTimeout: replyTimeout),
             malformed: metrics.counter("ignored", labels: []))
         try await queue.start()
         _ = await queue.snapshotFrame()  // joined
@@ -251,6 +254,44 @@ final class ClusterQueueTests: XCTestCase {
         _ = try await a.queue.enqueue(a.utterance("u3"))  // B sees a gap in A's numbers
         try await waitFor("B caught up") { b.hub.lastQueue == "u1 lost u3" }
         XCTAssertTrue(b.hub.overlayEvents.contains("tts.speak lost"), "\(b.hub.overlayEvents)")
+    }
+
+    /// Regression: an engine that started while the store was unreachable took "nobody answered" for "alone" and
+    /// kept an empty queue for good once the store was back (a first message from another engine looks like a newcomer).
+    func testAnEngineThatStartedWithoutTheStoreAsksForTheQueueOnceItIsBack() async throws {
+        let a = try await engine("A")
+        _ = try await a.queue.enqueue(a.utterance("u1"))
+        _ = try await a.queue.enqueue(a.utterance("u2"))
+        broker.kill("D")
+        let d = try await engine("D")  // its request for the queue failed; it starts empty
+        XCTAssertEqual(d.hub.lastQueue, nil)
+        broker.revive("D")
+        _ = try await a.queue.enqueue(a.utterance("u3"))
+        try await waitFor("D has the whole queue") { d.hub.lastQueue == "u1 u2 u3" }
+        let left = try await parsedQueue(a)
+        let right = try await parsedQueue(d)
+        XCTAssertEqual(left, right)
+    }
+
+    /// Regression: after a request for the queue that nobody answered, the engine's next message looked like a gap
+    /// in its own numbers (its request was never counted), so it asked again with every change, holding each one.
+    func testAnUnansweredRequestForTheQueueDoesNotRepeatItself() async throws {
+        let a = try await engine("A", replyTimeout: .milliseconds(300))
+        _ = try await a.queue.enqueue(a.utterance("u1"))
+        broker.setDeaf("A", true)  // its subscription is being re-made: its own change does not come back
+        do {
+            _ = try await a.queue.enqueue(a.utterance("unheard"))
+            XCTFail("answered without hearing the change back")
+        } catch let error as PluginError {
+            XCTAssertEqual(error.status, 503)
+        }
+        broker.setDeaf("A", false)
+        _ = try await a.queue.enqueue(a.utterance("u3"))  // a gap in its own numbers: it asks, nobody answers
+        _ = await a.queue.snapshotFrame()
+        let before = broker.published
+        for id in ["u4", "u5", "u6"] { _ = try await a.queue.enqueue(a.utterance(id)) }
+        XCTAssertEqual(broker.published - before, 3, "every change came with another request for the queue")
+        XCTAssertEqual(a.hub.lastQueue, "u1 u3 u4 u5 u6")
     }
 
     func testMalformedMessagesAreIgnored() async throws {

@@ -246,3 +246,23 @@ def test_engines_sharing_a_data_folder_share_the_audio_and_a_start_spares_render
     assert audio.status_code == 200 and parse_wav(audio.content)["seconds"] > 0.5
     assert metric(b, "onionrp_plugin_tts_renders_total") == 0
     assert metric(b, "onionrp_plugin_tts_remote_renders_total") == 0
+
+
+def applied_everywhere(engine):
+    """True once a change posted to `engine` comes back from Redis (a skip of an unknown id: 404, not 503)."""
+    answer = requests.post(engine.url + "/api/tts/skip", headers=STREAMER, json={"id": "probe"}, timeout=30)
+    return answer.status_code == 404
+
+
+def test_an_engine_started_while_redis_was_down_gets_the_queue_once_it_is_back(engines, redis_server):
+    """Regression: an engine whose request for the queue never reached Redis took the silence for "alone" and kept an
+    empty queue after Redis came back (the other engine's messages then looked like a newcomer's)."""
+    a, = start_cluster(engines, redis_server, count=1, mode="browser")
+    queued = [spoken(a, text=f"queued before the outage {i}")["id"] for i in range(2)]
+    redis_server.stop()
+    b, = start_cluster(engines, redis_server, count=1, mode="browser")  # its request for the queue fails
+    redis_server.start()
+    assert wait_for(lambda: applied_everywhere(a) and applied_everywhere(b), timeout=60)
+    queued.append(spoken(a, text="queued after the outage")["id"])
+    assert wait_for(lambda: ids(queue_of(b)) == queued), (queue_of(b), queued)
+    assert queue_of(b) == queue_of(a)
