@@ -84,7 +84,7 @@ test-cluster: test-deps
 deploy-test:
 	scripts/deploy-test.sh
 
-.PHONY: fuzz test-asan test-tsan format api-graph
+.PHONY: fuzz test-asan test-tsan format api-graph bench-perf bench-http
 FUZZ_SECONDS ?= 45
 
 ## The Swift tests under AddressSanitizer / ThreadSanitizer, each in its own scratch path (README "Fuzzing and sanitizers").
@@ -107,6 +107,13 @@ test-tsan:
 ## Build the libFuzzer targets of fuzz/ and run each for FUZZ_SECONDS (regression inputs replayed first).
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## Benchmarks (not part of `make test`; docs/PERFORMANCE.md): fan-out and socket memory at 1, 100, 1,000 and 10,000
+## overlays, and the HTTP path against a bare Hummingbird app. Release builds, engine and load pinned to separate cores.
+bench-perf:
+	bench/perf.sh
+bench-http:
+	bench/http.sh
 
 clean:
 	rm -rf .build .build-docs .build-api examples/hello-plugin/.build examples/counter-plugin/.build
