@@ -117,6 +117,48 @@ def test_api_errors_conflicts_history_restore_and_activation(engines):
     assert requests.get(engine.url + "/api/scenes/bad%20name").status_code == 400
 
 
+def test_scene_get_answers_304_while_unchanged_and_new_bytes_and_etag_after_a_save(engines):
+    engine = engines(SCENE_CONFIG)
+    h = engine.streamer()
+    first = requests.get(engine.url + "/api/scene")
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and etag == f'"v{first.json()["_version"]}"'
+    assert first.headers["cache-control"] == "no-cache" and first.headers["content-type"].startswith("application/json")
+
+    unchanged = requests.get(engine.url + "/api/scene", headers={"if-none-match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == etag
+    # A list of tags, a weak tag and * match; another version does not.
+    assert requests.get(engine.url + "/api/scene", headers={"if-none-match": f'"v0", W/{etag}'}).status_code == 304
+    assert requests.get(engine.url + "/api/scene", headers={"if-none-match": "*"}).status_code == 304
+    assert requests.get(engine.url + "/api/scene", headers={"if-none-match": '"v999999"'}).status_code == 200
+
+    saved = requests.patch(engine.url + "/api/scene", headers=h,
+                           json={"base_version": first.json()["_version"], "ops": [{"op": "add", "element": text("t", x=7)}]})
+    assert saved.status_code == 200, saved.text
+    after = requests.get(engine.url + "/api/scene", headers={"if-none-match": etag})
+    assert after.status_code == 200 and after.headers["etag"] == f'"v{saved.json()["_version"]}"' != etag
+    # The new version: what the save answered, byte for byte the same on every GET until the next change.
+    assert after.json() == saved.json() and after.json()["elements"][0]["x"] == 7
+    assert requests.get(engine.url + "/api/scene").content == after.content
+    named = requests.get(engine.url + "/api/scenes/main", headers={"if-none-match": after.headers["etag"]})
+    assert named.status_code == 304 and named.headers["etag"] == after.headers["etag"]
+
+    # Activating another scene gives it a new version, so the active scene's tag changes too.
+    assert requests.put(engine.url + "/api/scenes/brb", headers=h, json={"base_version": 0, "elements": [text("brb")]}).status_code == 200
+    activated = requests.post(engine.url + "/api/scenes/brb/activate", headers=h).json()
+    switched = requests.get(engine.url + "/api/scene", headers={"if-none-match": after.headers["etag"]})
+    assert switched.status_code == 200 and switched.json()["name"] == "brb"
+    assert switched.headers["etag"] == f'"v{activated["_version"]}"'
+
+
+def test_scene_get_needs_the_overlay_token_even_for_a_304(engines):
+    engine = engines(SCENE_CONFIG, env={"OVERLAY_TOKEN": "ov-secret"})
+    first = requests.get(engine.url + "/api/scene?token=ov-secret")
+    assert first.status_code == 200
+    refused = requests.get(engine.url + "/api/scene", headers={"if-none-match": first.headers["etag"]})
+    assert refused.status_code == 401
+
+
 def test_acknowledgements_show_in_realtime_metrics(engines):
     engine = engines(SCENE_CONFIG)
     with connect(engine.ws_url + "/ws/overlay?overlay_id=obs-main") as overlay:

@@ -136,6 +136,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var bytesInPhase = 0
     private var readPendingSince: NIODeadline?
     private var timer: Scheduled<Void>?
+    /// When the armed timer fires. A later deadline leaves it armed (it re-checks and re-arms when it fires), so
+    /// the phase changes of a keep-alive request (head, body, responding, head) schedule no timer at all.
+    private var timerDeadline: NIODeadline?
     private var counted = false
     private var responseStarted = false
 
@@ -177,6 +180,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private func release() {
         timer?.cancel()
         timer = nil
+        timerDeadline = nil
         phase = .closed
         if counted {
             counted = false
@@ -212,25 +216,33 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Makes sure a timer fires by the current phase's deadline (a timer already due earlier is kept).
     private func schedule(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
         if phase.isIdleFree { return }
         // In the body phase with no read pending there is nothing to time; look again later.
         let deadline = currentDeadline ?? (NIODeadline.now() + limits.bodyTimeout)
+        if let armed = timerDeadline, armed <= deadline { return }
+        timer?.cancel()
+        arm(deadline, context: context)
+    }
+
+    private func arm(_ deadline: NIODeadline, context: ChannelHandlerContext) {
+        timerDeadline = deadline
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.timer = nil
+            self.timerDeadline = nil
             self.check(context: context)
         }
     }
 
     private func check(context: ChannelHandlerContext) {
+        if phase.isIdleFree { return }
         guard let deadline = currentDeadline else {
             schedule(context: context)
             return
         }
         guard NIODeadline.now() >= deadline else {
-            schedule(context: context)
+            arm(deadline, context: context)
             return
         }
         _ = limits.timedOutTotal.add(1, ordering: .relaxed)

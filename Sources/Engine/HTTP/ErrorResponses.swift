@@ -15,7 +15,7 @@ extension PluginError {
         for (name, value) in headers {
             if let field = HTTPField.Name(name) { fields[field] = value }
         }
-        if let requestID, let name = HTTPField.Name("x-request-id") { fields[name] = requestID }
+        if let requestID { fields[.requestID] = requestID }
         // swift-http-types traps on a status outside 100...999; an error is 4xx or 5xx or it is our bug: 500.
         return Response(
             status: HTTPResponse.Status(code: (400...599).contains(status) ? status : 500), headers: fields,
@@ -65,34 +65,45 @@ extension PluginError {
     var closeCode: UInt16 { UInt16(4000 + ((400...599).contains(status) ? status : 500)) }
 }
 
+extension HTTPField.Name {
+    /// `x-request-id`, the request's id (also in every log line of the request).
+    static let requestID = HTTPField.Name("x-request-id")!
+}
+
 /// Maps thrown errors to `{"error": {"code", "message"}}`, adds `x-request-id`, and logs one line per request.
 struct ErrorAndLogMiddleware: RouterMiddleware {
     typealias Context = EngineRequestContext
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
-        let requestID = context.id
         var response: Response
         do {
             response = try await next(request, context)
         } catch {
+            let requestID = context.id
             let (mapped, serverFault) = PluginError.normalized(
                 error, route: "\(request.method.rawValue) \(request.uri.path)",
                 requestID: requestID)
             if serverFault && !(error is HTTPError) { context.logger.error("request failed", metadata: ["error": "\(error)"]) }
             response = mapped.response(requestID: requestID)
         }
-        if let name = HTTPField.Name("x-request-id"), response.headers[name] == nil { response.headers[name] = requestID }
+        if response.headers[.requestID] == nil { response.headers[.requestID] = context.id }
         // Every 503 tells the client when to come back, whoever produced it.
         if response.status.code == 503, response.headers[.retryAfter] == nil { response.headers[.retryAfter] = "2" }
-        let elapsed = ContinuousClock.now - start
         let level: Logger.Level = response.status.code >= 500 ? .error : .info
-        context.logger.log(
-            level: level, "\(request.method.rawValue) \(request.uri.path) \(response.status.code)",
-            metadata: [
-                "status": "\(response.status.code)",
-                "ms": "\(String(format: "%.2f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000))",
-            ])
+        if context.logger.logLevel <= level {
+            let elapsed = ContinuousClock.now - start
+            context.logger.log(
+                level: level, "\(request.method.rawValue) \(request.uri.path) \(response.status.code)",
+                metadata: ["status": "\(response.status.code)", "ms": "\(Self.milliseconds(elapsed))"])
+        }
         return response
+    }
+
+    /// `elapsed` in milliseconds with two decimals ("0.42"), without Foundation's `String(format:)`.
+    static func milliseconds(_ elapsed: Duration) -> String {
+        let hundredths = elapsed.components.seconds * 100_000 + elapsed.components.attoseconds / 10_000_000_000_000
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }

@@ -10,6 +10,8 @@ struct SceneRoutes {
     let editing: SceneEditing
     let bodyLimit: Int
     let realtime: @Sendable () async -> JSONValue
+    /// Encoded scene bodies, one per (scene, version): a GET encodes a version at most once.
+    let responses = SceneResponseCache()
 
     static let saveLimit = RateLimit(name: "scene.save", burst: 60, perMinute: 1200)
 
@@ -37,8 +39,9 @@ struct SceneRoutes {
 
     func register(_ registrar: PluginRegistrar) {
         let r = LoadedScenes(registrar: registrar, store: store)
-        r.route(.get, "/api/scene", access: .overlay, summary: "the active scene with _version") { _ in
-            try .json(store.active)
+        r.route(.get, "/api/scene", access: .overlay, summary: "the active scene with _version (ETag; If-None-Match gives 304)") {
+            request in
+            try responses.response(for: store.active, request: request)
         }
         r.route(.get, "/api/scenes", access: .overlay, summary: "every scene and which is active") { _ in
             struct Item: Encodable {
@@ -65,10 +68,10 @@ struct SceneRoutes {
                             updated_at: $0.updatedAt, active: $0.name == active)
                     }))
         }
-        r.route(.get, "/api/scenes/{name}", access: .overlay, summary: "one scene") { request in
+        r.route(.get, "/api/scenes/{name}", access: .overlay, summary: "one scene (ETag; If-None-Match gives 304)") { request in
             let name = try sceneName(request)
             guard let scene = store.scene(name) else { throw PluginError.notFound("no scene named '\(name)'") }
-            return try .json(scene)
+            return try responses.response(for: scene, request: request)
         }
         for (path, named) in [("/api/scene", false), ("/api/scenes/{name}", true)] {
             r.route(
@@ -105,6 +108,7 @@ struct SceneRoutes {
         r.route(.delete, "/api/scenes/{name}", access: .moderator, summary: "delete a scene that is not active") { request in
             let name = try sceneName(request)
             try await store.delete(name)
+            responses.remove(name)
             return try .json(["deleted": name])
         }
         r.route(
