@@ -227,6 +227,98 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(engines):
         stuck.close()
 
 
+PATIENT_CONFIG = SCENE_CONFIG.replace("ws_send_timeout_seconds: 2", "ws_send_timeout_seconds: 60")
+
+
+def recv_exact(sock, count):
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def read_scene_versions(sock, until_version, timeout=20):
+    """Reads a raw client's frames (after its handshake answer) until scene.full `until_version`; the versions seen."""
+    sock.settimeout(timeout)
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += recv_exact(sock, 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    versions = []
+    while True:
+        first, second = recv_exact(sock, 2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(recv_exact(sock, 2), "big")
+        elif length == 127:
+            length = int.from_bytes(recv_exact(sock, 8), "big")
+        payload = recv_exact(sock, length)
+        if first & 0x0F == 1 and payload.startswith(b'{"type":"scene.full"'):
+            versions.append(json.loads(payload)["version"])
+            if versions[-1] >= until_version:
+                return versions
+
+
+def masked_text(payload: bytes) -> bytes:
+    """A client text frame (clients must mask)."""
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def realtime_frames(engine):
+    return requests.get(engine.url + "/api/metrics/realtime", headers=engine.streamer()).json()["frames"]
+
+
+def big_scene_and_a_client_that_does_not_read(engine):
+    """A ~120 KB scene (60 elements of 1,900 characters), then a raw overlay client that never reads."""
+    version = save(engine, [{"op": "add", "element": text(f"e{i}", text="x" * 1900)} for i in range(60)])["_version"]
+    client = stuck_overlay(engine)
+    time.sleep(0.3)
+    return version, client
+
+
+def test_a_slow_reader_gets_every_version_in_order_or_coalesced_and_ends_on_the_newest(engines):
+    engine = engines(PATIENT_CONFIG)
+    version, slow = big_scene_and_a_client_that_does_not_read(engine)
+    try:
+        # ~120 KB frames while the client reads nothing: once the socket and the engine's buffer are full, the
+        # queued scene.full is replaced by each newer one instead of piling up.
+        for x in range(40):
+            version = save(engine, [{"op": "update", "id": "e0", "fields": {"x": x}}], base=version)["_version"]
+        assert realtime_frames(engine)["frames_coalesced"] >= 1
+        versions = read_scene_versions(slow, version)
+        assert versions == sorted(set(versions)) and versions[-1] == version
+        assert len(versions) < 41, "older versions should have been coalesced"
+        assert realtime_frames(engine)["clients_dropped"] == 0
+    finally:
+        slow.close()
+
+
+def test_a_client_that_sends_but_never_reads_is_dropped_when_its_queue_overflows(engines):
+    engine = engines(PATIENT_CONFIG)
+    version, stuck = big_scene_and_a_client_that_does_not_read(engine)
+    try:
+        # Fill the socket until the engine starts coalescing (its buffer is full), then ask for error answers,
+        # which are not coalesced: past ws_outbound_queue (16) queued frames the client is dropped.
+        for x in range(80):
+            version = save(engine, [{"op": "update", "id": "e0", "fields": {"x": x}}], base=version)["_version"]
+            if realtime_frames(engine)["frames_coalesced"] >= 1:
+                break
+        assert realtime_frames(engine)["frames_coalesced"] >= 1
+        for _ in range(40):
+            stuck.sendall(masked_text(b'{"type":"no.such.event"}'))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and realtime_frames(engine)["clients_dropped"] < 1:
+            time.sleep(0.1)
+        assert realtime_frames(engine)["clients_dropped"] == 1
+        assert "dropped a stuck client" in engine.logs() and "queue_full" in engine.logs()
+    finally:
+        stuck.close()
+
+
 def test_scene_survives_restart_and_kill_9(engines):
     engine = engines(SCENE_CONFIG)
     version = save(engine, [{"op": "add", "element": text("keep", x=1)}])["_version"]

@@ -1,4 +1,4 @@
-// Sockets: one live connection on an engine channel, with PluginAPI's bounded, coalescing outbound queue.
+// Sockets: one live connection on an engine channel, with its bounded, coalescing outbound queue.
 
 import Foundation
 import NIOCore
@@ -22,7 +22,7 @@ public final class ChannelConnection: SocketConnection {
     public let caller: Caller
     /// Identifier of the overlay, when the page sent one (`?overlay_id=`).
     public let clientLabel: String?
-    let outbox: OutboundQueue<ByteBuffer>
+    let outbox: ConnectionOutbox
     let onDrop: @Sendable (ChannelConnection, DropReason) -> Void
     let onCoalesce: @Sendable () -> Void
     /// When the frame being written started (uptime nanoseconds), 0 when idle; read by the hub's watchdog.
@@ -48,7 +48,7 @@ public final class ChannelConnection: SocketConnection {
         self.channel = channel
         self.caller = caller
         self.clientLabel = clientLabel
-        self.outbox = OutboundQueue(limit: limit, overflowCode: 1008, overflowReason: "too slow: outbound queue full")
+        self.outbox = ConnectionOutbox(limit: limit)
         self.onDrop = onDrop
         self.onCoalesce = onCoalesce
     }
@@ -126,10 +126,6 @@ public final class ChannelConnection: SocketConnection {
     public func close(code: UInt16, reason: String) {
         outbox.close(code: code, reason: reason)
     }
-
-    /// Waits for the next frame to write, or for the close request. Queued frames are flushed before a
-    /// requested close, except when the connection was dropped (its queue was cleared).
-    func next() async -> OutboundQueue<ByteBuffer>.Next { await outbox.next() }
 
     /// Frames waiting to be written.
     var queuedCount: Int { outbox.count }

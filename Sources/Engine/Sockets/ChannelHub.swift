@@ -40,6 +40,8 @@ public final class ChannelHub: SocketHub {
     private let framesDropped = Atomic<Int>(0)
     private let clientsDropped = Atomic<Int>(0)
     private let nextID = Atomic<Int>(0)
+    /// Open connections per channel, for the gauges (kept alongside, not counted over every connection).
+    private let openCounts = Mutex<[SocketChannel: Int]>([:])
     let logger: Logger
     let queueLimit: Int
     let sendTimeout: Duration
@@ -188,11 +190,31 @@ public final class ChannelHub: SocketHub {
             onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
             onCoalesce: { [weak self] in self?.coalesced() })
         connections.withLock { $0[id] = connection }
-        updateGauges()
+        gauges[channel]?.record(
+            openCounts.withLock { counts in
+                counts[channel, default: 0] += 1
+                return counts[channel, default: 0]
+            })
         logger.info("socket connected", metadata: ["socket": "\(id)", "role": "\(caller.role)", "client": "\(clientLabel ?? "-")"])
-        defer {
-            connections.withLock { $0[id] = nil }
-            updateGauges()
+        defer { unregister(id, channel: channel) }
+
+        // Frames are written by the connection's event loop (FrameWriter), not by a task per connection: the
+        // connection's own task only reads.
+        let events = FrameWriter.Events(
+            sent: { [weak self] count in self?.sent(count) },
+            stalled: { stalled in
+                connection.writeStartedAt.store(stalled ? max(1, Self.monotonicNanoseconds()) : 0, ordering: .relaxed)
+            },
+            close: { code, reason in
+                // The engine ends the socket (1000, 1001 at shutdown, 4401...): the close handshake goes through the
+                // WebSocket handler; the peer's answer ends the read loop. A peer that never answers is cut off.
+                Task { try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason) }
+                nioChannel.eventLoop.scheduleTask(in: .seconds(5)) { [weak nioChannel] in nioChannel?.close(promise: nil) }
+            })
+        do {
+            try await FrameWriter.install(on: nioChannel, outbox: connection.outbox, events: events)
+        } catch {
+            return  // closed before it could be served
         }
 
         await afterConnect(connection)
@@ -202,40 +224,12 @@ public final class ChannelHub: SocketHub {
             }
         }
 
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop(connection, outbound: outbound) }
-            group.addTask { await self.readLoop(connection, inbound: inbound, outbound: outbound) }
-            _ = await group.next()
-            connection.close(code: 1000, reason: "closed")
-            group.cancelAll()
-        }
-        connections.withLock { $0[id] = nil }
+        await readLoop(connection, inbound: inbound, outbound: outbound)
+        // The peer closed (or was cut off): nothing more is written; later frames are refused.
+        connection.outbox.detach()
+        unregister(id, channel: channel)
         for hook in disconnectHooks.withLock({ $0 }) where hook.channels.contains(channel) { await hook.handler(connection) }
         logger.info("socket closed", metadata: ["socket": "\(id)"])
-    }
-
-    /// Writes queued frames one at a time. A write that back-pressure holds longer than the send
-    /// timeout is ended by the watchdog closing the TCP channel (the write then throws).
-    private func writeLoop(_ connection: ChannelConnection, outbound: WebSocketOutboundWriter) async {
-        while true {
-            switch await connection.next() {
-            case .frame(let buffer):
-                connection.writeStartedAt.store(max(1, Self.monotonicNanoseconds()), ordering: .relaxed)
-                do {
-                    try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
-                } catch {
-                    connection.writeStartedAt.store(0, ordering: .relaxed)
-                    connection.nioChannel.close(promise: nil)
-                    return
-                }
-                connection.writeStartedAt.store(0, ordering: .relaxed)
-                sent()
-            case .close(let code, let reason):
-                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
-                if code == 1008 { connection.nioChannel.close(promise: nil) }
-                return
-            }
-        }
     }
 
     private func readLoop(_ connection: ChannelConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
@@ -301,9 +295,9 @@ public final class ChannelHub: SocketHub {
 
     // MARK: counters
 
-    private func sent() {
-        framesSent.add(1, ordering: .relaxed)
-        sentCounter.increment()
+    private func sent(_ count: Int) {
+        framesSent.add(count, ordering: .relaxed)
+        sentCounter.increment(by: Int64(count))
     }
 
     private func coalesced() {
@@ -319,11 +313,14 @@ public final class ChannelHub: SocketHub {
         logger.warning("dropped a stuck client", metadata: ["socket": "\(connection.id)", "reason": "\(reason.rawValue)"])
     }
 
-    private func updateGauges() {
-        let counts = connections.withLock { all in
-            Dictionary(grouping: all.values, by: \.channel).mapValues(\.count)
-        }
-        for channel in SocketChannel.allCases { gauges[channel]?.record(counts[channel] ?? 0) }
+    /// Removes a connection from the registry (once; a second call does nothing) and updates its channel's gauge.
+    private func unregister(_ id: String, channel: SocketChannel) {
+        guard connections.withLock({ $0.removeValue(forKey: id) }) != nil else { return }
+        gauges[channel]?.record(
+            openCounts.withLock { counts in
+                counts[channel, default: 0] -= 1
+                return counts[channel, default: 0]
+            })
     }
 }
 
