@@ -137,7 +137,7 @@ final class JanusSession: Sendable {
     /// Called when the session was lost (every handle with it): the bridge drops its connections.
     private let onLost: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
 
-    /// Requests sent, by kind, and failures (stats).
+    /// Requests sent, by kind (a small fixed set: our own request names), and failures: the stats' `engine_requests`.
     let counters = Mutex<[String: Int]>([:])
 
     init(endpoint: HTTPEndpoint, admin: HTTPEndpoint?, apiSecret: String, adminSecret: String, timeout: Duration, logger: any PluginLogger) {
@@ -189,7 +189,7 @@ final class JanusSession: Sendable {
 
     private func create() async throws -> Int64 {
         defer { state.withLock { $0.creating = nil } }
-        count("create")
+        count("session")
         let reply = try await post("", ["janus": .string("create"), "transaction": .string(transaction())])
         guard let id = JanusMessage.identifier(reply.data?["id"]) else { throw JanusError(code: 0, reason: "create: no session id") }
         let poller = Task { await self.poll(id) }

@@ -556,6 +556,9 @@ final class SFUBridge: Sendable {
         let errors: Int
         /// By peer id: figures from the admin API's `handle_info` (null without `janus_admin_url`).
         let peers: [String: JanusHandleFigures]
+        /// This engine's requests to Janus since it started, by kind (`session`, `create`, `attach`, `joinandconfigure`, `join`,
+        /// `start`, `configure`, `trickle`, `detach`, …), with `errors` and `session_lost`: for every room together.
+        let engineRequests: [String: Int]
 
         enum CodingKeys: String, CodingKey {
             case feed, subscriptions, errors, peers
@@ -564,6 +567,7 @@ final class SFUBridge: Sendable {
             case subscriptionsUp = "subscriptions_up"
             case keyframeRequests = "keyframe_requests"
             case resubscriptions
+            case engineRequests = "engine_requests"
         }
     }
 
@@ -584,7 +588,8 @@ final class SFUBridge: Sendable {
         return RoomFiguresFromJanus(
             janusRoom: room.janusID, feed: state.publisher?.feed, publisherUp: state.publisher?.up ?? false,
             subscriptions: state.viewers.values.filter { $0.handle != nil }.count, subscriptionsUp: state.viewers.values.filter(\.up).count,
-            keyframeRequests: state.keyframeRequests, resubscriptions: state.resubscriptions, errors: state.janusErrors, peers: peers)
+            keyframeRequests: state.keyframeRequests, resubscriptions: state.resubscriptions, errors: state.janusErrors, peers: peers,
+            engineRequests: janus.counters.withLock { $0 })
     }
 
     /// Ends the Janus session (its PeerConnections close with it).

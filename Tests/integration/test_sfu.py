@@ -132,6 +132,9 @@ def test_bad_tokens_never_reach_janus_and_pages_never_see_its_secrets(engines, j
         assert recv_type(ws, "error")["code"] == "invalid_field"
         stats = requests.get(engine.url + f"/api/webrtc/rooms/{ROOM}/stats", headers=STREAMER).json()
         assert stats["mode"] == "sfu" and stats["janus"]["janus_room"] >= 1 and stats["janus"]["subscriptions"] == 0
+        # What this engine asked of Janus so far: the refused offer's session, room and handle, nothing more.
+        asked = stats["janus"]["engine_requests"]
+        assert asked["session"] == 1 and asked["create"] == 1 and asked["joinandconfigure"] == 1 and asked["errors"] >= 1 and "join" not in asked
 
     # The static files of the pages carry no Janus setting either.
     for page in ("/plugins/webrtc-signaling/publish.js", "/plugins/webrtc-signaling/viewer.js", "/publish"):
