@@ -228,7 +228,10 @@ def test_a_viewer_on_another_engine_subscribes_to_the_publication_at_janus(tmp_p
         on_b = requests.get(b.url + f"/api/webrtc/rooms/{ROOM}/stats", headers=STREAMER).json()["janus"]
         assert on_b["subscriptions"] == 1 and on_b.get("feed") is None  # the publication is A's
         driver.switch_to.window(publisher)
-        assert driver.execute_script("return publisherState.lastMetrics.peers.map(p => p.viewer_id)") == ["sfu"]
+        # Its metrics come every 2 s: the first may not have been sent yet.
+        wait_for(lambda: driver.execute_script("return publisherState.lastMetrics && publisherState.lastMetrics.peers"
+                                               ".map(p => p.viewer_id).join()") == "sfu", timeout=10,
+                 message="one connection (to Janus) in the publisher's metrics")
         print(f"\nsfu across engines: first frame on B {seconds:.2f}s after opening")
     finally:
         cluster.stop()
