@@ -11,7 +11,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 machine() {
   echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(swift --version 2>/dev/null | head -1 | sed 's/ (.*//')"
-  echo "engine: $ENGINE_BIN (git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- Sources || echo '+dirty')), pinned to cpu $ENGINE_CPU; load on cpu $LOAD_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  local built="git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- Sources || echo '+dirty')"
+  [[ $ENGINE_BIN == "$ROOT/.build/release/overlay-engine" ]] || built="built elsewhere"
+  echo "engine: $ENGINE_BIN ($built), pinned to cpu $ENGINE_CPU; load on cpu $LOAD_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 build_engine() {

@@ -28,6 +28,8 @@ for n in "${counts[@]}"; do
   result=$(echo "$out" | grep '^RESULT')
   sleep "$settle"
   after=$(rss_kib "$ENGINE_PID")
+  still=$(curl -fs "$ENGINE_URL/metrics" | awk '/^onionrp_ws_connections\{channel="overlay"\}/{print $2}')
+  echo "  ${settle} s after the clients left: rss $((after / 1024)) MiB, overlay sockets the engine still counts: ${still:-?}"
   stop_engine
   rows+=("$result rss_after_disconnect_kib=$after")
   errors=$(grep -c . "$work/fanout.err" || true)
