@@ -1,7 +1,8 @@
 // Fuzzes inbound socket frames and small request bodies: the engine channels' envelope
 // (ChannelHub.Envelope), JSONValue, event payloads (overlay.applied, tts.* reports, webrtc metrics),
 // TTS speak bodies, the frames the engine builds from decoded members (SocketMessage.make), and
-// request forms (FormURLEncoding, PluginRequest.contentType / formFields).
+// request forms (FormURLEncoding, PluginRequest.contentType / formFields), and bus messages from other engines
+// (the TTS queue's QueueMessage, the WebRTC rooms' BusMessage).
 //
 // Input: byte 0 steers (bit 0: also run formFields, bits 1-2: Content-Type); the rest is the frame.
 // Invariants: no trap; a decoded JSONValue survives encode/decode; an event built from decoded
@@ -50,6 +51,15 @@ func fuzzOne(_ input: [UInt8]) {
             back["type"] = nil
             if back != members { fuzzFail("the built event changed its members: \(built)") }
         }
+    }
+
+    // Messages from the engines' bus (other engines are not trusted blindly): the TTS queue's wire format and the
+    // WebRTC rooms' membership/signal messages, with the checks each receiver applies.
+    if let (sequence, _) = try? QueueMessage.decode(frame), sequence <= 0 { fuzzFail("TTS bus message with sequence \(sequence) accepted") }
+    if let message = try? JSON.decode(BusMessage.self, from: frame) {
+        _ = message.peer?.isValid
+        _ = message.rooms?.map { $0.peers.filter(\.isValid).count }
+        _ = message.room.map(RoomName.isValid)
     }
 
     let header = text(frame)
