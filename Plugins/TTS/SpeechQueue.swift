@@ -546,6 +546,21 @@ actor SpeechQueue {
         phase = .synced
         for item in sync.buffer where accept(item.sequence, from: item.from) { process(item.op, sequence: item.sequence, from: item.from) }
         wakeSyncWaiters()
+        if !sync.seen {
+            // The request itself was lost (its publish failed, e.g. in the store's fail-fast window just after an
+            // outage): ask again until one does come back, then silence means alone. Waiting for another engine's
+            // message to re-ask is not enough: it may be the last one for a long time (seen in CI).
+            let wait = syncWait
+            Task { [weak self] in
+                try? await Task.sleep(for: wait)
+                await self?.askAgainIfUnverified()
+            }
+        }
+    }
+
+    private func askAgainIfUnverified() {
+        guard unverified, !stopped, case .synced = phase else { return }
+        requestReplica()
     }
 
     /// Takes `replica` (the queue at our request), then applies what came after the request.
