@@ -1,14 +1,12 @@
 """Several engines sharing one real redis-server (AOF on) behind a real nginx that spreads connections across them."""
-import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import requests
 
-from conftest import Engine, free_port
+from conftest import Engine, RedisServer, free_port
 
 CLUSTER_CONFIG = """
 storage:
@@ -25,44 +23,14 @@ plugins:
 """
 
 
-class DurableRedis:
+class DurableRedis(RedisServer):
     """redis-server with the append-only file fsynced on every write (the documented default for no lost save)."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.port = free_port()
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
+    persistence = ("--appendonly", "yes", "--appendfsync", "always")
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10).stdout
 
     def stream_versions(self):
         """Every version in the shared change log, in order (its ids are `<version>-0`)."""

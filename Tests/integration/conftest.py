@@ -161,6 +161,9 @@ def mismatched_hello_so(tmp_path_factory):
 class RedisServer:
     """A throw-away redis-server on a free loopback port that a test can stop and start again."""
 
+    # Persistence: none by default; DurableRedis (cluster.py) turns the append-only file on.
+    persistence = ("--appendonly", "no")
+
     def __init__(self, folder: Path):
         self.folder = folder
         self.port = free_port()
@@ -172,9 +175,9 @@ class RedisServer:
 
     def start(self):
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.folder)],
+                                      *self.persistence, "--dir", str(self.folder)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
