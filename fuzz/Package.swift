@@ -26,6 +26,8 @@ let package = Package(
         .package(path: "../Sources/PluginAPI"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .target(name: "FuzzSupport", dependencies: [pluginAPI], path: "Sources/FuzzSupport", swiftSettings: fuzzSettings),
@@ -54,6 +56,10 @@ let package = Package(
         // What the WebRTC plugin reads from Janus in sfu mode: HTTP responses, Janus replies, handle_info figures.
         fuzzTarget("FuzzJanus", [pluginAPI, .product(name: "webrtc-signaling", package: "OnionRPDock")]),
         // Inbound socket frames: the engine's envelope, event payloads, signaling payloads, request forms.
+        // An engine channel socket after the upgrade: NIO's frame decoder, ChannelSocketHandler, the hub's answers.
+        fuzzTarget("FuzzChannelSocket", [engine, pluginAPI, .product(name: "NIOEmbedded", package: "swift-nio"),
+                                         .product(name: "NIOWebSocket", package: "swift-nio"),
+                                         .product(name: "Logging", package: "swift-log")]),
         fuzzTarget("FuzzSocket", [engine, pluginAPI, .product(name: "webrtc-signaling", package: "OnionRPDock"),
                                   .product(name: "tts", package: "OnionRPDock")]),
     ]

@@ -130,13 +130,10 @@ public final class OverlayEngine: Sendable {
         return Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                GuardedChildChannel(
-                    inner: HTTP1WebSocketUpgradeChannel(
-                        responder: responder, webSocketResponder: webSocketResponder,
-                        configuration: .init(
-                            http1: .init(additionalChannelHandlers: [ExpectContinueHandler(), RequestPhaseHandler()]),
-                            ws: wsConfig)),
-                    limits: limits)
+                EngineChildChannel(
+                    responder: responder, webSocketResponder: webSocketResponder,
+                    http1: .init(additionalChannelHandlers: [ExpectContinueHandler(), RequestPhaseHandler()]),
+                    ws: wsConfig, limits: limits)
             },
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),
             onServerRunning: { channel in

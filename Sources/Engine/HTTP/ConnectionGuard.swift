@@ -82,32 +82,6 @@ final class ConnectionLimits: Sendable {
     }
 }
 
-/// Wraps Hummingbird's HTTP/1 + WebSocket child channel with a ``ConnectionGuard`` in front and a
-/// ``ParseErrorResponder`` right after the HTTP decoder.
-struct GuardedChildChannel: ServerChildChannel {
-    typealias Value = HTTP1WebSocketUpgradeChannel.Value
-    let inner: HTTP1WebSocketUpgradeChannel
-    let limits: ConnectionLimits
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        do {
-            try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: limits), position: .first)
-        } catch {
-            return channel.eventLoop.makeFailedFuture(error)
-        }
-        let future = inner.setup(channel: channel, logger: logger)
-        // The HTTP pipeline is in place once setup returns (it is configured synchronously).
-        if let decoder = try? channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
-            try? channel.pipeline.syncOperations.addHandler(ParseErrorResponder(), position: .after(decoder))
-        }
-        return future
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await inner.handle(value: value, logger: logger)
-    }
-}
-
 /// First in every connection's pipeline (raw bytes): counts connections against the cap and closes
 /// connections that are too slow to send a request head, idle too long between requests, or stall
 /// a request body the engine is waiting for. Sockets are left to their own ping/pong once upgraded.
@@ -301,12 +275,14 @@ extension ConnectionGuard.Phase {
 extension ConnectionGuard {
     /// Tells the guard of `channel` that it now carries a WebSocket (from the socket route, any thread).
     static func upgraded(_ channel: any Channel) {
-        channel.eventLoop.execute {
-            guard let handler = try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self),
-                let context = try? channel.pipeline.syncOperations.context(handler: handler)
-            else { return }
-            handler.enter(.webSocket, context: context)
+        guard channel.eventLoop.inEventLoop else {
+            channel.eventLoop.execute { upgraded(channel) }
+            return
         }
+        guard let handler = try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self),
+            let context = try? channel.pipeline.syncOperations.context(handler: handler)
+        else { return }
+        handler.enter(.webSocket, context: context)
     }
 }
 

@@ -15,30 +15,30 @@ extension HTTPField.Name {
 }
 
 /// Request context of every engine route.
-public struct EngineRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+public struct EngineRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The TCP channel (closed outright to drop a stuck WebSocket client).
     public let channel: any Channel
-    private let upgrade: UpgradeReference
+    private let upgrade: UpgradeSlot
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel
-        self.upgrade = UpgradeReference()
+        self.upgrade = UpgradeSlot()
     }
 
-    /// The WebSocket handler slot hummingbird-websocket fills when a socket route matches.
-    ///
-    /// That slot keeps a copy of this context, which keeps the slot: a reference cycle that held every
-    /// upgraded connection's whole NIO channel (about 5 KB) forever, refused sockets included. The slot
-    /// is made on first use (plain HTTP requests never pay for it) and dropped when the TCP connection
-    /// closes, whichever way the upgrade went, which breaks the cycle.
-    public var webSocket: WebSocketHandlerReference<EngineRequestContext> { upgrade.reference(closingWith: channel) }
+    /// What a socket route decided for an upgrade request, read by ``EngineChildChannel`` once the router answered.
+    var socketUpgrade: SocketUpgrade? {
+        get { upgrade.value.withLock { $0 } }
+        nonmutating set { upgrade.value.withLock { $0 = newValue } }
+    }
 
-    /// What the socket admission decided in `shouldUpgrade`, read back in `onUpgrade` (a connection upgrades once).
-    var upgradeOutcome: (any Sendable)? {
-        get { upgrade.outcome.withLock { $0 } }
-        nonmutating set { upgrade.outcome.withLock { $0 = newValue } }
+    /// Takes the decision out of the context (the closures in it may hold the context: taking it breaks that cycle).
+    func takeSocketUpgrade() -> SocketUpgrade? {
+        upgrade.value.withLock { value in
+            defer { value = nil }
+            return value
+        }
     }
 
     /// The peer's address.
@@ -51,22 +51,16 @@ public struct EngineRequestContext: RequestContext, WebSocketRequestContext, Rem
     public var maxUploadSize: Int { Int.max }
 }
 
-/// Holds a context's WebSocket handler slot until its connection closes (see ``EngineRequestContext/webSocket``).
-final class UpgradeReference: Sendable {
-    private let slot = Mutex<WebSocketHandlerReference<EngineRequestContext>?>(nil)
-    /// The admission decision of a socket route (see ``EngineRequestContext/upgradeOutcome``).
-    let outcome = Mutex<(any Sendable)?>(nil)
+/// Where a socket route leaves its decision for the upgrade (a context is a value; the slot is shared by its copies).
+final class UpgradeSlot: Sendable {
+    let value = Mutex<SocketUpgrade?>(nil)
+}
 
-    func reference(closingWith channel: any Channel) -> WebSocketHandlerReference<EngineRequestContext> {
-        let (reference, created) = slot.withLock { slot -> (WebSocketHandlerReference<EngineRequestContext>, Bool) in
-            if let existing = slot { return (existing, false) }
-            let made = WebSocketHandlerReference<EngineRequestContext>()
-            slot = made
-            return (made, true)
-        }
-        if created {
-            channel.closeFuture.whenComplete { [weak self] _ in self?.slot.withLock { $0 = nil } }
-        }
-        return reference
-    }
+/// What a socket route decided for an upgrade request.
+enum SocketUpgrade: Sendable {
+    /// Install handlers on the connection's event loop once the WebSocket codec is in place: an engine channel socket
+    /// (``ChannelSocketHandler``), or a refusal said as a close code.
+    case channel(@Sendable (any Channel) throws -> Void)
+    /// Run in the connection's task with Hummingbird's WebSocket handler (plugin endpoints).
+    case framework(@Sendable (WebSocketInboundStream, WebSocketOutboundWriter, Logger) async -> Void)
 }

@@ -113,29 +113,33 @@ extension OverlayEngine {
         socketRoute(
             router, RouterPath(path),
             decide: { request, context in
-                let (caller, client) = try await self.admit(
+                let admitted = try await self.admit(
                     method: .get, access: level, rateLimit: nil, request: request,
                     context: context, upgrade: true)
-                let query = PluginBridge.query(request.uri)
+                let query = admitted.query
                 if channel == .overlay, let id = query.first(where: { $0.name == "overlay_id" })?.value,
                     id.isEmpty || id.count > 64 || !SceneValidator.isIdentifier(id)
                 {
                     throw PluginError.invalidField("overlay_id", "1-64 letters, digits, '-', '_' or '.'")
                 }
                 _ = try Self.sceneOptions(query)
-                return Admission(caller: caller, client: client)
+                return Admission(caller: admitted.caller, client: admitted.client)
             },
-            serve: { inbound, outbound, context, admission in
-                let query = PluginBridge.query(context.request.uri)
+            upgrade: { request, _, admission in
+                let query = PluginBridge.query(request.uri)
                 let label = channel == .overlay ? query.first(where: { $0.name == "overlay_id" })?.value : nil
                 let options = (try? Self.sceneOptions(query)) ?? (patches: false, resume: nil)
-                await self.hub.serve(
-                    channel: channel, caller: admission.caller, clientLabel: label, takesPatches: options.patches,
-                    inbound: inbound, outbound: outbound, nioChannel: context.requestContext.channel,
-                    afterConnect: {
-                        self.sendHello($0)
-                        self.sendScene($0, resume: options.resume)
-                    })
+                let settings = self.channelSocketSettings
+                return .channel { nioChannel in
+                    ConnectionGuard.upgraded(nioChannel)
+                    try self.hub.open(
+                        channel: channel, caller: admission.caller, clientLabel: label, takesPatches: options.patches, on: nioChannel,
+                        settings: settings,
+                        afterConnect: {
+                            self.sendHello($0)
+                            self.sendScene($0, resume: options.resume)
+                        })
+                }
             })
     }
 

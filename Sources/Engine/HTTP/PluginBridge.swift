@@ -64,7 +64,8 @@ enum PluginBridge {
     /// Builds a PluginAPI request.
     static func request(
         _ request: Request, context: EngineRequestContext, parameterNames: [String], caller: Caller,
-        remoteAddress: String?, bodyLimit: Int?
+        remoteAddress: String?, bodyLimit: Int?, headers converted: HTTPHeaders? = nil,
+        query parsed: [(name: String, value: String)]? = nil
     ) -> PluginRequest {
         var parameters: [String: String] = [:]
         for name in parameterNames {
@@ -80,7 +81,8 @@ enum PluginBridge {
         }
         return PluginRequest(
             id: context.id, method: method(request.method) ?? .get, path: request.uri.path, pathParameters: parameters,
-            query: query(request.uri), headers: headers(request.headers), remoteAddress: remoteAddress, caller: caller, body: body)
+            query: parsed ?? query(request.uri), headers: converted ?? headers(request.headers), remoteAddress: remoteAddress,
+            caller: caller, body: body)
     }
 
     /// A close reason cut to what a close frame can carry (123 bytes), on a character boundary.

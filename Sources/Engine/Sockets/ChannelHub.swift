@@ -169,26 +169,45 @@ public final class ChannelHub: SocketHub {
 
     // MARK: serving a connection
 
-    /// Runs one connection until either side closes it.
+    /// Opens a connection on `nioChannel`, whose WebSocket codec is in place, and serves it with a
+    /// ``ChannelSocketHandler`` on the channel's event loop until either side closes it. Call on that loop.
     /// - Parameters:
     ///   - channel: Which engine channel.
     ///   - caller: Who opened it.
     ///   - clientLabel: Optional id the client gave itself.
-    ///   - inbound: Frames from the client.
-    ///   - outbound: Writer to the client.
-    ///   - nioChannel: The TCP channel, closed outright when a write is stuck past the timeout.
-    ///   - afterConnect: Engine work right after registration (e.g. sending the current scene).
-    func serve(
-        channel: SocketChannel, caller: Caller, clientLabel: String?, takesPatches: Bool = false, inbound: WebSocketInboundStream,
-        outbound: WebSocketOutboundWriter, nioChannel: any Channel,
-        afterConnect: @Sendable (ChannelConnection) async -> Void
-    ) async {
+    ///   - takesPatches: The client applies `scene.patch` frames.
+    ///   - nioChannel: The upgraded TCP channel.
+    ///   - settings: Message size limit and keep-alive.
+    ///   - afterConnect: Engine work right after registration (e.g. sending the current scene), before the connect hooks.
+    func open(
+        channel: SocketChannel, caller: Caller, clientLabel: String?, takesPatches: Bool, on nioChannel: any Channel,
+        settings: ChannelSocketHandler.Settings, afterConnect: @escaping @Sendable (ChannelConnection) -> Void
+    ) throws {
         let id = "\(channel.rawValue)-\(nextID.add(1, ordering: .relaxed).newValue)"
         let connection = ChannelConnection(
             id: id, channel: channel, caller: caller, clientLabel: clientLabel, limit: queueLimit, nioChannel: nioChannel,
             takesPatches: takesPatches, sceneBacklog: sceneBacklog,
             onDrop: { [weak self] connection, reason in self?.dropped(connection, reason: reason) },
             onCoalesce: { [weak self] in self?.coalesced() })
+        let handler = ChannelSocketHandler(role: .connection(connection, self), settings: settings)
+        let loopHandler = NIOLoopBound(handler, eventLoop: nioChannel.eventLoop)
+        let loop = nioChannel.eventLoop
+        // Frames are written by the connection's event loop (FrameWriter), below the WebSocket encoder.
+        let events = FrameWriter.Events(
+            sent: { [weak self] count in self?.sent(count) },
+            stalled: { stalled in
+                connection.writeStartedAt.store(stalled ? max(1, Self.monotonicNanoseconds()) : 0, ordering: .relaxed)
+            },
+            close: { code, reason in
+                if loop.inEventLoop {
+                    loopHandler.value.close(code: code, reason: reason)
+                } else {
+                    loop.execute { loopHandler.value.close(code: code, reason: reason) }
+                }
+            })
+        try FrameWriter.install(on: nioChannel, outbox: connection.outbox, events: events)
+        try nioChannel.pipeline.syncOperations.addHandler(handler)
+
         connections.withLock { $0[id] = connection }
         gauges[channel]?.record(
             openCounts.withLock { counts in
@@ -196,61 +215,23 @@ public final class ChannelHub: SocketHub {
                 return counts[channel, default: 0]
             })
         logger.info("socket connected", metadata: ["socket": "\(id)", "role": "\(caller.role)", "client": "\(clientLabel ?? "-")"])
-        defer { unregister(id, channel: channel) }
-
-        // Frames are written by the connection's event loop (FrameWriter), not by a task per connection: the
-        // connection's own task only reads.
-        let events = FrameWriter.Events(
-            sent: { [weak self] count in self?.sent(count) },
-            stalled: { stalled in
-                connection.writeStartedAt.store(stalled ? max(1, Self.monotonicNanoseconds()) : 0, ordering: .relaxed)
-            },
-            close: { code, reason in
-                // The engine ends the socket (1000, 1001 at shutdown, 4401...): the close handshake goes through the
-                // WebSocket handler; the peer's answer ends the read loop. A peer that never answers is cut off.
-                Task { try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason) }
-                nioChannel.eventLoop.scheduleTask(in: .seconds(5)) { [weak nioChannel] in nioChannel?.close(promise: nil) }
-            })
-        do {
-            try await FrameWriter.install(on: nioChannel, outbox: connection.outbox, events: events)
-        } catch {
-            return  // closed before it could be served
-        }
-
-        await afterConnect(connection)
-        for hook in connectHooks.withLock({ $0 }) where hook.channels.contains(channel) {
-            do { try await hook.handler(connection) } catch {
-                logger.warning("connect hook failed", metadata: ["owner": "\(hook.owner)", "error": "\(error)"])
+        afterConnect(connection)
+        let hooks = connectHooks.withLock { $0 }.filter { $0.channels.contains(channel) }
+        if !hooks.isEmpty {
+            handler.enqueue { [logger] in
+                for hook in hooks {
+                    do { try await hook.handler(connection) } catch {
+                        logger.warning("connect hook failed", metadata: ["owner": "\(hook.owner)", "error": "\(error)"])
+                    }
+                }
             }
         }
-
-        await readLoop(connection, inbound: inbound, outbound: outbound)
-        // The peer closed (or was cut off): nothing more is written; later frames are refused.
-        connection.outbox.detach()
-        unregister(id, channel: channel)
-        for hook in disconnectHooks.withLock({ $0 }) where hook.channels.contains(channel) { await hook.handler(connection) }
-        logger.info("socket closed", metadata: ["socket": "\(id)"])
     }
 
-    private func readLoop(_ connection: ChannelConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
-        do {
-            for try await message in inbound.messages(maxSize: maxMessageBytes) {
-                // `maxSize` bounds messages built from fragments; a single frame up to the server's frame
-                // limit arrives whole, so its size is checked here (limits.ws_max_message_bytes, 1009).
-                if message.byteCount > maxMessageBytes {
-                    connection.close(code: 1009, reason: "message larger than \(maxMessageBytes) bytes")
-                    try? await outbound.close(.messageTooLarge, reason: "message larger than \(maxMessageBytes) bytes")
-                    return
-                }
-                guard case .text(let text) = message else {
-                    connection.send(errorFrame(code: "binary_not_supported", message: "send JSON text frames", event: nil))
-                    continue
-                }
-                await dispatch(Array(text.utf8), from: connection)
-            }
-        } catch {
-            logger.debug("socket read ended", metadata: ["socket": "\(connection.id)", "error": "\(error)"])
-        }
+    /// After a connection closed and its messages were handled: the disconnect hooks.
+    func closed(_ connection: ChannelConnection) async {
+        for hook in disconnectHooks.withLock({ $0 }) where hook.channels.contains(connection.channel) { await hook.handler(connection) }
+        logger.info("socket closed", metadata: ["socket": "\(connection.id)"])
     }
 
     struct Envelope: Decodable { let type: String }
@@ -314,22 +295,13 @@ public final class ChannelHub: SocketHub {
     }
 
     /// Removes a connection from the registry (once; a second call does nothing) and updates its channel's gauge.
-    private func unregister(_ id: String, channel: SocketChannel) {
-        guard connections.withLock({ $0.removeValue(forKey: id) }) != nil else { return }
+    func unregister(_ connection: ChannelConnection) {
+        let channel = connection.channel
+        guard connections.withLock({ $0.removeValue(forKey: connection.id) }) != nil else { return }
         gauges[channel]?.record(
             openCounts.withLock { counts in
                 counts[channel, default: 0] -= 1
                 return counts[channel, default: 0]
             })
-    }
-}
-
-extension WebSocketInboundMessageStream.Element {
-    /// The size of the message's payload in bytes.
-    var byteCount: Int {
-        switch self {
-        case .text(let text): return text.utf8.count
-        case .binary(let buffer): return buffer.readableBytes
-        }
     }
 }

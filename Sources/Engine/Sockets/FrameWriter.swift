@@ -42,13 +42,12 @@ final class FrameWriter: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Adds the writer first in `channel`'s pipeline and attaches it to the outbox (frames queued so far are drained).
-    static func install(on channel: any Channel, outbox: ConnectionOutbox, events: Events) async throws {
-        try await channel.eventLoop.submit {
-            let writer = FrameWriter(outbox: outbox, events: events)
-            try channel.pipeline.syncOperations.addHandler(writer, position: .first)
-            outbox.attach(
-                Handle(drainer: LoopDrainer.for(channel.eventLoop), writer: NIOLoopBound(writer, eventLoop: channel.eventLoop), close: events.close))
-        }.get()
+    /// Call on the channel's event loop.
+    static func install(on channel: any Channel, outbox: ConnectionOutbox, events: Events) throws {
+        let writer = FrameWriter(outbox: outbox, events: events)
+        try channel.pipeline.syncOperations.addHandler(writer, position: .first)
+        outbox.attach(
+            Handle(drainer: LoopDrainer.for(channel.eventLoop), writer: NIOLoopBound(writer, eventLoop: channel.eventLoop), close: events.close))
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }

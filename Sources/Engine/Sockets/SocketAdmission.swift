@@ -25,52 +25,47 @@ extension OverlayEngine {
     ///
     /// A refused socket is still upgraded and then closed at once with code 4000 + the HTTP status
     /// (4401, 4403, 4429, 4503...) and the error message as the reason: a browser cannot read the
-    /// status of a refused upgrade, but it can read a close code and reason.
+    /// status of a refused upgrade, but it can read a close code and reason. A plain GET (no upgrade) gets 426.
+    /// - Parameters:
+    ///   - decide: Admission: who may open the socket, or the error to refuse it with.
+    ///   - upgrade: How an admitted socket is served (see ``SocketUpgrade``).
     func socketRoute(
         _ router: Router<EngineRequestContext>, _ path: RouterPath,
         decide: @escaping @Sendable (Request, EngineRequestContext) async throws -> Admission,
-        serve:
-            @escaping @Sendable (
-                WebSocketInboundStream, WebSocketOutboundWriter,
-                WebSocketRouterContext<EngineRequestContext>, Admission
-            ) async -> Void
+        upgrade: @escaping @Sendable (Request, EngineRequestContext, Admission) -> SocketUpgrade
     ) {
-        router.ws(
-            path,
-            shouldUpgrade: { request, context in
-                let outcome: Result<Admission, PluginError>
-                do {
-                    if self.connectionLimits.isOverCap {
-                        throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
-                    }
-                    outcome = .success(try await decide(request, context))
-                } catch {
-                    let (mapped, serverFault) = PluginError.normalized(error)
-                    if serverFault { self.logger.error("socket admission failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"]) }
-                    outcome = .failure(mapped)
+        router.get(path) { request, context -> Response in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                throw PluginError(
+                    status: 426, code: "upgrade_required",
+                    message: "\(request.uri.path) is a WebSocket endpoint: open it with a WebSocket client (Upgrade: websocket)",
+                    headers: ["upgrade": "websocket"])
+            }
+            do {
+                if self.connectionLimits.isOverCap {
+                    throw PluginError(status: 503, code: "too_many_connections", message: "the server has too many connections; retry shortly")
                 }
-                // The decision travels with the connection's context to onUpgrade (no map keyed by request id).
-                context.upgradeOutcome = outcome
-                return .upgrade([:])
-            },
-            onUpgrade: { inbound, outbound, context in
-                ConnectionGuard.upgraded(context.requestContext.channel)
-                switch context.requestContext.upgradeOutcome as? Result<Admission, PluginError> {
-                case .success(let admission)?:
-                    await serve(inbound, outbound, context, admission)
-                case .failure(let error)?:
-                    let reason = PluginBridge.closeReason(error.message)
-                    self.logger.info(
-                        "socket refused",
-                        metadata: [
-                            "path": "\(context.request.uri.path)", "status": "\(error.status)",
-                            "reason": "\(error.message)",
-                        ])
-                    try? await outbound.close(WebSocketErrorCode(codeNumber: Int(error.closeCode)), reason: reason)
-                case nil:
-                    try? await outbound.close(WebSocketErrorCode(codeNumber: 4500), reason: "upgrade state lost")
+                context.socketUpgrade = upgrade(request, context, try await decide(request, context))
+            } catch {
+                let (mapped, serverFault) = PluginError.normalized(error)
+                if serverFault { self.logger.error("socket admission failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"]) }
+                self.logger.info(
+                    "socket refused", metadata: ["path": "\(request.uri.path)", "status": "\(mapped.status)", "reason": "\(mapped.message)"])
+                let refusal = ChannelSocketHandler.Role.refusal(code: mapped.closeCode, reason: PluginBridge.closeReason(mapped.message))
+                let settings = self.channelSocketSettings
+                context.socketUpgrade = .channel { channel in
+                    ConnectionGuard.upgraded(channel)
+                    try channel.pipeline.syncOperations.addHandler(ChannelSocketHandler(role: refusal, settings: settings))
                 }
-            })
+            }
+            return Response(status: .ok)
+        }
+    }
+
+    /// Message size limit and keep-alive of the engine's channel sockets.
+    var channelSocketSettings: ChannelSocketHandler.Settings {
+        ChannelSocketHandler.Settings(
+            maxMessageBytes: config.limits.wsMaxMessageBytes, pingPeriod: .seconds(Int64(config.limits.wsPingSeconds)))
     }
 
     func sendHello(_ connection: ChannelConnection) {
@@ -104,7 +99,7 @@ extension OverlayEngine {
     func admit(
         method: PluginAPI.HTTPMethod, access level: AccessLevel, rateLimit: RateLimit?, request: Request,
         context: EngineRequestContext, upgrade: Bool
-    ) async throws -> (Caller, String?) {
+    ) async throws -> Admitted {
         try access.checkOrigin(method: method, origin: request.headers[.origin], upgrade: upgrade)
         let client = access.clientAddress(peer: context.peerIP, forwardedFor: request.headers[.forwardedFor])
         if let rateLimit {
@@ -118,10 +113,20 @@ extension OverlayEngine {
             }
             if !decision.allowed { throw PluginError.rateLimited(retryAfterSeconds: decision.retryAfterSeconds) }
         }
-        let caller = try await access.authorize(
-            access: level, headers: PluginBridge.headers(request.headers),
-            query: PluginBridge.query(request.uri), upgrade: upgrade)
-        return (caller, client)
+        // Converted once: the access check and the plugin's request use the same headers and query.
+        let headers = PluginBridge.headers(request.headers)
+        let query = PluginBridge.query(request.uri)
+        let caller = try await access.authorize(access: level, headers: headers, query: query, upgrade: upgrade)
+        return Admitted(caller: caller, client: client, headers: headers, query: query)
+    }
+
+    /// Who a request is from, as ``admit(method:access:rateLimit:request:context:upgrade:)`` found, with the headers and
+    /// query in PluginAPI's types.
+    struct Admitted: Sendable {
+        var caller: Caller
+        var client: String?
+        var headers: PluginAPI.HTTPHeaders
+        var query: [(name: String, value: String)]
     }
 
     func addPluginRoute(_ route: PluginRoute, owner: String, to router: Router<EngineRequestContext>) {
@@ -129,7 +134,7 @@ extension OverlayEngine {
         let bodyLimit = route.bodyLimit ?? config.limits.maxBodyBytes
         let path = RouterPath(RouteTable.hummingbirdPath(route.path))
         let handler: @Sendable (Request, EngineRequestContext) async throws -> Response = { request, context in
-            let (caller, client) = try await self.admit(
+            let admitted = try await self.admit(
                 method: route.method, access: route.access, rateLimit: route.rateLimit,
                 request: request, context: context, upgrade: false)
             // The route's body limit (or limits.max_body_bytes) holds for whole reads and for streams alike.
@@ -137,8 +142,8 @@ extension OverlayEngine {
                 throw PluginError.payloadTooLarge(limit: bodyLimit)
             }
             let pluginRequest = PluginBridge.request(
-                request, context: context, parameterNames: names, caller: caller,
-                remoteAddress: client, bodyLimit: bodyLimit)
+                request, context: context, parameterNames: names, caller: admitted.caller,
+                remoteAddress: admitted.client, bodyLimit: bodyLimit, headers: admitted.headers, query: admitted.query)
             do {
                 var response = try await route.handler(pluginRequest)
                 if !(200...599).contains(response.status) {
@@ -165,33 +170,36 @@ extension OverlayEngine {
         socketRoute(
             router, RouterPath(RouteTable.hummingbirdPath(endpoint.path)),
             decide: { request, context in
-                let (caller, client) = try await self.admit(
+                let admitted = try await self.admit(
                     method: .get, access: endpoint.access, rateLimit: endpoint.rateLimit,
                     request: request, context: context, upgrade: true)
                 let pluginRequest = PluginBridge.request(
-                    request, context: context, parameterNames: names, caller: caller,
-                    remoteAddress: client, bodyLimit: nil)
+                    request, context: context, parameterNames: names, caller: admitted.caller,
+                    remoteAddress: admitted.client, bodyLimit: nil, headers: admitted.headers, query: admitted.query)
                 switch try await endpoint.shouldUpgrade(pluginRequest) {
                 case .accept(let value):
-                    return Admission(caller: caller, client: client, value: value)
+                    return Admission(caller: admitted.caller, client: admitted.client, value: value)
                 case .reject(let error):
                     throw error
                 }
             },
-            serve: { inbound, outbound, wsContext, admission in
-                let pluginRequest = PluginBridge.request(
-                    wsContext.request, context: wsContext.requestContext, parameterNames: names,
-                    caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
-                let session = PluginSocketSession(
-                    id: self.pluginSockets.nextID(plugin), request: pluginRequest, admission: admission.value,
-                    inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
-                self.pluginSockets.add(session)
-                defer { self.pluginSockets.remove(session.id) }
-                do {
-                    try await endpoint.handler(session)
-                } catch {
-                    self.logger.warning("plugin socket ended with an error", metadata: ["plugin": "\(plugin)", "error": "\(error)"])
-                    await session.close(code: 1011, reason: "internal error")
+            upgrade: { request, context, admission in
+                .framework { inbound, outbound, _ in
+                    ConnectionGuard.upgraded(context.channel)
+                    let pluginRequest = PluginBridge.request(
+                        request, context: context, parameterNames: names,
+                        caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
+                    let session = PluginSocketSession(
+                        id: self.pluginSockets.nextID(plugin), request: pluginRequest, admission: admission.value,
+                        inbound: inbound, maxFrameSize: endpoint.maxFrameSize, outbound: outbound)
+                    self.pluginSockets.add(session)
+                    defer { self.pluginSockets.remove(session.id) }
+                    do {
+                        try await endpoint.handler(session)
+                    } catch {
+                        self.logger.warning("plugin socket ended with an error", metadata: ["plugin": "\(plugin)", "error": "\(error)"])
+                        await session.close(code: 1011, reason: "internal error")
+                    }
                 }
             })
     }
