@@ -26,7 +26,8 @@ struct ConfigOptions: ParsableArguments {
         let levelText = logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
         let level = Logger.Level(rawValue: levelText.lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            // StreamLogHandler's format, written in batches (at most 50 ms late; warnings and errors at once).
+            var handler = BufferedLogHandler(label: label)
             handler.logLevel = level
             return handler
         }

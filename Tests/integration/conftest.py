@@ -84,6 +84,9 @@ class Engine:
                 self.proc.wait()
 
     def logs(self):
+        if self.proc is not None and self.proc.poll() is None:
+            # The engine writes its log lines in batches, at most 50 ms apart (warnings and errors at once).
+            time.sleep(0.15)
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
