@@ -5,7 +5,8 @@
 # Prints per count: saves/s, save->receive p50/p99, engine CPU µs per delivered frame (utime+stime from
 # /proc/<pid>/stat over the saving window / frames received), engine RSS per connected socket, and RSS
 # SETTLE seconds (default 8; the engine gives memory back every 5 s) after the clients disconnected.
-# NO_BUILD=1 skips the builds; ENGINE_BIN=path measures another engine binary.
+# NO_BUILD=1 skips the builds; ENGINE_BIN=path measures another engine binary; PATCHES=1 has the clients take
+# scene.patch frames (?patches=1, as the overlay page does) instead of the full scene.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -18,12 +19,12 @@ build_package fanout
 work=$(mktemp -d)
 trap 'stop_engine; rm -rf "$work"' EXIT
 machine
-echo "command: bench/perf.sh $seconds ${counts[*]}   (scene: 20 text elements, LOG_LEVEL=${LOG_LEVEL:-info})"
+echo "command: ${PATCHES:+PATCHES=1 }bench/perf.sh $seconds ${counts[*]}   (scene: 20 text elements, ${PATCHES:+clients take scene.patch, }LOG_LEVEL=${LOG_LEVEL:-info})"
 rows=()
 for n in "${counts[@]}"; do
   start_engine "$work"
   out=$(taskset -c "$LOAD_CPU" "$BENCH_BUILD/release/fanout" --url "$ENGINE_URL" --clients "$n" --seconds "$seconds" \
-    --token bench --pid "$ENGINE_PID" --elements 20 2>"$work/fanout.err") || { cat "$work/fanout.err"; exit 1; }
+    --token bench --pid "$ENGINE_PID" --elements 20 ${PATCHES:+--patches} 2>"$work/fanout.err") || { cat "$work/fanout.err"; exit 1; }
   echo "$out" | grep -v '^RESULT'
   result=$(echo "$out" | grep '^RESULT')
   sleep "$settle"

@@ -23,9 +23,9 @@ final class Received: Sendable {
     func newest(client: Int) -> Int64 { table.withLock { $0[client]?.keys.max() ?? 0 } }
 }
 
-/// Pulls `"version":N` out of a scene.full frame without decoding the scene.
+/// Pulls `"version":N` out of a scene.full (or scene.patch) frame without decoding the scene.
 func version(in text: String) -> Int64? {
-    guard text.hasPrefix("{\"type\":\"scene.full\""), let range = text.range(of: "\"version\":") else { return nil }
+    guard text.hasPrefix("{\"type\":\"scene.full\"") || text.hasPrefix("{\"type\":\"scene.patch\""), let range = text.range(of: "\"version\":") else { return nil }
     let digits = text[range.upperBound...].prefix { $0.isNumber }
     return Int64(digits)
 }
@@ -35,14 +35,14 @@ func percentile(_ sorted: [Double], _ q: Double) -> Double {
     return sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))]
 }
 
-/// utime + stime of a process in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
-func cpuTicks(pid: Int32) -> Int? {
+/// utime and stime of a process in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+func cpuTicks(pid: Int32) -> (user: Int, system: Int)? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
         let close = stat.range(of: ") ", options: .backwards)
     else { return nil }
     let fields = stat[close.upperBound...].split(separator: " ")
     guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
-    return user + system
+    return (user, system)
 }
 
 func rssKiB(pid: Int32) -> Int? {
@@ -63,6 +63,8 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Text elements the scene gets before measuring (20: a ~3 KB frame); 0 keeps the scene and adds one.")
     var elements = 20
     @Option(help: "Clients connecting at once at most.") var connectBatch = 256
+    @Flag(help: "Clients ask for scene.patch frames (?patches=1, as the overlay page does) instead of scene.full.")
+    var patches = false
 
     func send(_ method: String, base: Int64, body: String) async throws -> Int64 {
         var request = URLRequest(url: URL(string: url + "/api/scene")!)
@@ -114,7 +116,7 @@ struct Fanout: AsyncParsableCommand {
                 }
                 group.addTask {
                     do {
-                        try await WebSocketClient.connect(url: "\(wsURL)/ws/overlay?overlay_id=bench-\(client)",
+                        try await WebSocketClient.connect(url: "\(wsURL)/ws/overlay?overlay_id=bench-\(client)\(patches ? "&patches=1" : "")",
                                                           configuration: .init(maxFrameSize: 1 << 22), logger: logger) { inbound, _, _ in
                             var counted = false
                             for try await message in inbound.messages(maxSize: 1 << 22) {
@@ -188,13 +190,20 @@ struct Fanout: AsyncParsableCommand {
             // One machine-readable line for bench/perf.sh.
             let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
             var cpuSeconds = Double.nan
-            if let cpuBefore, let cpuAfter { cpuSeconds = Double(cpuAfter - cpuBefore) / ticks }
+            var userSeconds = Double.nan
+            if let cpuBefore, let cpuAfter {
+                cpuSeconds = Double(cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / ticks
+                userSeconds = Double(cpuAfter.user - cpuBefore.user) / ticks
+            }
             let perDelivery = frames > 0 ? cpuSeconds * 1e6 / Double(frames) : .nan
+            // User time is the engine's own code; system time is the kernel's (writev, TCP, and on loopback the
+            // receiving side's softirq too, which runs on the sending core).
+            let userPerDelivery = frames > 0 ? userSeconds * 1e6 / Double(frames) : .nan
             var perSocket = Double.nan
             if let rssBefore, let rssConnectedSettled { perSocket = Double(rssConnectedSettled - rssBefore) * 1024 / Double(max(1, connected)) }
-            print(String(format: "RESULT clients=%d connected=%d frame_bytes=%d saves_per_s=%.1f p50_ms=%.2f p99_ms=%.2f delivered=%d cpu_s=%.2f cpu_us_per_delivery=%.1f rss_before_kib=%d rss_connected_kib=%d rss_per_socket_bytes=%.0f",
+            print(String(format: "RESULT clients=%d connected=%d frame_bytes=%d saves_per_s=%.1f p50_ms=%.2f p99_ms=%.2f delivered=%d cpu_s=%.2f cpu_us_per_delivery=%.1f user_us_per_delivery=%.1f rss_before_kib=%d rss_connected_kib=%d rss_per_socket_bytes=%.0f",
                          clients, connected, frameBytes, Double(saves) / elapsedSeconds, percentile(latencies, 0.5), percentile(latencies, 0.99),
-                         frames, cpuSeconds, perDelivery, rssBefore ?? -1, rssConnectedSettled ?? -1, perSocket))
+                         frames, cpuSeconds, perDelivery, userPerDelivery, rssBefore ?? -1, rssConnectedSettled ?? -1, perSocket))
             fflush(nil)
             // Closing thousands of sockets one task at a time is slow; the process exit closes them all at once.
             Foundation.exit(0)
