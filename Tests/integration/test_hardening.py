@@ -241,6 +241,32 @@ def test_malformed_requests_get_a_status_line(engines, request_bytes, expected):
     alive(engine)
 
 
+# The parser's refusal on a later request of a keep-alive connection gets its status line too (the first request's
+# is answered by ParseErrorResponder, later ones by RequestPhaseHandler).
+@pytest.mark.parametrize("second, expected", [
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+    (b"NOT HTTP AT ALL\r\n\r\n", 400),
+], ids=["bad-length", "huge-header", "not-http"])
+def test_a_malformed_second_request_on_a_connection_gets_a_status_line(engines, second, expected):
+    engine = engines("plugins: []\n")
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b'{"status":"ok"}'):
+            chunk = s.recv(65536)
+            assert chunk, first
+            first += chunk
+        assert status_of(first) == 200, first
+        s.sendall(second)
+        rest = b""
+        while chunk := s.recv(65536):
+            rest += chunk
+    assert status_of(rest) == expected, rest[:300]
+    assert "error" in json_body(rest)
+    alive(engine)
+
+
 # 10. A single WebSocket message over limits.ws_max_message_bytes closes the socket with 1009.
 def test_ws_message_over_limit_closes_1009(engines):
     engine = engines("limits:\n  ws_max_message_bytes: 4096\nplugins: []\n")

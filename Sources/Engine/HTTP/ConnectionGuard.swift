@@ -287,7 +287,9 @@ extension ConnectionGuard {
 }
 
 /// After Hummingbird's HTTP codec: tells the guard where each request is, refuses transfer codings
-/// the engine cannot read (501), and answers connections past the cap with 503 except on the health paths.
+/// the engine cannot read (501), answers connections past the cap with 503 except on the health paths,
+/// answers `Expect: 100-continue`, and answers parse errors once the connection serves HTTP (``ParseErrorResponder``
+/// does until then). One handler for all of it: each handler in the pipeline costs every read and write.
 final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -336,6 +338,11 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         message: "Transfer-Encoding '\(coding.prefix(40))' is not supported (only chunked)"))
                 return
             }
+            // `Expect: 100-continue`: Hummingbird does not answer it, and curl then waits a second before every
+            // upload over 1 MB. Limits still hold for the body as it arrives.
+            if head.headerFields[.expect]?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+            }
         case .end:
             tell(.responding)
         case .body:
@@ -360,6 +367,17 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parseError = error as? HTTPParserError {
+            if !refusing {
+                refusing = true
+                ParseErrorResponder.answer(parseError, context: context)
+            }
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head) where head.status.code >= 200:
@@ -373,8 +391,10 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Right after the HTTP decoder: a request the parser refuses gets a status line and a JSON error
-/// (400, or 431 for headers that are too large) before the connection closes, instead of a bare close.
+/// Right after the HTTP decoder until the first request decided what the connection is: a request the parser refuses
+/// gets a status line and a JSON error (400, or 431 for headers that are too large) before the connection closes,
+/// instead of a bare close. Then it leaves the pipeline: ``RequestPhaseHandler`` answers later requests' parse errors,
+/// and a WebSocket has no HTTP parser.
 final class ParseErrorResponder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     typealias InboundOut = NIOAny
@@ -392,6 +412,12 @@ final class ParseErrorResponder: ChannelInboundHandler, RemovableChannelHandler 
         }
         guard !answered else { return }
         answered = true
+        Self.answer(parseError, context: context)
+    }
+
+    /// Writes the status line and JSON error for `parseError` from the guard's place at the front of the pipeline (the
+    /// HTTP encoder between there and the socket takes only response parts), then closes.
+    static func answer(_ parseError: HTTPParserError, context: ChannelHandlerContext) {
         let status: Int
         let reason: String
         let message: String
@@ -405,8 +431,6 @@ final class ParseErrorResponder: ChannelInboundHandler, RemovableChannelHandler 
         default:
             (status, reason, message) = (400, "Bad Request", "the request is not valid HTTP/1.1 (\(parseError))")
         }
-        // Written from the guard's place at the front of the pipeline: the HTTP encoder sits between
-        // here and the socket and takes only response parts.
         guard let guardHandler = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self),
             let front = try? context.pipeline.syncOperations.context(handler: guardHandler)
         else {

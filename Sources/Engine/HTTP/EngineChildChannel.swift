@@ -17,7 +17,8 @@ import NIOWebSocket
 @_spi(WSInternal) import WSCore
 
 /// The engine's child channel: Hummingbird's HTTP/1 handling and upgrade negotiation, with
-/// - a ``ConnectionGuard`` first in every pipeline and a ``ParseErrorResponder`` right after the HTTP decoder;
+/// - a ``ConnectionGuard`` first in every pipeline and a ``ParseErrorResponder`` after the HTTP decoder for the first
+///   request (``RequestPhaseHandler`` takes over for the next ones);
 /// - sockets the router admits through ``EngineRequestContext/socketUpgrade`` (`/ws/overlay`, `/ws/moderator`) served
 ///   by ``ChannelSocketHandler`` on the event loop: the connection's task ends at the upgrade;
 /// - other sockets (plugin endpoints, `router.ws`) run by Hummingbird's WebSocket handler in the connection's task.
@@ -87,6 +88,7 @@ where WebSocketResponder.Context == EngineRequestContext {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: limits), position: .first)
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let parseErrors = NIOLoopBound(ParseErrorResponder(), eventLoop: channel.eventLoop)
             // The upgrade request's context reads its id from the logger, as every request context does.
             var identified = logger
             identified[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
@@ -107,6 +109,7 @@ where WebSocketResponder.Context == EngineRequestContext {
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
+                        channel.pipeline.syncOperations.removeHandler(parseErrors.value, promise: nil)
                         switch decided.withLockedValue({ $0 }) {
                         case .channel(let open)?:
                             try open(channel)
@@ -128,6 +131,8 @@ where WebSocketResponder.Context == EngineRequestContext {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try sync.addHandlers(http1.additionalChannelHandlers())
+                        // RequestPhaseHandler answers parse errors from here on.
+                        sync.removeHandler(parseErrors.value, promise: nil)
                         try sync.addHandler(HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -136,7 +141,7 @@ where WebSocketResponder.Context == EngineRequestContext {
                 })
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Outcome>(upgradeConfiguration: upgrades)
             configuration.enablePipelining = false  // NIOAsyncChannel serves one request at a time
-            configuration.enableErrorHandling = false  // ParseErrorResponder answers parse errors
+            configuration.enableErrorHandling = false  // ParseErrorResponder / RequestPhaseHandler answer parse errors
             configuration.enableResponseHeaderValidation = false  // swift-http-types validates fields already
             configuration.decoderConfiguration.maxHeaderFieldSize = http1.httpDecoder.maxHeaderFieldSize
             configuration.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
@@ -144,7 +149,7 @@ where WebSocketResponder.Context == EngineRequestContext {
             let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
             // The HTTP pipeline is in place now (configured synchronously): parse errors get a status line.
             if let decoder = try? channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
-                try channel.pipeline.syncOperations.addHandler(ParseErrorResponder(), position: .after(decoder))
+                try channel.pipeline.syncOperations.addHandler(parseErrors.value, position: .after(decoder))
             }
             return Value(outcome: outcome, channel: channel)
         }
