@@ -74,9 +74,10 @@ extension OverlayEngine {
         let engineRegistrar = PluginRegistrar()
         let realtime = RealtimeReport(
             hub: hub, acks: acks, scenes: scene, feed: feed, metrics: metrics, startedAt: Date(), engineID: bus.engineID, store: store)
+        let sceneResponses = SceneResponseCache()
         SceneRoutes(
             store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
-            bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot
+            bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot, responses: sceneResponses
         )
         .register(engineRegistrar)
 
@@ -89,7 +90,8 @@ extension OverlayEngine {
 
         let engine = OverlayEngine(
             config: config, logger: logger, metrics: metrics, store: store, sessions: sessions, hub: hub, access: access,
-            plugins: loaded, scenes: scene, feed: feed, acks: acks, realtime: realtime, engineRegistrar: engineRegistrar, webDir: webDir,
+            plugins: loaded, scenes: scene, feed: feed, acks: acks, realtime: realtime, engineRegistrar: engineRegistrar,
+            sceneResponses: sceneResponses, webDir: webDir,
             publicURL: publicURL)
         engine.registerEngineEvents()
         engine.registerPluginEvents()

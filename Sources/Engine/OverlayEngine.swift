@@ -40,6 +40,8 @@ public final class OverlayEngine: Sendable {
     let realtime: RealtimeReport
     /// Routes the engine registers through the same mechanism as plugins (scene API).
     let engineRegistrar: PluginRegistrar
+    /// The encoded scene bodies (shared with the scene routes), for the direct `GET /api/scene` route.
+    let sceneResponses: SceneResponseCache
     let pluginSockets = PluginSocketRegistry()
     /// The folder of the core pages.
     let webDir: URL
@@ -58,7 +60,7 @@ public final class OverlayEngine: Sendable {
         config: EngineConfig, logger: Logger, metrics: EngineMetrics, store: any EngineStore, sessions: ModeratorSessionStore,
         hub: ChannelHub, access: AccessPolicy, plugins: [LoadedPlugin], scenes: SceneStore, feed: SceneFeed, acks: OverlayAcks,
         realtime: RealtimeReport,
-        engineRegistrar: PluginRegistrar, webDir: URL, publicURL: String
+        engineRegistrar: PluginRegistrar, sceneResponses: SceneResponseCache, webDir: URL, publicURL: String
     ) {
         self.config = config
         self.logger = logger
@@ -73,6 +75,7 @@ public final class OverlayEngine: Sendable {
         self.acks = acks
         self.realtime = realtime
         self.engineRegistrar = engineRegistrar
+        self.sceneResponses = sceneResponses
         self.webDir = webDir
         self.publicURL = publicURL
         self.connectionLimits = ConnectionLimits(server: config.server, logger: logger)
@@ -115,7 +118,8 @@ public final class OverlayEngine: Sendable {
                     searchForIndexHtml: false, logger: logger))
         }
         addEngineRoutes(router)
-        for route in engineRegistrar.routes { addPluginRoute(route, owner: "engine", to: router) }
+        addSceneRead(router)
+        for route in engineRegistrar.routes where !Self.servedDirectly(route) { addPluginRoute(route, owner: "engine", to: router) }
         for plugin in plugins {
             for route in plugin.registrar.routes { addPluginRoute(route, owner: plugin.name, to: router) }
             for endpoint in plugin.registrar.webSocketEndpoints { addPluginEndpoint(endpoint, plugin: plugin.name, to: router) }
@@ -132,7 +136,7 @@ public final class OverlayEngine: Sendable {
             server: HTTPServerBuilder { responder in
                 EngineChildChannel(
                     responder: responder, webSocketResponder: webSocketResponder,
-                    http1: .init(additionalChannelHandlers: [ExpectContinueHandler(), RequestPhaseHandler()]),
+                    http1: .init(additionalChannelHandlers: [RequestPhaseHandler()]),
                     ws: wsConfig, limits: limits)
             },
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),

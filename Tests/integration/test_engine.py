@@ -107,3 +107,19 @@ def test_expect_100_continue_is_answered_before_the_body(engines):
         while b"\r\n\r\n" not in final:
             final += sock.recv(4096)
         assert final.startswith(b"HTTP/1.1 201"), final
+
+
+def test_log_lines_keep_their_format_and_arrive_in_batches(engines):
+    """Request lines (written by the engine's buffered handler directly) and other lines share one format."""
+    import re
+    engine = engines("plugins: []\n")
+    answer = requests.get(engine.url + "/healthz?probe=1", timeout=5)
+    request_id = answer.headers["x-request-id"]
+    requests.get(engine.url + "/no/such/page", timeout=5)
+    logs = engine.logs()  # waits out the 50 ms batching
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}"
+    assert re.search(rf"^{stamp} info onionrp: hb\.request\.id={request_id} ms=\d+\.\d\d status=200 \[Engine\] GET /healthz 200$",
+                     logs, re.M), logs[-2000:]
+    assert re.search(rf"^{stamp} info onionrp: hb\.request\.id=[0-9a-f]+ ms=\d+\.\d\d status=404 \[Engine\] GET /no/such/page 404$",
+                     logs, re.M), logs[-2000:]
+    assert re.search(rf"^{stamp} notice onionrp: \[Engine\] listening on http://", logs, re.M), logs[:2000]

@@ -159,6 +159,22 @@ def test_scene_get_needs_the_overlay_token_even_for_a_304(engines):
     assert refused.status_code == 401
 
 
+def test_scene_get_takes_every_credential_the_other_routes_take(engines):
+    """GET /api/scene has a route of its own (not the plugin bridge); it judges credentials as every route does."""
+    engine = engines(SCENE_CONFIG, env={"OVERLAY_TOKEN": "ov-secret"})
+    for headers, query in [({"x-overlay-token": "ov-secret"}, ""), ({}, "?overlay_token=ov-secret"),
+                           ({"x-streamer-token": engine.streamer()["x-streamer-token"]}, "")]:
+        answer = requests.get(engine.url + "/api/scene" + query, headers=headers)
+        assert answer.status_code == 200, (headers, query, answer.text)
+        assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["cache-control"] == "no-cache"
+    wrong = requests.get(engine.url + "/api/scene", headers={"x-streamer-token": "wrong"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+    stale = requests.get(engine.url + "/api/scene?token=ov-secret", headers={"x-moderator-session": "no-such-session"})
+    assert stale.status_code == 401 and stale.json()["error"]["code"] == "session_invalid"
+    head = requests.head(engine.url + "/api/scene?token=ov-secret")
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"].startswith('"v')
+
+
 def test_acknowledgements_show_in_realtime_metrics(engines):
     engine = engines(SCENE_CONFIG)
     with connect(engine.ws_url + "/ws/overlay?overlay_id=obs-main") as overlay:

@@ -164,3 +164,45 @@ extension OverlayEngine {
         return (patches, resume)
     }
 }
+
+extension OverlayEngine {
+    /// Whether a route of the engine's registrar is served by a route of its own instead of the plugin bridge (it stays
+    /// in the registrar: claimed, listed and documented like the others).
+    static func servedDirectly(_ route: PluginRoute) -> Bool { route.method == .get && route.path == "/api/scene" }
+
+    /// The headers ``AccessPolicy/authorize(access:headers:query:upgrade:)`` reads: the only ones the direct routes convert.
+    static let credentialHeaders: [(HTTPField.Name, String)] = [
+        (.streamerToken, "x-streamer-token"), (HTTPField.Name("x-moderator-session")!, "x-moderator-session"),
+        (.authorization, "authorization"), (HTTPField.Name("x-overlay-token")!, "x-overlay-token"),
+    ]
+
+    /// `GET` / `HEAD /api/scene`, the read every overlay and panel makes: the same checks and answer as the registrar's
+    /// route (overlay access, 503 until the scenes are loaded, ETag and 304), without the plugin bridge's conversions
+    /// of every header, the query and the body into PluginAPI's types and back; the body is the cached buffer itself.
+    func addSceneRead(_ router: Router<EngineRequestContext>) {
+        let handler: @Sendable (Request, EngineRequestContext) async throws -> Response = { request, _ in
+            var credentials = PluginAPI.HTTPHeaders()
+            for (field, name) in Self.credentialHeaders {
+                if let value = request.headers[field] { credentials.add(name, value) }
+            }
+            _ = try await self.access.authorize(access: .overlay, headers: credentials, query: PluginBridge.query(request.uri))
+            try self.scenes.requireLoaded()
+            let entry = try self.sceneResponses.entry(for: self.scenes.active)
+            var fields = HTTPFields()
+            fields.reserveCapacity(5)
+            if let condition = request.headers[.ifNoneMatch], SceneResponseCache.matches(condition, etag: entry.etag) {
+                fields[.eTag] = entry.etag
+                fields[.cacheControl] = "no-cache"
+                fields[.xContentTypeOptions] = "nosniff"
+                return Response(status: .notModified, headers: fields)
+            }
+            fields[.contentType] = "application/json; charset=utf-8"
+            fields[.eTag] = entry.etag
+            fields[.cacheControl] = "no-cache"
+            fields[.xContentTypeOptions] = "nosniff"
+            return Response(status: .ok, headers: fields, body: .init(byteBuffer: entry.buffer))
+        }
+        router.on("/api/scene", method: .get, use: handler)
+        router.on("/api/scene", method: .head, use: handler)
+    }
+}

@@ -87,15 +87,22 @@ struct ErrorAndLogMiddleware: RouterMiddleware {
             if serverFault && !(error is HTTPError) { context.logger.error("request failed", metadata: ["error": "\(error)"]) }
             response = mapped.response(requestID: requestID)
         }
-        if response.headers[.requestID] == nil { response.headers[.requestID] = context.id }
+        let requestID = response.headers[.requestID] ?? context.id
+        if response.headers[.requestID] == nil { response.headers[.requestID] = requestID }
         // Every 503 tells the client when to come back, whoever produced it.
         if response.status.code == 503, response.headers[.retryAfter] == nil { response.headers[.retryAfter] = "2" }
         let level: Logger.Level = response.status.code >= 500 ? .error : .info
         if context.logger.logLevel <= level {
             let elapsed = ContinuousClock.now - start
-            context.logger.log(
-                level: level, "\(request.method.rawValue) \(request.uri.path) \(response.status.code)",
-                metadata: ["status": "\(response.status.code)", "ms": "\(Self.milliseconds(elapsed))"])
+            let code = response.status.code
+            let message = "\(request.method.rawValue) \(request.uri.path) \(code)"
+            // The engine's own handler writes the line without building and sorting a metadata dictionary.
+            if let handler = context.logger.handler as? BufferedLogHandler,
+                handler.accessLine(level: level, message: message, requestID: requestID, status: code, ms: Self.milliseconds(elapsed))
+            {
+                return response
+            }
+            context.logger.log(level: level, "\(message)", metadata: ["status": "\(code)", "ms": "\(Self.milliseconds(elapsed))"])
         }
         return response
     }

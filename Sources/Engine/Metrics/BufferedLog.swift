@@ -79,13 +79,11 @@ public final class BufferedLogOutput: Sendable {
 /// written through ``BufferedLogOutput``.
 public struct BufferedLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
-    public var metadata: Logger.Metadata = [:] {
-        didSet { prettyMetadata = Self.pretty(metadata) }
-    }
+    /// Formatted only when a line is logged: Hummingbird sets a request id on every request's logger.
+    public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let output: BufferedLogOutput
-    private var prettyMetadata: String?
 
     public init(
         label: String, output: BufferedLogOutput = .standardError, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider
@@ -101,13 +99,27 @@ public struct BufferedLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let extra = (metadataProvider?.get() ?? [:]).merging(event.metadata ?? [:]) { $1 }
-        let pretty = extra.isEmpty ? prettyMetadata : Self.pretty(metadata.merging(extra) { $1 })
+        var all = metadata
+        if let provided = metadataProvider?.get(), !provided.isEmpty { all.merge(provided) { $1 } }
+        if let own = event.metadata, !own.isEmpty { all.merge(own) { $1 } }
+        let pretty = Self.pretty(all)
         var line = LogTimestamp.now()
         line += " \(event.level) \(label):"
         if let pretty { line += " " + pretty }
         line += " [\(event.source)] \(event.message)\n"
         output.append(line, urgent: event.level >= .warning)
+    }
+
+    /// The request line of ``ErrorAndLogMiddleware`` as `log(event:)` would write it (metadata `hb.request.id`, `ms`,
+    /// `status`, in that sorted order), built directly. False when the logger carries other metadata (or a provider),
+    /// so the caller logs it the general way.
+    func accessLine(level: Logger.Level, message: String, requestID: String, status: Int, ms: String) -> Bool {
+        guard metadataProvider == nil, metadata.count == 1, metadata["hb.request.id"] != nil else { return false }
+        var line = LogTimestamp.now()
+        line.reserveCapacity(120 + message.utf8.count)
+        line += " \(level) \(label): hb.request.id=\(requestID) ms=\(ms) status=\(status) [Engine] \(message)\n"
+        output.append(line, urgent: level >= .warning)
+        return true
     }
 
     private static func pretty(_ metadata: Logger.Metadata) -> String? {

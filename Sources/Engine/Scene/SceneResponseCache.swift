@@ -2,6 +2,8 @@
 // unchanged scene costs a lookup (or a 304), not an encoding.
 
 import Foundation
+import HTTPTypes
+import NIOCore
 @_spi(Engine) import PluginAPI
 import Synchronization
 
@@ -14,6 +16,8 @@ final class SceneResponseCache: Sendable {
         let version: Int64
         let etag: String
         let body: [UInt8]
+        /// The same bytes for Hummingbird (shared by every response, never copied).
+        let buffer: ByteBuffer
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -23,7 +27,8 @@ final class SceneResponseCache: Sendable {
     /// The encoded body and ETag of `scene`, encoded now only when this version was not asked for before.
     func entry(for scene: Scene) throws -> Entry {
         if let cached = entries.withLock({ $0[scene.name] }), cached.version == scene.version { return cached }
-        let made = Entry(version: scene.version, etag: Self.etag(version: scene.version), body: try JSON.encode(scene))
+        let body = try JSON.encode(scene)
+        let made = Entry(version: scene.version, etag: Self.etag(version: scene.version), body: body, buffer: ByteBuffer(bytes: body))
         entries.withLock { all in
             // A slower encoder of an older version never replaces a newer entry.
             if (all[scene.name]?.version ?? .min) < made.version { all[scene.name] = made }

@@ -10,8 +10,9 @@ struct SceneRoutes {
     let editing: SceneEditing
     let bodyLimit: Int
     let realtime: @Sendable () async -> JSONValue
-    /// Encoded scene bodies, one per (scene, version): a GET encodes a version at most once.
-    let responses = SceneResponseCache()
+    /// Encoded scene bodies, one per (scene, version): a GET encodes a version at most once (shared with the engine's
+    /// direct `GET /api/scene` route).
+    let responses: SceneResponseCache
 
     static let saveLimit = RateLimit(name: "scene.save", burst: 60, perMinute: 1200)
 
