@@ -243,3 +243,14 @@ def test_a_refused_socket_is_closed_with_its_code_and_the_refusal_reason(engines
     # The client answers the close: the engine ends the connection.
     ws.send(frame(8, payload[:2]))
     assert ws.closed_by_peer()
+
+
+def test_a_socket_outlives_the_http_timeouts(engines):
+    """Once upgraded, the connection guard stops timing HTTP phases: only the keep-alive ping judges a socket."""
+    engine = engines("server:\n  header_timeout_seconds: 1\n  idle_timeout_seconds: 1\nplugins: []\n")
+    ws = RawSocket(engine)
+    ws.texts_until("scene.full")
+    time.sleep(3)
+    ws.send(frame(1, b'{"type":"ping"}'))
+    assert ws.texts_until("pong")["type"] == "pong"
+    ws.close()

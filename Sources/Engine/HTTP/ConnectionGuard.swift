@@ -273,12 +273,9 @@ extension ConnectionGuard.Phase {
 }
 
 extension ConnectionGuard {
-    /// Tells the guard of `channel` that it now carries a WebSocket (from the socket route, any thread).
+    /// Tells the guard of `channel` that it now carries a WebSocket (from the upgrade, on the channel's loop).
     static func upgraded(_ channel: any Channel) {
-        guard channel.eventLoop.inEventLoop else {
-            channel.eventLoop.execute { upgraded(channel) }
-            return
-        }
+        channel.eventLoop.preconditionInEventLoop()
         guard let handler = try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self),
             let context = try? channel.pipeline.syncOperations.context(handler: handler)
         else { return }

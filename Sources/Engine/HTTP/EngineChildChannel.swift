@@ -7,7 +7,6 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
@@ -93,7 +92,7 @@ where WebSocketResponder.Context == EngineRequestContext {
             var identified = logger
             identified[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
             let logger = identified
-            let decided = NIOLockedValueBox<Upgrade?>(nil)
+            let decided = NIOLoopBoundBox<Upgrade?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Outcome>(
                 maxFrameSize: ws.maxFrameSize,
                 // Frame errors are closed by ChannelSocketHandler (one handler decides every close of a channel
@@ -103,14 +102,16 @@ where WebSocketResponder.Context == EngineRequestContext {
                     attempted.value = true
                     return decide(head, channel: channel, logger: logger).map { decision -> NIOHTTP1.HTTPHeaders? in
                         guard let decision else { return nil }
-                        decided.withLockedValue { $0 = decision.upgrade }
+                        decided.value = decision.upgrade
                         return NIOHTTP1.HTTPHeaders(decision.headers)
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         channel.pipeline.syncOperations.removeHandler(parseErrors.value, promise: nil)
-                        switch decided.withLockedValue({ $0 }) {
+                        // The guard stops timing HTTP phases: a socket keeps itself alive with pings.
+                        ConnectionGuard.upgraded(channel)
+                        switch decided.value {
                         case .channel(let open)?:
                             try open(channel)
                             return .channelSocket

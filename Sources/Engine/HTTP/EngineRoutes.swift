@@ -131,7 +131,6 @@ extension OverlayEngine {
                 let options = (try? Self.sceneOptions(query)) ?? (patches: false, resume: nil)
                 let settings = self.channelSocketSettings
                 return .channel { nioChannel in
-                    ConnectionGuard.upgraded(nioChannel)
                     try self.hub.open(
                         channel: channel, caller: admission.caller, clientLabel: label, takesPatches: options.patches, on: nioChannel,
                         settings: settings,
@@ -171,10 +170,9 @@ extension OverlayEngine {
     static func servedDirectly(_ route: PluginRoute) -> Bool { route.method == .get && route.path == "/api/scene" }
 
     /// The headers ``AccessPolicy/authorize(access:headers:query:upgrade:)`` reads: the only ones the direct routes convert.
-    static let credentialHeaders: [(HTTPField.Name, String)] = [
-        (.streamerToken, "x-streamer-token"), (HTTPField.Name("x-moderator-session")!, "x-moderator-session"),
-        (.authorization, "authorization"), (HTTPField.Name("x-overlay-token")!, "x-overlay-token"),
-    ]
+    static let credentialHeaders: [(HTTPField.Name, String)] = AccessPolicy.credentialHeaders.compactMap { name in
+        HTTPField.Name(name).map { ($0, name) }
+    }
 
     /// `GET` / `HEAD /api/scene`, the read every overlay and panel makes: the same checks and answer as the registrar's
     /// route (overlay access, 503 until the scenes are loaded, ETag and 304), without the plugin bridge's conversions

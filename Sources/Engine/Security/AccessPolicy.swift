@@ -50,6 +50,10 @@ public struct AccessPolicy: Sendable {
     /// `Authorization: Bearer`, or `?session=` on WebSocket upgrades only (browsers cannot set headers there;
     /// elsewhere a secret in the URL would end up in proxy logs); the overlay token in `x-overlay-token`,
     /// `?overlay_token=` or `?token=`.
+    /// Every header ``authorize(access:headers:query:upgrade:)`` reads (a route that converts only these, such as the
+    /// direct `GET /api/scene`, judges the caller exactly as the plugin bridge does).
+    static let credentialHeaders = ["x-streamer-token", "x-moderator-session", "authorization", "x-overlay-token"]
+
     public func authorize(
         access: AccessLevel, headers: HTTPHeaders, query: [(name: String, value: String)],
         upgrade: Bool = false

@@ -224,25 +224,16 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// The peer's close frame: answered (1000, or 1002 for a malformed one) unless the engine closed first, then the
     /// connection ends (the server closes TCP).
     private func peerClosed(_ data: ByteBuffer, context: ChannelHandlerContext) {
-        if !closeSent {
-            markClosing()
-            var data = data
-            let size = data.readableBytes
-            let code = data.readWebSocketErrorCode()
-            var answer: UInt16 = 1000
-            if size == 1 || (size > 2 && String(validating: data.readableBytesView, as: UTF8.self) == nil) {
-                answer = 1002
-            } else if case .unknown(let number)? = code, number < 3000 || number > 4999 {
-                answer = 1002
-            }
-            var buffer = context.channel.allocator.buffer(capacity: 2)
-            buffer.writeInteger(answer)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer))).whenComplete {
-                [channel = context.channel] _ in channel.close(promise: nil)
-            }
-        } else {
-            context.close(promise: nil)
+        var data = data
+        let size = data.readableBytes
+        let code = data.readWebSocketErrorCode()
+        var answer: UInt16 = 1000
+        if size == 1 || (size > 2 && String(validating: data.readableBytesView, as: UTF8.self) == nil) {
+            answer = 1002
+        } else if case .unknown(let number)? = code, number < 3000 || number > 4999 {
+            answer = 1002
         }
+        fail(code: answer, reason: "", context: context)
     }
 
     /// The engine ends the socket (1000, 1001 at shutdown, 4401 when the session is revoked...): its close frame, then
@@ -254,40 +245,36 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private func sendClose(code: UInt16, reason: String, context: ChannelHandlerContext) {
         guard !closeSent else { return }
-        markClosing()
-        pingTimer?.cancel()
-        pingTimer = nil
-        let text = Array(reason.utf8.prefix(123))
-        var buffer = context.channel.allocator.buffer(capacity: 2 + text.count)
-        buffer.writeInteger(code)
-        buffer.writeBytes(text)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)), promise: nil)
+        writeClose(code: code, reason: reason, context: context)
         closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: settings.closeTimeout) { [weak self] in
             self?.context?.close(promise: nil)
         }
     }
 
-    /// Nothing may follow the engine's close frame: frames still queued for the connection are dropped and later ones
-    /// refused (a message handled after the peer's close would otherwise answer after it).
-    private func markClosing() {
-        closeSent = true
-        if case .connection(let connection, _) = role { connection.outbox.detach() }
+    /// A protocol error, an oversized message, or the answer to the peer's close: the close frame, then the connection
+    /// ends at once (once the engine's close frame is out, the peer's ends it at once too).
+    private func fail(code: UInt16, reason: String, context: ChannelHandlerContext) {
+        guard !closeSent else {
+            context.close(promise: nil)
+            return
+        }
+        writeClose(code: code, reason: reason, context: context).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
-    /// A protocol error or an oversized message: the close frame, then the connection ends at once.
-    private func fail(code: UInt16, reason: String, context: ChannelHandlerContext) {
-        if !closeSent {
-            markClosing()
-            let text = Array(reason.utf8.prefix(123))
-            var buffer = context.channel.allocator.buffer(capacity: 2 + text.count)
-            buffer.writeInteger(code)
-            buffer.writeBytes(text)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer))).whenComplete {
-                [channel = context.channel] _ in channel.close(promise: nil)
-            }
-        } else {
-            context.close(promise: nil)
-        }
+    /// Writes the engine's one close frame (code, and the reason cut to what a close frame carries). Nothing may
+    /// follow it: frames still queued for the connection are dropped and later ones refused (a message handled after
+    /// the peer's close would otherwise answer after it), and the keep-alive stops.
+    @discardableResult
+    private func writeClose(code: UInt16, reason: String, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        closeSent = true
+        if case .connection(let connection, _) = role { connection.outbox.detach() }
+        pingTimer?.cancel()
+        pingTimer = nil
+        let text = reason.utf8.prefix(123)
+        var buffer = context.channel.allocator.buffer(capacity: 2 + text.count)
+        buffer.writeInteger(code)
+        buffer.writeBytes(text)
+        return context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)))
     }
 
     // MARK: keep-alive

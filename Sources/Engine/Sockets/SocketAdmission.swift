@@ -54,7 +54,6 @@ extension OverlayEngine {
                 let refusal = ChannelSocketHandler.Role.refusal(code: mapped.closeCode, reason: PluginBridge.closeReason(mapped.message))
                 let settings = self.channelSocketSettings
                 context.socketUpgrade = .channel { channel in
-                    ConnectionGuard.upgraded(channel)
                     try channel.pipeline.syncOperations.addHandler(ChannelSocketHandler(role: refusal, settings: settings))
                 }
             }
@@ -185,7 +184,6 @@ extension OverlayEngine {
             },
             upgrade: { request, context, admission in
                 .framework { inbound, outbound, _ in
-                    ConnectionGuard.upgraded(context.channel)
                     let pluginRequest = PluginBridge.request(
                         request, context: context, parameterNames: names,
                         caller: admission.caller, remoteAddress: admission.client, bodyLimit: nil)
