@@ -101,7 +101,17 @@ public final class OverlayEngine: Sendable {
     /// Builds the Hummingbird application with every route.
     public func makeApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router(context: EngineRequestContext.self)
-        router.add(middleware: ErrorAndLogMiddleware())
+        router.add(middleware: ErrorAndLogMiddleware(logger: logger))
+        addEngineRoutes(router)
+        addSceneRead(router)
+        for route in engineRegistrar.routes where !Self.servedDirectly(route) { addPluginRoute(route, owner: "engine", to: router) }
+        for plugin in plugins {
+            for route in plugin.registrar.routes { addPluginRoute(route, owner: plugin.name, to: router) }
+            for endpoint in plugin.registrar.webSocketEndpoints { addPluginEndpoint(endpoint, plugin: plugin.name, to: router) }
+        }
+        // Pages and files come after every route: Hummingbird wraps a route in the middleware added before it, so
+        // these two only wrap the not-found responder (a request no route answers), and an API request does not
+        // pass through them.
         var pluginPages: [String: String] = [:]
         for plugin in plugins where plugin.webDirectory != nil {
             for page in plugin.registrar.webPages { pluginPages[page.path] = "/plugins/\(plugin.name)/\(page.file)" }
@@ -117,13 +127,6 @@ public final class OverlayEngine: Sendable {
                     folder.path, urlBasePath: "/plugins/\(plugin.name)", cacheControl: noCache,
                     searchForIndexHtml: false, logger: logger))
         }
-        addEngineRoutes(router)
-        addSceneRead(router)
-        for route in engineRegistrar.routes where !Self.servedDirectly(route) { addPluginRoute(route, owner: "engine", to: router) }
-        for plugin in plugins {
-            for route in plugin.registrar.routes { addPluginRoute(route, owner: plugin.name, to: router) }
-            for endpoint in plugin.registrar.webSocketEndpoints { addPluginEndpoint(endpoint, plugin: plugin.name, to: router) }
-        }
         let wsConfig = WebSocketServerConfiguration(
             maxFrameSize: max(config.limits.wsMaxMessageBytes, 1 << 20),
             autoPing: .enabled(timePeriod: .seconds(config.limits.wsPingSeconds)),
@@ -136,7 +139,7 @@ public final class OverlayEngine: Sendable {
             server: HTTPServerBuilder { responder in
                 EngineChildChannel(
                     responder: responder, webSocketResponder: webSocketResponder,
-                    http1: .init(additionalChannelHandlers: [RequestPhaseHandler()]),
+                    http1: .init(),
                     ws: wsConfig, limits: limits)
             },
             configuration: ApplicationConfiguration(address: .hostname(config.server.host, port: config.server.port), serverName: nil),

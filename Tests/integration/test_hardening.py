@@ -485,6 +485,45 @@ plugins:
     assert "Fatal error" not in engine.logs()
 
 
+# 11b. A graceful shutdown lets the request in flight finish (inside the grace time) and closes idle keep-alive
+# connections at once: the engine's RequestPhaseHandler does this in place of Hummingbird's connection state handler.
+def test_shutdown_answers_the_request_in_flight_and_closes_idle_connections(engines, misbehaving_so):
+    import socket
+    import threading
+    engine = engines(f"""
+server:
+  shutdown_grace_seconds: 10
+plugins:
+  - name: misbehaving
+    path: {misbehaving_so}
+    config: {{tiny: 1, shorts: []}}
+""")
+    port = int(engine.url.rsplit(":", 1)[1])
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # served; the connection now idles between requests
+    answer = {}
+
+    def slow_request():
+        try:
+            answer["response"] = requests.get(engine.url + "/api/misbehaving/slow?seconds=2", timeout=20)
+        except requests.RequestException as error:
+            answer["error"] = error
+
+    slow = threading.Thread(target=slow_request, daemon=True)
+    slow.start()
+    time.sleep(0.5)
+    engine.proc.send_signal(__import__("signal").SIGTERM)
+    idle.settimeout(5)
+    closed_at = time.monotonic()
+    assert idle.recv(4096) == b"", "the idle keep-alive connection must be closed at shutdown"
+    assert time.monotonic() - closed_at < 1.5, "the idle connection was not closed at once"
+    slow.join(timeout=20)
+    assert "response" in answer, f"the request in flight got no answer: {answer.get('error')}"
+    assert answer["response"].status_code == 200 and answer["response"].text == "late"
+    assert engine.wait_exit(timeout=20) == 0
+
+
 # Found by the HTTP fuzz test: an If-Modified-Since year near Int32's limit overflowed in the date
 # parser; a part header name with a byte >= 0x80 trapped MultipartKit. Both are plain 4xx/200 now.
 def test_fuzz_finds_date_overflow_and_multipart_name_byte(engines):

@@ -285,8 +285,10 @@ extension ConnectionGuard {
 
 /// After Hummingbird's HTTP codec: tells the guard where each request is, refuses transfer codings
 /// the engine cannot read (501), answers connections past the cap with 503 except on the health paths,
-/// answers `Expect: 100-continue`, and answers parse errors once the connection serves HTTP (``ParseErrorResponder``
-/// does until then). One handler for all of it: each handler in the pipeline costs every read and write.
+/// answers `Expect: 100-continue`, answers parse errors once the connection serves HTTP (``ParseErrorResponder``
+/// does until then), and closes the connection at a graceful shutdown once its request in flight is answered (what
+/// Hummingbird's `HTTPConnectionStateHandler` does, which this handler replaces). One handler for all of it: each
+/// handler in the pipeline costs every read and write.
 final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -296,6 +298,10 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var guardHandler: ConnectionGuard?
     private var guardContext: ChannelHandlerContext?
     private var refusing = false
+    /// Requests read whose response has not ended (one at a time: the engine does not pipeline).
+    private var inFlight = 0
+    /// The server is shutting down: close once the response in flight has ended.
+    private var closeAfterResponse = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         if let handler = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self) {
@@ -318,6 +324,7 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let part = unwrapInboundIn(data)
         switch part {
         case .head(let head):
+            inFlight += 1
             tell(.body)
             if guardHandler?.overCap == true, !ConnectionLimits.healthPaths.contains(head.path.map { String($0.prefix { $0 != "?" }) } ?? "") {
                 refuse(
@@ -380,11 +387,31 @@ final class RequestPhaseHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head) where head.status.code >= 200:
             guardHandler?.noteResponseStarted()
         case .end:
+            inFlight = max(0, inFlight - 1)
+            if closeAfterResponse && inFlight == 0 {
+                context.writeAndFlush(data, promise: promise)
+                context.close(promise: nil)
+                return
+            }
             tell(.awaitingHead(first: false))
         default:
             break
         }
         context.write(data, promise: promise)
+    }
+
+    /// A graceful shutdown (the server stops accepting and asks every connection to quiesce): an idle connection
+    /// closes now, one with a request in flight after its response.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        if inFlight > 0 {
+            closeAfterResponse = true
+        } else {
+            context.close(promise: nil)
+        }
     }
 }
 

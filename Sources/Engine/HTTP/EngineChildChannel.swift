@@ -131,10 +131,11 @@ where WebSocketResponder.Context == EngineRequestContext {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        // RequestPhaseHandler answers parse errors from here on, and closes the connection at a
+                        // graceful shutdown (in place of Hummingbird's HTTPConnectionStateHandler: one handler fewer).
+                        try sync.addHandler(RequestPhaseHandler())
                         try sync.addHandlers(http1.additionalChannelHandlers())
-                        // RequestPhaseHandler answers parse errors from here on.
                         sync.removeHandler(parseErrors.value, promise: nil)
-                        try sync.addHandler(HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         return attempted.value ? .refusedUpgrade(asyncChannel) : .http(asyncChannel)
@@ -165,7 +166,7 @@ where WebSocketResponder.Context == EngineRequestContext {
         promise.completeWithTask {
             guard let requestHead = try? HTTPRequest(head, secure: false, splitCookie: false) else { return nil }
             let request = Request(head: requestHead, body: .init(buffer: .init()))
-            let context = EngineRequestContext(source: .init(channel: channel, logger: logger))
+            let context = EngineRequestContext(upgradeRequest: .init(channel: channel, logger: logger))
             guard let response = try? await webSocketResponder.respond(to: request, context: context), response.status == .ok else {
                 return nil
             }

@@ -19,9 +19,18 @@ public struct EngineRequestContext: RequestContext, RemoteAddressRequestContext 
     public var coreContext: CoreRequestContextStorage
     /// The TCP channel (closed outright to drop a stuck WebSocket client).
     public let channel: any Channel
-    private let upgrade: UpgradeSlot
+    /// Only an upgrade request's context has one (a request that is not the first of its connection never reaches a
+    /// socket route with `Upgrade: websocket`: ``EngineChildChannel`` redirects it to a new connection).
+    private let upgrade: UpgradeSlot?
 
     public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.channel = source.channel
+        self.upgrade = nil
+    }
+
+    /// The context of an upgrade request, which a socket route leaves its decision in.
+    init(upgradeRequest source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel
         self.upgrade = UpgradeSlot()
@@ -29,13 +38,13 @@ public struct EngineRequestContext: RequestContext, RemoteAddressRequestContext 
 
     /// What a socket route decided for an upgrade request, read by ``EngineChildChannel`` once the router answered.
     var socketUpgrade: SocketUpgrade? {
-        get { upgrade.value.withLock { $0 } }
-        nonmutating set { upgrade.value.withLock { $0 = newValue } }
+        get { upgrade?.value.withLock { $0 } }
+        nonmutating set { upgrade?.value.withLock { $0 = newValue } }
     }
 
     /// Takes the decision out of the context (the closures in it may hold the context: taking it breaks that cycle).
     func takeSocketUpgrade() -> SocketUpgrade? {
-        upgrade.value.withLock { value in
+        upgrade?.value.withLock { value in
             defer { value = nil }
             return value
         }

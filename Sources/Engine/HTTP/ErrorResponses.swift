@@ -73,6 +73,12 @@ extension HTTPField.Name {
 /// Maps thrown errors to `{"error": {"code", "message"}}`, adds `x-request-id`, and logs one line per request.
 struct ErrorAndLogMiddleware: RouterMiddleware {
     typealias Context = EngineRequestContext
+    /// Writes the request lines directly when the engine logs through its own handler (see ``AccessLog``).
+    let accessLog: AccessLog?
+
+    init(logger: Logger) {
+        accessLog = (logger.handler as? BufferedLogHandler)?.accessLog
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -91,26 +97,21 @@ struct ErrorAndLogMiddleware: RouterMiddleware {
         if response.headers[.requestID] == nil { response.headers[.requestID] = requestID }
         // Every 503 tells the client when to come back, whoever produced it.
         if response.status.code == 503, response.headers[.retryAfter] == nil { response.headers[.retryAfter] = "2" }
-        let level: Logger.Level = response.status.code >= 500 ? .error : .info
+        let code = response.status.code
+        let level: Logger.Level = code >= 500 ? .error : .info
         if context.logger.logLevel <= level {
             let elapsed = ContinuousClock.now - start
-            let code = response.status.code
-            let message = "\(request.method.rawValue) \(request.uri.path) \(code)"
-            // The engine's own handler writes the line without building and sorting a metadata dictionary.
-            if let handler = context.logger.handler as? BufferedLogHandler,
-                handler.accessLine(level: level, message: message, requestID: requestID, status: code, ms: Self.milliseconds(elapsed))
-            {
-                return response
+            if let accessLog {
+                accessLog.write(
+                    level: level, method: request.method.rawValue, path: request.uri.path, status: code, requestID: requestID, elapsed: elapsed)
+            } else {
+                var ms: [UInt8] = []
+                AccessLog.appendMilliseconds(elapsed, to: &ms)
+                context.logger.log(
+                    level: level, "\(request.method.rawValue) \(request.uri.path) \(code)",
+                    metadata: ["status": "\(code)", "ms": "\(String(decoding: ms, as: UTF8.self))"])
             }
-            context.logger.log(level: level, "\(message)", metadata: ["status": "\(code)", "ms": "\(Self.milliseconds(elapsed))"])
         }
         return response
-    }
-
-    /// `elapsed` in milliseconds with two decimals ("0.42"), without Foundation's `String(format:)`.
-    static func milliseconds(_ elapsed: Duration) -> String {
-        let hundredths = elapsed.components.seconds * 100_000 + elapsed.components.attoseconds / 10_000_000_000_000
-        let fraction = hundredths % 100
-        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }

@@ -23,9 +23,16 @@ public final class BufferedLogOutput: Sendable {
     static let highWater = 64 << 10
 
     private let fd: Int32
-    private let buffer = Mutex<[UInt8]>([])
+    /// Lines waiting, and the time stamp of the current second (formatted once per second, under the same lock).
+    private let pending = Mutex<Pending>(Pending())
     /// Serialises writers, so batches never interleave (the buffer lock is not held across write(2)).
     private let writing = Mutex<Void>(())
+
+    struct Pending {
+        var bytes: [UInt8] = []
+        var second: time_t = -1
+        var stamp: [UInt8] = []
+    }
 
     private init(fd: Int32) {
         self.fd = fd
@@ -40,11 +47,18 @@ public final class BufferedLogOutput: Sendable {
         atexit { BufferedLogOutput.standardError.flush() }
     }
 
-    /// Adds a line; writes everything now when `urgent` or when the buffer is large.
-    func append(_ line: String, urgent: Bool) {
-        let size = buffer.withLock { buffer in
-            buffer.append(contentsOf: line.utf8)
-            return buffer.count
+    /// Adds a line that starts with the current time (`2026-11-29T17:00:02+0000`); `write` appends the rest, newline
+    /// included. Writes everything now when `urgent` or when the buffer is large.
+    func appendStamped(urgent: Bool, _ write: (inout [UInt8]) -> Void) {
+        let now = time(nil)
+        let size = pending.withLock { pending in
+            if pending.second != now {
+                pending.stamp = LogTimestamp.format(now)
+                pending.second = now
+            }
+            pending.bytes.append(contentsOf: pending.stamp)
+            write(&pending.bytes)
+            return pending.bytes.count
         }
         if urgent || size >= Self.highWater { flush() }
     }
@@ -52,12 +66,12 @@ public final class BufferedLogOutput: Sendable {
     /// Writes what is buffered.
     public func flush() {
         writing.withLock { _ in
-            let pending = buffer.withLock { buffer -> [UInt8] in
-                defer { buffer.removeAll(keepingCapacity: buffer.count <= Self.highWater) }
-                return buffer
+            let batch = pending.withLock { pending -> [UInt8] in
+                defer { pending.bytes.removeAll(keepingCapacity: pending.bytes.count <= Self.highWater) }
+                return pending.bytes
             }
-            guard !pending.isEmpty else { return }
-            pending.withUnsafeBytes { raw in
+            guard !batch.isEmpty else { return }
+            batch.withUnsafeBytes { raw in
                 guard let base = raw.baseAddress else { return }
                 var offset = 0
                 while offset < raw.count {
@@ -103,23 +117,17 @@ public struct BufferedLogHandler: LogHandler {
         if let provided = metadataProvider?.get(), !provided.isEmpty { all.merge(provided) { $1 } }
         if let own = event.metadata, !own.isEmpty { all.merge(own) { $1 } }
         let pretty = Self.pretty(all)
-        var line = LogTimestamp.now()
-        line += " \(event.level) \(label):"
+        var line = " \(event.level) \(label):"
         if let pretty { line += " " + pretty }
         line += " [\(event.source)] \(event.message)\n"
-        output.append(line, urgent: event.level >= .warning)
+        output.appendStamped(urgent: event.level >= .warning) { $0.append(contentsOf: line.utf8) }
     }
 
-    /// The request line of ``ErrorAndLogMiddleware`` as `log(event:)` would write it (metadata `hb.request.id`, `ms`,
-    /// `status`, in that sorted order), built directly. False when the logger carries other metadata (or a provider),
-    /// so the caller logs it the general way.
-    func accessLine(level: Logger.Level, message: String, requestID: String, status: Int, ms: String) -> Bool {
-        guard metadataProvider == nil, metadata.count == 1, metadata["hb.request.id"] != nil else { return false }
-        var line = LogTimestamp.now()
-        line.reserveCapacity(120 + message.utf8.count)
-        line += " \(level) \(label): hb.request.id=\(requestID) ms=\(ms) status=\(status) [Engine] \(message)\n"
-        output.append(line, urgent: level >= .warning)
-        return true
+    /// The writer of ``ErrorAndLogMiddleware``'s request lines, when a request's logger carries nothing but its
+    /// request id (no metadata of its own, no provider); nil otherwise, and the lines are logged the general way.
+    var accessLog: AccessLog? {
+        guard metadata.isEmpty, metadataProvider == nil else { return nil }
+        return AccessLog(label: label, output: output)
     }
 
     private static func pretty(_ metadata: Logger.Metadata) -> String? {
@@ -127,19 +135,64 @@ public struct BufferedLogHandler: LogHandler {
     }
 }
 
-/// `2026-11-29T17:00:02+0000` in local time, formatted once per second.
+/// `2026-11-29T17:00:02+0000` in local time (``BufferedLogOutput`` keeps the current second's).
 enum LogTimestamp {
-    private static let cache = Mutex<(second: time_t, text: String)>((-1, ""))
-
-    static func now() -> String {
-        var now = time(nil)
-        if let cached = cache.withLock({ $0.second == now ? $0.text : nil }) { return cached }
+    static func format(_ time: time_t) -> [UInt8] {
+        var time = time
         var parts = tm()
-        localtime_r(&now, &parts)
+        localtime_r(&time, &parts)
         var bytes = [Int8](repeating: 0, count: 32)
         let count = strftime(&bytes, bytes.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
-        let text = String(decoding: bytes[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        cache.withLock { $0 = (now, text) }
-        return text
+        return bytes[0..<count].map { UInt8(bitPattern: $0) }
+    }
+}
+
+/// Writes a request line as ``BufferedLogHandler/log(event:)`` would with the metadata `hb.request.id`, `ms` and
+/// `status` (in that sorted order), straight into the output buffer: no metadata dictionary, no intermediate strings.
+/// A line per request is the engine's most frequent log call.
+struct AccessLog: Sendable {
+    let label: String
+    let output: BufferedLogOutput
+
+    func write(level: Logger.Level, method: String, path: String, status: Int, requestID: String, elapsed: Duration) {
+        output.appendStamped(urgent: level >= .warning) { line in
+            line.append(32)
+            line.append(contentsOf: level.rawValue.utf8)
+            line.append(32)
+            line.append(contentsOf: label.utf8)
+            line.append(contentsOf: ": hb.request.id=".utf8)
+            line.append(contentsOf: requestID.utf8)
+            line.append(contentsOf: " ms=".utf8)
+            Self.appendMilliseconds(elapsed, to: &line)
+            line.append(contentsOf: " status=".utf8)
+            Self.appendDecimal(status, to: &line)
+            line.append(contentsOf: " [Engine] ".utf8)
+            line.append(contentsOf: method.utf8)
+            line.append(32)
+            line.append(contentsOf: path.utf8)
+            line.append(32)
+            Self.appendDecimal(status, to: &line)
+            line.append(10)
+        }
+    }
+
+    /// `elapsed` in milliseconds with two decimals ("0.42").
+    static func appendMilliseconds(_ elapsed: Duration, to line: inout [UInt8]) {
+        let hundredths = max(0, elapsed.components.seconds * 100_000 + elapsed.components.attoseconds / 10_000_000_000_000)
+        appendDecimal(Int(clamping: hundredths / 100), to: &line)
+        line.append(46)
+        let fraction = Int(hundredths % 100)
+        line.append(UInt8(48 + fraction / 10))
+        line.append(UInt8(48 + fraction % 10))
+    }
+
+    static func appendDecimal(_ value: Int, to line: inout [UInt8]) {
+        if value < 0 {
+            line.append(45)
+            appendDecimal(value == .min ? .max : -value, to: &line)
+            return
+        }
+        if value >= 10 { appendDecimal(value / 10, to: &line) }
+        line.append(UInt8(48 + value % 10))
     }
 }

@@ -18,6 +18,25 @@ final class SceneResponseCache: Sendable {
         let body: [UInt8]
         /// The same bytes for Hummingbird (shared by every response, never copied).
         let buffer: ByteBuffer
+        /// The header fields of a 200 and of a 304 (`GET /api/scene`), built once per version.
+        let fields: HTTPFields
+        let notModifiedFields: HTTPFields
+
+        init(version: Int64, body: [UInt8]) {
+            self.version = version
+            self.etag = SceneResponseCache.etag(version: version)
+            self.body = body
+            self.buffer = ByteBuffer(bytes: body)
+            var notModified = HTTPFields()
+            notModified.reserveCapacity(5)
+            notModified[.eTag] = etag
+            notModified[.cacheControl] = "no-cache"
+            notModified[.xContentTypeOptions] = "nosniff"
+            self.notModifiedFields = notModified
+            var fields = notModified
+            fields[.contentType] = "application/json; charset=utf-8"
+            self.fields = fields
+        }
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -28,7 +47,7 @@ final class SceneResponseCache: Sendable {
     func entry(for scene: Scene) throws -> Entry {
         if let cached = entries.withLock({ $0[scene.name] }), cached.version == scene.version { return cached }
         let body = try JSON.encode(scene)
-        let made = Entry(version: scene.version, etag: Self.etag(version: scene.version), body: body, buffer: ByteBuffer(bytes: body))
+        let made = Entry(version: scene.version, body: body)
         entries.withLock { all in
             // A slower encoder of an older version never replaces a newer entry.
             if (all[scene.name]?.version ?? .min) < made.version { all[scene.name] = made }
