@@ -215,6 +215,33 @@ def test_the_engine_answers_a_close_and_ends_the_connection(engines, body, answe
     assert 'onionrp_ws_connections{channel="overlay"} 0' in metrics
 
 
+def overlay_sockets(engine):
+    for line in requests.get(f"{engine.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith('onionrp_ws_connections{channel="overlay"}'):
+            return float(line.split()[1])
+    return None
+
+
+@pytest.mark.parametrize("unread", [False, True], ids=["fin", "reset-with-unread-data"])
+def test_a_peer_that_drops_the_tcp_connection_is_forgotten_at_once(engines, unread):
+    """A client gone without a close frame (tab closed, process killed): the server allows remote half-closure, so
+    the peer's FIN arrives as an event, not as an inactive channel. Regression: the socket stayed counted (and held)
+    until the next keep-alive ping, up to ws_ping_seconds later."""
+    engine = engines("limits:\n  ws_ping_seconds: 60\nplugins: []\n")
+    ws = RawSocket(engine)
+    if not unread:
+        ws.texts_until("scene.full")
+    else:
+        time.sleep(0.3)  # the hello and the scene wait unread: close() then resets the connection
+    assert overlay_sockets(engine) == 1
+    ws.sock.close()
+    deadline = time.time() + 3
+    while time.time() < deadline and overlay_sockets(engine) != 0:
+        time.sleep(0.05)
+    assert overlay_sockets(engine) == 0, "the engine still holds a socket whose peer is gone"
+    assert requests.get(f"{engine.url}/healthz", timeout=5).status_code == 200
+
+
 def test_a_peer_that_never_answers_pings_is_closed_with_1001_and_one_that_does_stays(engines):
     engine = engines("limits:\n  ws_ping_seconds: 1\nplugins: []\n")
     # The websockets client answers pings by itself.

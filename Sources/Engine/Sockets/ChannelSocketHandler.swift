@@ -88,6 +88,17 @@ final class ChannelSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireChannelInactive()
     }
 
+    /// The peer closed its side without a close frame (a tab closed, a process killed: the server keeps remote
+    /// half-closure on, so this arrives as an event instead of an inactive channel). Nothing more can be read, and a
+    /// socket is two-way: it is over now (not at the next ping, up to `ws_ping_seconds` later).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     private func stopTimers() {
         pingTimer?.cancel()
         pingTimer = nil

@@ -3,9 +3,11 @@
 // frames, the close handshake, the message limit, frame errors) on a connection of a real ChannelHub, whose answers
 // (pong events, error frames) come back through FrameWriter.
 //
-// Input: the bytes the client sends (masked or not, whole frames or not).
-// Invariants: no trap; everything the engine writes back parses as whole, unmasked server frames; a close frame
-// carries a code a server may send (1000-1014 or 4000-4999) and nothing follows it.
+// Input: the bytes the client sends (masked or not, whole frames or not); an input of odd length then has the peer
+// half-close its side.
+// Invariants: no trap; a socket whose peer half-closed is closed; everything the engine writes back parses as whole,
+// unmasked server frames; a close frame carries a code a server may send (1000-1014 or 4000-4999) and nothing
+// follows it.
 
 @testable import Engine
 import FuzzSupport
@@ -66,10 +68,18 @@ func fuzzOne(_ input: [UInt8]) {
                 afterConnect: { _ in })
         }.get()
         do { try await channel.writeInbound(ByteBuffer(bytes: input)) } catch {}
+        // Inputs of odd length end with the peer's half-close (a client gone without a close frame).
+        let peerLeft = input.count % 2 == 1
+        if peerLeft {
+            try await loop.submit { channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }.get()
+        }
         // The hub handles messages in tasks; give them time to answer, and the loop to write the answers.
         for _ in 0..<20 {
             await Task.yield()
             await loop.run()
+        }
+        if peerLeft, try await loop.submit({ channel.isActive }).get() {
+            fuzzFail("the socket stayed open after its peer closed its side")
         }
         var out: [UInt8] = []
         while let part = try await channel.readOutbound(as: ByteBuffer.self) { out += part.readableBytesView }
