@@ -36,6 +36,8 @@ final class AccessLogTests: XCTestCase {
         XCTAssertEqual(decimal(1_000_000), "1000000")
         XCTAssertEqual(decimal(-42), "-42")
         XCTAssertEqual(decimal(Int.max), String(Int.max))
+        XCTAssertEqual(decimal(Int.min), String(Int.min))
+        for value in [9, 10, 99, 100, 999, 1000, 65_535] { XCTAssertEqual(decimal(value), String(value)) }
     }
 
     /// The handler's general path and the direct request line keep StreamLogHandler's shape; only a logger with no

@@ -200,10 +200,21 @@ def test_idle_keep_alive_connection_is_closed_after_idle_timeout(engines):
 
 def test_stalled_body_is_closed(engines):
     engine = engines(FAST_TIMEOUTS)
+    started = time.monotonic()
     answer = raw(engine, b"POST /api/moderator-keys/consume HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                          b"Content-Length: 100\r\n\r\nkey=abc", timeout=10)
-    # The engine waits for the body; after body_timeout_seconds of nothing the connection ends.
+    # The engine waits for the body; after body_timeout_seconds (1 s) of nothing the connection ends (not the
+    # client's 10 s timeout).
+    took = time.monotonic() - started
     assert answer == b"" or status_of(answer) in (400, 408), answer
+    assert 0.8 < took < 5, f"the stalled body was closed after {took:.1f} s"
+    # The same when the head arrives first and the body never starts.
+    started = time.monotonic()
+    answer = raw(engine, b"POST /api/moderator-keys/consume HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                         b"Content-Length: 100\r\n\r\n", timeout=10)
+    took = time.monotonic() - started
+    assert answer == b"" or status_of(answer) in (400, 408), answer
+    assert 0.8 < took < 5, f"the body that never started was closed after {took:.1f} s"
     alive(engine)
 
 

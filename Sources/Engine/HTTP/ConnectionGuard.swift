@@ -108,6 +108,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var phase = Phase.awaitingHead(first: true)
     private var phaseStarted = NIODeadline.now()
     private var bytesInPhase = 0
+    /// A read was asked for and nothing arrived since.
+    private var readPending = false
+    /// When that read was asked for (kept in the body phase only).
     private var readPendingSince: NIODeadline?
     private var timer: Scheduled<Void>?
     /// When the armed timer fires. A later deadline leaves it armed (it re-checks and re-arms when it fires), so
@@ -168,9 +171,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func enter(_ next: Phase, context: ChannelHandlerContext) {
         if case .closed = phase { return }
         phase = next
-        phaseStarted = .now()
         bytesInPhase = 0
-        if case .awaitingHead = next { responseStarted = false }
+        switch next {
+        case .awaitingHead:
+            // Only the head timeouts count from the phase's start (one clock read per request, not per phase).
+            phaseStarted = .now()
+            responseStarted = false
+        case .body:
+            // A read asked for before the body began counts from now: the client's stall starts with the body.
+            if readPending { readPendingSince = .now() }
+        case .responding, .webSocket, .closed:
+            break
+        }
         schedule(context: context)
     }
 
@@ -246,6 +258,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         bytesInPhase += buffer.readableBytes
+        readPending = false
         if readPendingSince != nil {
             readPendingSince = nil
             if case .body = phase { schedule(context: context) }
@@ -254,9 +267,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if readPendingSince == nil {
+        readPending = true
+        // The time of the ask matters only while a body is awaited (``enter(_:context:)`` stamps a pending one).
+        if case .body = phase, readPendingSince == nil {
             readPendingSince = .now()
-            if case .body = phase { schedule(context: context) }
+            schedule(context: context)
         }
         context.read()
     }

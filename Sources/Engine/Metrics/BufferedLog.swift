@@ -187,12 +187,14 @@ struct AccessLog: Sendable {
     }
 
     static func appendDecimal(_ value: Int, to line: inout [UInt8]) {
-        if value < 0 {
-            line.append(45)
-            appendDecimal(value == .min ? .max : -value, to: &line)
-            return
-        }
-        if value >= 10 { appendDecimal(value / 10, to: &line) }
-        line.append(UInt8(48 + value % 10))
+        if value < 0 { line.append(45) }
+        let magnitude = value.magnitude
+        var divisor: UInt = 1
+        while magnitude / divisor >= 10 { divisor *= 10 }
+        repeat {
+            line.append(UInt8(48 + (magnitude / divisor) % 10))
+            divisor /= 10
+        } while divisor > 0
     }
+
 }
