@@ -112,6 +112,9 @@ let package = Package(
                 "Engine",
                 .product(name: "PluginAPI", package: "PluginAPI"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Tests/EngineTests",
             swiftSettings: strict

@@ -28,6 +28,9 @@ final class SceneFeed: Sendable {
     /// Changes kept for reconnecting clients (``resume``).
     let capacity: Int
     private let recent = Mutex<[SceneFeedEntry]>([])
+    /// The JSON of the scene the last catch-up sent in full: a wave of connecting overlays encodes it once (the
+    /// catch-up runs under the log's lock, one connection at a time).
+    private let lastFullScene = Mutex<(name: String, version: Int64, json: [UInt8])?>(nil)
     private let fullBytes = Atomic<Int>(0)
     private let patchBytes = Atomic<Int>(0)
 
@@ -42,9 +45,9 @@ final class SceneFeed: Sendable {
 
     /// `{"type":"scene.full","version":N,"server_ts":ms,"epoch":"…","active":bool,"action":"…","scene":{…}}`, `type` first
     /// so that clients can dispatch on a prefix.
-    static func fullFrame(_ change: SceneChange, epoch: String) -> ByteBuffer {
+    static func fullFrame(_ change: SceneChange, epoch: String, sceneJSON: [UInt8]? = nil) -> ByteBuffer {
         // Encoding a validated scene cannot fail (all numbers are finite); an empty scene would only blank one frame.
-        let scene = (try? JSON.encode(change.scene)) ?? Array("{}".utf8)
+        let scene = sceneJSON ?? (try? JSON.encode(change.scene)) ?? Array("{}".utf8)
         var buffer = ByteBuffer()
         buffer.reserveCapacity(scene.count + 160)
         buffer.writeString(head("scene.full", change, epoch: epoch))
@@ -140,28 +143,50 @@ final class SceneFeed: Sendable {
     /// continue from (same epoch, no change of the active scene's chain missing), replaying exactly the versions it
     /// missed (patches when it takes them; at most half the socket's outbound queue of them); else with the active
     /// scene in full. Ends with `scene.resumed` after a replay.
-    /// - Returns: The version the client will hold.
+    ///
+    /// Runs under the log's lock, so no change is published meanwhile: what was published before is in the log (the
+    /// connection took none of it live), what comes after is delivered live. The scene store installs a version and
+    /// then publishes it, so `current` may be a few versions ahead of the log: the replay goes as far as the log, and
+    /// the versions being published reach the connection live.
+    /// - Parameter current: The active scene and epoch now; nil while the scenes are not loaded (the load's publish
+    ///   brings the scene).
+    /// - Returns: The version the client holds once the catch-up is written (nil when nothing was sent).
     @discardableResult
-    func connect(_ connection: ChannelConnection, active: Scene, epoch: String, resume: Resume?) -> Int64 {
-        if let resume, resume.epoch == epoch, resume.since > 0, resume.since <= active.version,
-            let replay = replay(since: resume.since, active: active),
-            replay.entries.count <= hub.queueLimit / 2
-        {
-            connection.hold(name: replay.name, version: resume.since)
-            for entry in replay.entries { connection.deliver(entry, coalesce: false) }
-            connection.send(
-                (try? SocketMessage.make(
-                    type: "scene.resumed", payload: Resumed(version: active.version, from: resume.since, replayed: replay.entries.count, epoch: epoch)
-                ))
-                    ?? SocketMessage.make(type: "scene.resumed"))
+    func connect(_ connection: ChannelConnection, resume: Resume?, current: () -> (scene: Scene, epoch: String)?) -> Int64? {
+        recent.withLock { recent -> Int64? in
+            guard let (active, epoch) = current() else {
+                connection.goLive()
+                return nil
+            }
+            if let resume, resume.epoch == epoch, resume.since > 0, resume.since <= active.version,
+                let replay = Self.replay(since: resume.since, active: active, log: recent),
+                replay.entries.count <= hub.queueLimit / 2
+            {
+                connection.goLive(holding: replay.name, version: resume.since)
+                for entry in replay.entries { connection.deliver(entry, coalesce: false) }
+                let reached = replay.entries.last?.version ?? resume.since
+                connection.send(
+                    (try? SocketMessage.make(
+                        type: "scene.resumed", payload: Resumed(version: reached, from: resume.since, replayed: replay.entries.count, epoch: epoch)
+                    ))
+                        ?? SocketMessage.make(type: "scene.resumed"))
+                return reached
+            }
+            let change = SceneChange(scene: active, active: true, action: "sync")
+            let json = lastFullScene.withLock { cached -> [UInt8] in
+                if let cached, cached.name == active.name, cached.version == active.version { return cached.json }
+                let json = (try? JSON.encode(active)) ?? Array("{}".utf8)
+                cached = (active.name, active.version, json)
+                return json
+            }
+            connection.deliver(
+                SceneFeedEntry(
+                    version: active.version, base: nil, name: active.name, active: true,
+                    full: Self.fullFrame(change, epoch: epoch, sceneJSON: json), patch: nil),
+                force: true)
+            connection.goLive()
             return active.version
         }
-        let change = SceneChange(scene: active, active: true, action: "sync")
-        connection.deliver(
-            SceneFeedEntry(
-                version: active.version, base: nil, name: active.name, active: true, full: Self.fullFrame(change, epoch: epoch), patch: nil),
-            force: true)
-        return active.version
     }
 
     struct Resumed: Encodable {
@@ -171,16 +196,14 @@ final class SceneFeed: Sendable {
         let epoch: String
     }
 
-    /// The active-scene changes after `since`, when the log still has the one at `since` (or `since` is the active
-    /// scene's current version) and every one after it.
-    private func replay(since: Int64, active: Scene) -> (name: String, entries: [SceneFeedEntry])? {
+    /// The active-scene changes after `since` in `log`, when it still has the one at `since` (or `since` is the active
+    /// scene's current version). The log may end before `active` (versions being published); it never passes it.
+    private static func replay(since: Int64, active: Scene, log: [SceneFeedEntry]) -> (name: String, entries: [SceneFeedEntry])? {
         if since == active.version { return (active.name, []) }
-        return recent.withLock { recent -> (String, [SceneFeedEntry])? in
-            guard let start = recent.firstIndex(where: { $0.version == since }), recent[start].active else { return nil }
-            let entries = recent[(start + 1)...].filter(\.active)
-            guard entries.last?.version == active.version else { return nil }
-            return (recent[start].name, Array(entries))
-        }
+        guard let start = log.firstIndex(where: { $0.version == since }), log[start].active, log[start].name == active.name else { return nil }
+        let entries = log[(start + 1)...].filter(\.active)
+        guard entries.allSatisfy({ $0.name == active.name && $0.version <= active.version }) else { return nil }
+        return (log[start].name, Array(entries))
     }
 
     /// The oldest version a client can resume from (for the README's figures and `/api/metrics/realtime`).

@@ -34,7 +34,16 @@ public final class ChannelConnection: SocketConnection {
     /// Scene frames that may wait before a new one replaces the newest of them (`limits.ws_scene_backlog`).
     let sceneBacklog: Int
     /// The scene versions the client will hold once its queue is written: the overlay's one scene, a panel's per name.
-    private let held = Mutex<(name: String?, version: Int64, byScene: [String: Int64])>((nil, 0, [:]))
+    private let held = Mutex<Held>(Held())
+
+    struct Held {
+        var name: String?
+        var version: Int64 = 0
+        var byScene: [String: Int64] = [:]
+        /// False until ``SceneFeed/connect`` brought the client up to date: changes published before then are in the
+        /// feed's log (or older than the scene it is sent), so they are not queued ahead of the catch-up.
+        var live = false
+    }
 
     init(
         id: String, channel: SocketChannel, caller: Caller, clientLabel: String?, limit: Int, nioChannel: any Channel,
@@ -81,11 +90,12 @@ public final class ChannelConnection: SocketConnection {
         }
     }
 
-    /// Records that the client holds `version` of scene `name` (it said so when reconnecting), unless a change was
-    /// already queued for it (a save landed while it connected: what it is sent then counts).
-    func hold(name: String, version: Int64) {
+    /// Takes published changes from now on; with `name`, the client holds `version` of that scene (it said so when
+    /// reconnecting, and the replay that follows starts there). Called by ``SceneFeed/connect`` under the feed's lock.
+    func goLive(holding name: String? = nil, version: Int64 = 0) {
         held.withLock { held in
-            guard held.name == nil else { return }
+            held.live = true
+            guard let name else { return }
             held.name = name
             held.version = version
             held.byScene[name] = version
@@ -97,12 +107,14 @@ public final class ChannelConnection: SocketConnection {
     /// scene frames wait (a slow client) a new one replaces the newest of them, and a frame that replaces a queued one
     /// is always the full frame, since the client never sees the replaced one.
     /// - Parameters:
-    ///   - force: Queue the full frame even when the client holds a newer version (a reload went back).
+    ///   - force: Queue the full frame even when the client holds a newer version (a reload went back), or before the
+    ///     client went live (the catch-up's full scene).
     ///   - coalesce: False for a replay: every version is queued, none replaces another.
     func deliver(_ entry: SceneFeedEntry, force: Bool = false, coalesce: Bool = true) {
         let overlay = channel == .overlay
         let key = coalesce ? (overlay ? "scene" : "scene:" + entry.name) : nil
         let outcome: OutboundQueue<ByteBuffer>.Outcome? = held.withLock { held in
+            if !force && !held.live { return nil }
             let holding: Int64? = overlay ? (held.name == nil ? nil : held.version) : held.byScene[entry.name]
             let sameScene = overlay ? held.name == entry.name : true
             if !force, let holding, holding >= entry.version { return nil }

@@ -87,9 +87,8 @@ extension OverlayEngine {
     /// `?since=&epoch=` (see ``SceneFeed/connect``), else the active scene in full.
     func sendScene(_ connection: ChannelConnection, resume: SceneFeed.Resume?) {
         // Not loaded yet (Redis down at start-up): the socket gets the scene when it loads.
-        guard scenes.isLoaded else { return }
-        let (scene, epoch) = scenes.activeWithEpoch
-        let version = feed.connect(connection, active: scene, epoch: epoch, resume: resume)
+        let scenes = self.scenes
+        guard let version = feed.connect(connection, resume: resume, current: { scenes.isLoaded ? scenes.activeWithEpoch : nil }) else { return }
         // A late join: its acknowledgement is timed from now, not from the version's first broadcast.
         if connection.channel == .overlay { acks.sentOnConnect(overlay: connection.clientLabel ?? connection.id, version: version) }
     }
