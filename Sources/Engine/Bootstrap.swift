@@ -51,7 +51,8 @@ extension OverlayEngine {
         sceneLimits.maxTextLength = config.scene.maxTextLength
         sceneLimits.historySize = config.scene.historySize
         sceneLimits.historyMaxAgeSeconds = config.scene.historyMaxAgeSeconds
-        let feed = SceneFeed(hub: hub, acks: acks, capacity: config.scene.replayLogSize, logger: logger)
+        let sceneResponses = SceneResponseCache()
+        let feed = SceneFeed(hub: hub, acks: acks, capacity: config.scene.replayLogSize, logger: logger, encoded: sceneResponses)
         let scene = try openScenes(
             config: config, store: store, dataDir: dataDir, limits: sceneLimits, feed: feed, metrics: metrics, logger: logger)
 
@@ -74,7 +75,6 @@ extension OverlayEngine {
         let engineRegistrar = PluginRegistrar()
         let realtime = RealtimeReport(
             hub: hub, acks: acks, scenes: scene, feed: feed, metrics: metrics, startedAt: Date(), engineID: bus.engineID, store: store)
-        let sceneResponses = SceneResponseCache()
         SceneRoutes(
             store: scene, acks: acks, editing: SceneEditing(validator: SceneValidator(limits: sceneLimits)),
             bodyLimit: config.scene.maxBodyBytes, realtime: realtime.snapshot, responses: sceneResponses

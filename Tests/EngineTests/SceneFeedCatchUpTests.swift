@@ -72,16 +72,18 @@ final class SceneFeedCatchUpTests: XCTestCase {
         return (versions, resumed)
     }
 
-    func makeFeed() -> (SceneFeed, ChannelHub) {
+    /// A feed whose log holds `published` versions of the active scene "main".
+    func makeFeed(published: [Int64] = [1, 2, 3]) -> (SceneFeed, ChannelHub) {
         let metrics = EngineMetrics()
         let hub = ChannelHub(limits: LimitsConfig(), metrics: metrics, logger: Self.logger)
         let acks = OverlayAcks(metrics: metrics, isConnected: { _ in true })
-        return (SceneFeed(hub: hub, acks: acks, capacity: 64, logger: Self.logger), hub)
+        let feed = SceneFeed(hub: hub, acks: acks, capacity: 64, logger: Self.logger)
+        for version in published { feed.publish(Self.change(version), epoch: "e") }
+        return (feed, hub)
     }
 
     func testTheActiveSceneAheadOfTheLogIsReplayedAsFarAsTheLogAndTheRestArrivesLive() async throws {
         let (feed, hub) = makeFeed()
-        for version: Int64 in 1...3 { feed.publish(Self.change(version), epoch: "e") }
         // The store already holds 5; 4 and 5 are published after the catch-up.
         let got = try await serve(
             feed: feed, hub: hub,
@@ -99,7 +101,6 @@ final class SceneFeedCatchUpTests: XCTestCase {
 
     func testAChangePublishedBeforeTheCatchUpIsNotQueuedAheadOfIt() async throws {
         let (feed, hub) = makeFeed()
-        for version: Int64 in 1...3 { feed.publish(Self.change(version), epoch: "e") }
         let got = try await serve(
             feed: feed, hub: hub,
             catchUp: { connection in
@@ -113,7 +114,6 @@ final class SceneFeedCatchUpTests: XCTestCase {
 
     func testAFullCatchUpIsNotFollowedByTheVersionsItAlreadyHolds() async throws {
         let (feed, hub) = makeFeed()
-        for version: Int64 in 1...3 { feed.publish(Self.change(version), epoch: "e") }
         let got = try await serve(
             feed: feed, hub: hub,
             catchUp: { connection in
@@ -126,7 +126,7 @@ final class SceneFeedCatchUpTests: XCTestCase {
     }
 
     func testNotLoadedYetTheLoadBringsTheScene() async throws {
-        let (feed, hub) = makeFeed()
+        let (feed, hub) = makeFeed(published: [])
         let got = try await serve(
             feed: feed, hub: hub,
             catchUp: { connection in

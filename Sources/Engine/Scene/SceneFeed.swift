@@ -28,14 +28,15 @@ final class SceneFeed: Sendable {
     /// Changes kept for reconnecting clients (``resume``).
     let capacity: Int
     private let recent = Mutex<[SceneFeedEntry]>([])
-    /// The JSON of the scene the last catch-up sent in full: a wave of connecting overlays encodes it once (the
-    /// catch-up runs under the log's lock, one connection at a time).
-    private let lastFullScene = Mutex<(name: String, version: Int64, json: [UInt8])?>(nil)
+    /// The encoded scenes `GET /api/scene` answers with, one per (scene, version): a wave of connecting overlays sent
+    /// the scene in full encodes it once (the catch-up runs under the log's lock, one connection at a time).
+    private let encoded: SceneResponseCache
     private let fullBytes = Atomic<Int>(0)
     private let patchBytes = Atomic<Int>(0)
 
-    init(hub: ChannelHub, acks: OverlayAcks, capacity: Int, logger: Logger) {
+    init(hub: ChannelHub, acks: OverlayAcks, capacity: Int, logger: Logger, encoded: SceneResponseCache = SceneResponseCache()) {
         self.hub = hub
+        self.encoded = encoded
         self.acks = acks
         self.capacity = max(1, capacity)
         self.logger = logger
@@ -173,12 +174,7 @@ final class SceneFeed: Sendable {
                 return reached
             }
             let change = SceneChange(scene: active, active: true, action: "sync")
-            let json = lastFullScene.withLock { cached -> [UInt8] in
-                if let cached, cached.name == active.name, cached.version == active.version { return cached.json }
-                let json = (try? JSON.encode(active)) ?? Array("{}".utf8)
-                cached = (active.name, active.version, json)
-                return json
-            }
+            let json = try? encoded.entry(for: active).body
             connection.deliver(
                 SceneFeedEntry(
                     version: active.version, base: nil, name: active.name, active: true,
